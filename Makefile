@@ -1,0 +1,41 @@
+# Two commands: `make demo` and `make test`. Both create .venv on first use.
+# torch==2.13.0 is installed first on purpose: an unpinned torch pulls a multi-GB CUDA build,
+# while pyproject keeps a range so users keep their own CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+DEMO_DIR ?= runs/demo-sac-invertedpendulum
+
+.PHONY: demo test test-all test-gpu bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	PYTHONHASHSEED=0 MUJOCO_GL=$${MUJOCO_GL:-egl} $(PY) -m pytest -m "not slow and not gpu" -q
+
+test-all: $(STAMP)
+	PYTHONHASHSEED=0 $(PY) -m pytest -q
+
+test-gpu: $(STAMP)
+	PYTHONHASHSEED=0 $(PY) -m pytest -m gpu -q
+
+demo: $(STAMP)
+	$(VENV)/bin/rlsuite train sac --env InvertedPendulum-v5 --seed 0 --total-steps 12000 --run-dir $(DEMO_DIR) --overwrite
+	$(VENV)/bin/rlsuite eval $(DEMO_DIR) --episodes 10
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(PY) scripts/bench/ppo_sac_vs_sb3.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check rlsuite tests scripts
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,199 @@
+"""The ``rlsuite`` command.
+
+    rlsuite list
+    rlsuite train <algo> --env ID --seed 0 --total-steps N [--run-dir DIR] [--resume DIR] [...]
+    rlsuite eval DIR --episodes 10 [--video]
+
+``rlsuite train <algo> --help`` lists every option of that algorithm (built from its config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlsuite.core.registry import UnknownNameError
+
+log = logging.getLogger("rlsuite")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+def _train_args_class(spec: Any) -> type:
+    """A frozen dataclass with the run options and the algorithm's config (flags without prefixes)."""
+    from rlsuite.core.run import RunConfig
+
+    return dataclasses.make_dataclass(
+        f"Train{spec.config_cls.__name__}",
+        [("run", RunConfig, dataclasses.field(default_factory=RunConfig)), ("algo", spec.config_cls, dataclasses.field(default_factory=spec.config_cls))],
+        frozen=True,
+    )
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def cmd_train(algo: str, argv: list[str]) -> int:
+    import tyro
+
+    from rlsuite.agents import AGENTS
+    from rlsuite.agents.train import train
+    from rlsuite.core.config import config_from_dict
+    from rlsuite.core.run import RunConfig, read_run_config
+
+    spec = AGENTS.get(algo)
+    Args = _train_args_class(spec)
+    resume = _flag_value(argv, "--resume")
+    if resume:
+        saved = read_run_config(resume)
+        if saved["algo"] != spec.name:
+            raise ValueError(f"{resume!r} is a {saved['algo']} run; resume it with: rlsuite train {saved['algo']} --resume {resume}")
+        run_defaults = config_from_dict(RunConfig, {**saved["run"], "resume": resume, "run_dir": resume})
+        algo_defaults = config_from_dict(spec.config_cls, saved["config"])
+    else:
+        env_id = _flag_value(argv, "--env") or spec.default_env
+        run_defaults = RunConfig(env=env_id)
+        algo_defaults = spec.config_cls(**spec.presets.get(env_id, {}))
+    args = tyro.cli(
+        Args,
+        args=argv,
+        default=Args(run=run_defaults, algo=algo_defaults),
+        prog=f"rlsuite train {spec.name}",
+        description=f"Train {spec.name}: {spec.summary}. Per-env presets: {', '.join(spec.presets) or 'none'}.",
+        config=(tyro.conf.OmitArgPrefixes,),
+    )
+    summary = train(spec, args.run, args.algo)
+    print(f"run directory: {summary['run_dir']}")
+    print(f"checkpoint:    {summary['checkpoint']}")
+    print(f"curve:         {summary['curve']}")
+    print(f"steps={summary['steps']} eval_mean_return={summary['eval_mean_return']:.2f}")
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rlsuite eval", description="Evaluate a trained agent (deterministic actions).")
+    p.add_argument("run_dir", help="run directory (its latest checkpoint) or a checkpoint directory")
+    p.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    p.add_argument("--video", action="store_true", help="record an MP4 of the first episode (offscreen rendering)")
+    p.add_argument("--video-path", default=None, help="where to write the MP4 (default RUN_DIR/videos/eval.mp4)")
+    a = p.parse_args(argv)
+    if a.video:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    from rlsuite.agents.train import load_agent
+    from rlsuite.core.evaluate import evaluate_policy, record_video
+    from rlsuite.core.seeding import resolve_device
+
+    device = resolve_device(a.device)
+    agent, meta = load_agent(a.run_dir, device)
+    env_id = meta["run"]["env"]
+    env_kwargs = meta.get("env_kwargs", {})
+
+    def act(o):
+        return agent.act(o, deterministic=not a.stochastic)
+
+    returns = evaluate_policy(act, env_id, episodes=a.episodes, seed=a.seed, device=device, env_kwargs=env_kwargs)
+    print(f"{meta['algo']} on {env_id}, checkpoint step {meta['step']}, {a.episodes} episodes")
+    for i, r in enumerate(returns):
+        print(f"episode {i}: return={r:.3f}")
+    if a.video:
+        path = Path(a.video_path) if a.video_path else Path(a.run_dir) / "videos" / "eval.mp4"
+        rets = record_video(act, env_id, path, seed=a.seed, device=device, env_kwargs=env_kwargs)
+        print(f"video: {path} (return {rets[0]:.2f})")
+    print(f"mean_return={float(returns.mean()):.4f}")
+    return 0
+
+
+def cmd_list() -> int:
+    import gymnasium as gym
+
+    from rlsuite.agents import AGENTS
+    from rlsuite.envs import ENV_IDS
+
+    print("agents:")
+    for name in AGENTS.names():
+        spec = AGENTS.get(name)
+        print(f"  {name:<10} {spec.summary} (default env {spec.default_env})")
+    print("environments (rlsuite):")
+    for env_id in ENV_IDS:
+        spec = gym.spec(env_id)
+        kind = "batched torch + single" if spec.vector_entry_point else "single"
+        print(f"  {env_id:<24} {kind}")
+    print("any other Gymnasium id works too (e.g. CartPole-v1, Pendulum-v1, Hopper-v5) through the vector adapter.")
+    return 0
+
+
+USAGE = """usage: rlsuite <command> [options]
+
+commands:
+  list                      agents and environments
+  train <algo> [options]    train an agent (rlsuite train <algo> --help)
+  eval <run_dir> [options]  evaluate a trained agent (rlsuite eval --help)
+"""
+
+COMMANDS = ("list", "train", "eval")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    _setup_logging(verbose="--verbose" in rest)
+    rest = [a for a in rest if a != "--verbose"]
+    try:
+        if cmd == "list":
+            return cmd_list()
+        if cmd == "train":
+            if not rest or rest[0].startswith("-"):
+                from rlsuite.agents import AGENTS
+
+                print(f"usage: rlsuite train <algo> [options]; algos: {', '.join(AGENTS.names())}", file=sys.stderr)
+                return 2
+            return cmd_train(rest[0], rest[1:])
+        if cmd == "eval":
+            return cmd_eval(rest)
+        from rlsuite.core.registry import unknown_name_message
+
+        print(f"error: {unknown_name_message('command', cmd, COMMANDS)}", file=sys.stderr)
+        return 2
+    except (UnknownNameError, ValueError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - a checkpoint problem is reported, not traced
+        from rlsuite.core.checkpoint import CheckpointError
+
+        if isinstance(e, CheckpointError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Action distributions and the heads that produce them.
+
+The distributions are lean (no argument validation, no ``torch.distributions`` overhead): on the CPU a
+batch-1 policy call is dominated by Python, so every avoided layer counts.
+
+Shapes: ``B`` is any batch shape; ``A`` the action dimension. ``log_prob`` and ``entropy`` sum over the
+action dimension and return ``B``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlsuite.core.nets import orthogonal_init
+
+LOG_2PI = math.log(2.0 * math.pi)
+LOG_2 = math.log(2.0)
+
+
+class Categorical:
+    """Categorical over the last dimension of ``logits`` ``(B, n)``."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits - logits.logsumexp(-1, keepdim=True)
+
+    def sample(self) -> torch.Tensor:
+        """``(B,)`` int64 samples."""
+        probs = self.logits.exp()
+        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """``action`` ``(B,)`` integer -> ``(B,)``."""
+        return self.logits.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.logits.exp() * self.logits).sum(-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+
+class DiagGaussian:
+    """Diagonal Gaussian with ``mean`` and ``log_std`` of shape ``(B, A)`` (log_std may broadcast)."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor) -> None:
+        self.mean = mean
+        self.log_std = log_std.expand_as(mean)
+        self.std = self.log_std.exp()
+
+    def sample(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample()
+
+    def rsample(self) -> torch.Tensor:
+        return self.mean + self.std * torch.randn_like(self.mean)
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        z = (action - self.mean) / self.std
+        return (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return (self.log_std + 0.5 * (1.0 + LOG_2PI)).sum(-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+
+class TanhGaussian:
+    """``tanh(u)`` with ``u ~ N(mean, exp(log_std))``: actions in ``(-1, 1)``.
+
+    ``log_prob`` includes the change of variables ``- sum log(1 - tanh(u)^2)``, computed in the stable
+    form ``2 * (log 2 - u - softplus(-2u))``.
+    """
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor) -> None:
+        self.base = DiagGaussian(mean, log_std)
+
+    @staticmethod
+    def _log_det(u: torch.Tensor) -> torch.Tensor:
+        return (2.0 * (LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
+
+    def rsample_with_log_prob(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample and its log-probability: ``(B, A)``, ``(B,)``."""
+        u = self.base.rsample()
+        return torch.tanh(u), self.base.log_prob(u) - self._log_det(u)
+
+    def sample(self) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.tanh(self.base.rsample())
+
+    def log_prob(self, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        u = torch.atanh(action.clamp(-1.0 + eps, 1.0 - eps))
+        return self.base.log_prob(u) - self._log_det(u)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.tanh(self.base.mean)
+
+
+class CategoricalHead(nn.Module):
+    """Linear layer ``(B, in_dim) -> Categorical`` over ``n`` actions."""
+
+    def __init__(self, in_dim: int, n: int, gain: float = 0.01) -> None:
+        super().__init__()
+        self.logits = orthogonal_init(nn.Linear(in_dim, n), gain=gain)
+
+    def forward(self, h: torch.Tensor) -> Categorical:
+        return Categorical(self.logits(h))
+
+
+class DiagGaussianHead(nn.Module):
+    """Linear mean and a state-independent learned log-std (PPO style): ``(B, in_dim) -> DiagGaussian``."""
+
+    def __init__(self, in_dim: int, act_dim: int, init_log_std: float = 0.0, gain: float = 0.01) -> None:
+        super().__init__()
+        self.mean = orthogonal_init(nn.Linear(in_dim, act_dim), gain=gain)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+
+    def forward(self, h: torch.Tensor) -> DiagGaussian:
+        return DiagGaussian(self.mean(h), self.log_std)
+
+
+class TanhGaussianHead(nn.Module):
+    """State-dependent mean and log-std, squashed by tanh (SAC style): ``(B, in_dim) -> TanhGaussian``.
+
+    The log-std is clamped to ``[log_std_min, log_std_max]``.
+    """
+
+    def __init__(self, in_dim: int, act_dim: int, log_std_min: float = -5.0, log_std_max: float = 2.0) -> None:
+        super().__init__()
+        self.out = nn.Linear(in_dim, 2 * act_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, h: torch.Tensor) -> TanhGaussian:
+        mean, log_std = self.out(h).chunk(2, dim=-1)
+        return TanhGaussian(mean, log_std.clamp(self.log_std_min, self.log_std_max))

@@ -1,0 +1,172 @@
+"""Training logger: metrics.csv, TensorBoard events and a rich progress bar.
+
+Keys live in four namespaces: ``rollout/`` (episode return and length), ``train/`` (losses and
+diagnostics), ``eval/`` (evaluation returns) and ``time/`` (SPS, wall-clock). A key outside them is a
+programming error and raises.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+NAMESPACES = ("rollout/", "train/", "eval/", "time/")
+log = logging.getLogger("rlsuite")
+
+
+def _float(v: Any) -> float:
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().float().mean().item())
+    return float(v)
+
+
+class CSVWriter:
+    """Wide CSV (one column per key, ``step`` first); the header grows when a new key appears."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.keys: list[str] = []
+        if path.is_file():
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), [])
+            self.keys = [k for k in header if k != "step"]
+
+    def write(self, step: int, row: dict[str, float]) -> None:
+        new = [k for k in row if k not in self.keys]
+        if new:
+            rows = self.read()
+            self.keys += sorted(new)
+            with open(self.path, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["step", *self.keys])
+                for r in rows:
+                    w.writerow([r.get("step", "")] + [r.get(k, "") for k in self.keys])
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([step] + [_fmt(row.get(k)) for k in self.keys])
+
+    def read(self) -> list[dict[str, str]]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (used on resume, so the file matches the checkpoint)."""
+        rows = [r for r in self.read() if r.get("step") not in (None, "") and int(float(r["step"])) <= step]
+        if not self.path.is_file():
+            return
+        with open(self.path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", *self.keys])
+            for r in rows:
+                w.writerow([r.get("step", "")] + [r.get(k, "") for k in self.keys])
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return ""
+    return repr(v) if not math.isnan(v) else "nan"
+
+
+class Logger:
+    """Write metrics to CSV + TensorBoard and drive a progress bar.
+
+    Args:
+        run_dir: where ``metrics.csv`` and ``tb/`` go; ``None`` logs to nothing but the progress bar.
+        total_steps: length of the progress bar (env steps).
+        start_step: where the bar starts (a resumed run).
+        tensorboard: write TensorBoard event files.
+        progress: show the rich progress bar (steps, SPS, recent return).
+        console: the rich console to draw on.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path | None,
+        total_steps: int,
+        start_step: int = 0,
+        tensorboard: bool = True,
+        progress: bool = True,
+        console: Console | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.csv: CSVWriter | None = None
+        self.tb = None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.csv = CSVWriter(self.run_dir / "metrics.csv")
+            if start_step > 0:
+                self.csv.truncate_after(start_step)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=start_step or None)
+        self.total_steps = total_steps
+        self._t0 = time.perf_counter()
+        self._step0 = start_step
+        self.recent_return = float("nan")
+        self.line_every = 5.0  # seconds between log lines when there is no progress bar
+        self._last_line = -float("inf")
+        self._progress: Progress | None = None
+        if progress:
+            self._progress = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[sps]:>7} SPS"),
+                TextColumn("return {task.fields[ret]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console or Console(stderr=True),
+                transient=False,
+            )
+            self._task = self._progress.add_task("train", total=total_steps, completed=start_step, sps="-", ret="-")
+            self._progress.start()
+
+    def sps(self, step: int) -> float:
+        """Env steps per second since this logger started."""
+        dt = time.perf_counter() - self._t0
+        return (step - self._step0) / dt if dt > 0 else 0.0
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        """Record ``metrics`` (floats or tensors) at env step ``step``."""
+        row: dict[str, float] = {}
+        for k, v in metrics.items():
+            if not k.startswith(NAMESPACES):
+                raise ValueError(f"metric key {k!r} must start with one of {NAMESPACES}.")
+            row[k] = _float(v)
+        if "rollout/ep_return" in row and not math.isnan(row["rollout/ep_return"]):
+            self.recent_return = row["rollout/ep_return"]
+        if self.csv is not None:
+            self.csv.write(step, row)
+        if self.tb is not None:
+            for k, v in row.items():
+                self.tb.add_scalar(k, v, step)
+        self.update(step)
+        if self._progress is None and time.perf_counter() - self._last_line >= self.line_every:
+            self._last_line = time.perf_counter()
+            parts = [f"step {step}/{self.total_steps}"] + [f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("rollout/", "eval/", "time/sps"))]
+            log.info(" | ".join(parts))
+
+    def update(self, step: int) -> None:
+        """Advance the progress bar to ``step``."""
+        if self._progress is not None:
+            ret = "-" if math.isnan(self.recent_return) else f"{self.recent_return:.1f}"
+            self._progress.update(self._task, completed=min(step, self.total_steps), sps=f"{self.sps(step):.0f}", ret=ret)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
+            self.tb = None

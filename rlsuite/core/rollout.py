@@ -1,0 +1,148 @@
+"""On-policy rollout storage and GAE / TD(lambda) returns that bootstrap truncations.
+
+Convention used throughout the suite: at step ``t`` the agent saw ``obs[t]``, took ``actions[t]``, got
+``rewards[t]`` and the env reported ``terminated[t]`` / ``truncated[t]``. ``next_obs[t]`` is the *true*
+next observation: the env's ``info["final_obs"]`` when the episode ended at ``t`` (before the autoreset),
+otherwise the observation returned by ``step``. With ``next_values[t] = V(next_obs[t])``::
+
+    delta_t = r_t + gamma * (1 - terminated_t) * next_values_t - values_t
+    A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1},   done_t = terminated_t or truncated_t
+
+so a truncated (timed-out) episode bootstraps from the value of its final observation while a
+terminated one does not, and no advantage leaks across an episode boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a ``(T, N)`` rollout.
+
+    Args:
+        rewards: ``(T, N)`` rewards.
+        values: ``(T, N)`` V(obs[t]).
+        next_values: ``(T, N)`` V(next_obs[t]), next_obs being the final observation where the episode ended.
+        terminated: ``(T, N)`` bool, true end of the MDP (no bootstrap).
+        truncated: ``(T, N)`` bool, time limit or other cut (bootstrap from ``next_values``).
+        gamma: discount.
+        gae_lambda: GAE lambda; 1 gives Monte-Carlo-with-bootstrap, 0 gives one-step TD.
+
+    Returns:
+        ``(advantages, returns)``, both ``(T, N)``; ``returns = advantages + values`` are the TD(lambda) targets.
+    """
+    if not (rewards.shape == values.shape == next_values.shape == terminated.shape == truncated.shape):
+        raise ValueError(
+            "compute_gae needs equal (T, N) shapes, got rewards "
+            f"{tuple(rewards.shape)}, values {tuple(values.shape)}, next_values {tuple(next_values.shape)}, "
+            f"terminated {tuple(terminated.shape)}, truncated {tuple(truncated.shape)}."
+        )
+    not_term = 1.0 - terminated.to(rewards.dtype)
+    not_done = 1.0 - (terminated | truncated).to(rewards.dtype)
+    deltas = rewards + gamma * not_term * next_values - values
+    decay = gamma * gae_lambda * not_done
+    adv = torch.empty_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        last = deltas[t] + decay[t] * last
+        adv[t] = last
+    return adv, adv + values
+
+
+class RolloutStorage:
+    """Preallocated ``(T, N, ...)`` tensors for one on-policy rollout, kept on ``device``.
+
+    Args:
+        num_steps: ``T``, steps per env per rollout.
+        num_envs: ``N``.
+        obs_shape: single observation shape.
+        action_shape: single action shape (``()`` for discrete).
+        device: where every tensor lives.
+        action_dtype: ``torch.int64`` for discrete actions, float otherwise.
+    """
+
+    def __init__(
+        self,
+        num_steps: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        device: torch.device,
+        action_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        T, N = num_steps, num_envs
+        self.num_steps, self.num_envs = T, N
+        z = dict(device=device)
+        self.obs = torch.zeros((T, N, *obs_shape), **z)
+        self.next_obs = torch.zeros((T, N, *obs_shape), **z)
+        self.actions = torch.zeros((T, N, *action_shape), dtype=action_dtype, **z)
+        self.logp = torch.zeros((T, N), **z)
+        self.rewards = torch.zeros((T, N), **z)
+        self.values = torch.zeros((T, N), **z)
+        self.next_values = torch.zeros((T, N), **z)
+        self.terminated = torch.zeros((T, N), dtype=torch.bool, **z)
+        self.truncated = torch.zeros((T, N), dtype=torch.bool, **z)
+        self.advantages = torch.zeros((T, N), **z)
+        self.returns = torch.zeros((T, N), **z)
+
+    def insert(
+        self,
+        t: int,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        logp: torch.Tensor,
+        value: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminated: torch.Tensor,
+        truncated: torch.Tensor,
+    ) -> None:
+        """Write step ``t`` (every argument ``(N, ...)``)."""
+        self.obs[t] = obs
+        self.actions[t] = action
+        self.logp[t] = logp
+        self.values[t] = value
+        self.rewards[t] = reward
+        self.next_obs[t] = next_obs
+        self.terminated[t] = terminated
+        self.truncated[t] = truncated
+
+    def compute_returns(self, next_values: torch.Tensor, gamma: float, gae_lambda: float) -> None:
+        """Fill ``advantages`` and ``returns`` given ``next_values`` ``(T, N)`` = V(next_obs)."""
+        self.next_values.copy_(next_values)
+        adv, ret = compute_gae(self.rewards, self.values, next_values, self.terminated, self.truncated, gamma, gae_lambda)
+        self.advantages.copy_(adv)
+        self.returns.copy_(ret)
+
+    def minibatches(self, num_minibatches: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffle the ``T * N`` samples (global torch RNG) and yield ``num_minibatches`` flat batches."""
+        total = self.num_steps * self.num_envs
+        if num_minibatches < 1 or total % num_minibatches:
+            raise ValueError(
+                f"num_minibatches={num_minibatches} must divide num_steps * num_envs = {total}; "
+                "pick a divisor so every minibatch has the same size."
+            )
+        flat = {
+            "obs": self.obs.flatten(0, 1),
+            "actions": self.actions.flatten(0, 1),
+            "logp": self.logp.flatten(),
+            "values": self.values.flatten(),
+            "advantages": self.advantages.flatten(),
+            "returns": self.returns.flatten(),
+        }
+        perm = torch.randperm(total).to(self.obs.device)
+        size = total // num_minibatches
+        for start in range(0, total, size):
+            idx = perm[start : start + size]
+            yield {k: v[idx] for k, v in flat.items()}

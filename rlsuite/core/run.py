@@ -1,0 +1,326 @@
+"""Run directories: resolved config, metrics, checkpoints, evaluation and the learning curve.
+
+Layout of ``runs/<env>__<algo>__<seed>__<time>/`` (or the ``--run-dir`` given)::
+
+    config.json          the resolved configuration (algorithm + run options) and versions
+    metrics.csv          one row per log event, one column per metric
+    tb/                  TensorBoard event files
+    checkpoints/
+        step_000010000/  a checkpoint (see rlsuite.core.checkpoint)
+        final/           the checkpoint written when training ends
+        latest.json      pointer to the newest checkpoint (what --resume and eval load)
+    curve.png            learning curve, written at the end
+
+An agent's ``learn`` calls :meth:`Run.step_done` after each iteration; the run decides when to
+evaluate and checkpoint, so every agent gets the same behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlsuite.core.checkpoint import (
+    CheckpointError,
+    atomic_write_json,
+    find_latest,
+    first_difference,
+    load_checkpoint,
+    save_checkpoint,
+    write_latest,
+)
+from rlsuite.core.config import config_to_dict
+from rlsuite.core.evaluate import evaluate_policy
+from rlsuite.core.logger import Logger
+from rlsuite.core.seeding import get_rng_state, set_rng_state
+from rlsuite.core.vec_env import TorchVecEnv, describe_space, first_space_difference
+
+log = logging.getLogger("rlsuite")
+
+
+class Agent(Protocol):
+    """What the run machinery needs from an agent (every agent in ``rlsuite.agents`` provides it)."""
+
+    algo: str
+    config: Any
+    observation_space: gym.Space
+    action_space: gym.Space
+    device: torch.device
+    global_step: int
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor: ...
+    def state_dict(self) -> dict[str, Any]: ...  # {"weights": ..., "optim": ..., "counters": ...}
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def training_state(self, env: TorchVecEnv) -> dict[str, Any]: ...
+    def load_training_state(self, state: dict[str, Any], env: TorchVecEnv) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Options shared by every ``rlsuite train <algo>`` command."""
+
+    env: str = "CartPole-v1"
+    """Gymnasium environment id (any registered id; rlsuite's own start with 'rlsuite/')."""
+    seed: int = 0
+    """Random seed (Python, NumPy, torch and the environments)."""
+    total_steps: int = 100_000
+    """Environment steps to train for (summed over parallel envs)."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    run_dir: str | None = None
+    """Run directory; default runs/<env>__<algo>__<seed>__<time>."""
+    resume: str | None = None
+    """Run directory to resume from its latest checkpoint (its config is reused; flags given override)."""
+    overwrite: bool = False
+    """Allow training into a run directory that already holds a run (it is replaced)."""
+    checkpoint_every: int = 0
+    """Checkpoint every N env steps (0: ten checkpoints over the run)."""
+    keep_checkpoints: int = 3
+    """Periodic checkpoints kept on disk (older ones are deleted; 0 keeps all)."""
+    eval_every: int = 0
+    """Evaluate every N env steps (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    progress: bool = True
+    """Show the progress bar (otherwise log lines)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files."""
+    torch_threads: int = 0
+    """torch intra-op threads (0 keeps torch's default)."""
+    deterministic: bool = False
+    """Ask torch for deterministic kernels (slower on GPU)."""
+
+
+def code_version() -> dict[str, str]:
+    """rlsuite/torch/gymnasium versions and, when run from a git checkout, the commit."""
+    import rlsuite
+
+    info = {
+        "rlsuite": rlsuite.__version__,
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=2,
+        )
+        if out.returncode == 0:
+            info["git_commit"] = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def default_run_dir(env_id: str, algo: str, seed: int) -> Path:
+    """``runs/<env>__<algo>__<seed>__<YYYYmmdd-HHMMSS>`` (``/`` in the env id becomes ``_``)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{env_id.replace('/', '_')}__{algo}__{seed}__{stamp}"
+
+
+class Run:
+    """One training run on disk: logger, periodic evaluation and checkpoints, final artefacts.
+
+    Args:
+        run_dir: the run directory (created).
+        run_config: the shared run options.
+        algo_config: the algorithm's config dataclass (written into ``config.json``).
+        algo: the agent's registry name.
+        start_step: env steps already done (a resumed run).
+        env_kwargs: keyword arguments the env was built with (reused for evaluation).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        run_config: RunConfig,
+        algo_config: Any,
+        algo: str,
+        start_step: int = 0,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.dir = Path(run_dir)
+        self.cfg = run_config
+        self.algo = algo
+        self.algo_config = algo_config
+        self.env_kwargs = env_kwargs or {}
+        self.ckpt_dir = self.dir / "checkpoints"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_doc = {
+            "algo": algo,
+            "run": config_to_dict(run_config),
+            "config": config_to_dict(algo_config),
+            "env_kwargs": self.env_kwargs,
+            "versions": code_version(),
+        }
+        atomic_write_json(self.dir / "config.json", self.config_doc)
+        total = run_config.total_steps
+        self.checkpoint_every = run_config.checkpoint_every or max(1, total // 10)
+        self.eval_every = run_config.eval_every
+        self._next_ckpt = (start_step // self.checkpoint_every + 1) * self.checkpoint_every
+        self._next_eval = (start_step // self.eval_every + 1) * self.eval_every if self.eval_every else None
+        self.logger = Logger(self.dir, total, start_step, tensorboard=run_config.tensorboard, progress=run_config.progress)
+        self.last_eval: float | None = None
+
+    # ------------------------------------------------------------------ per-iteration hook
+    def step_done(self, agent: Agent, env: TorchVecEnv) -> None:
+        """Called by an agent after each iteration: evaluates and checkpoints when their time has come."""
+        step = agent.global_step
+        self.logger.update(step)
+        if self._next_eval is not None and step >= self._next_eval:
+            self.evaluate(agent)
+            self._next_eval = (step // self.eval_every + 1) * self.eval_every
+        if step >= self._next_ckpt:
+            self.save(agent, env, f"step_{step:09d}")
+            self._next_ckpt = (step // self.checkpoint_every + 1) * self.checkpoint_every
+
+    def evaluate(self, agent: Agent) -> float:
+        """Evaluate the deterministic policy on ``eval_episodes`` fresh episodes; logs ``eval/*``."""
+        t0 = time.perf_counter()
+        returns = evaluate_policy(
+            lambda o: agent.act(o, deterministic=True),
+            self.cfg.env,
+            episodes=self.cfg.eval_episodes,
+            seed=self.cfg.seed + 10_000,
+            device=agent.device,
+            env_kwargs=self.env_kwargs,
+        )
+        self.last_eval = float(np.mean(returns))
+        self.logger.log(
+            agent.global_step,
+            {"eval/mean_return": self.last_eval, "eval/std_return": float(np.std(returns)), "time/eval_seconds": time.perf_counter() - t0},
+        )
+        return self.last_eval
+
+    def save(self, agent: Agent, env: TorchVecEnv, name: str) -> Path:
+        """Write a complete checkpoint (weights, optimizers, env and buffer state, RNG) and point latest at it."""
+        rng_tensors, rng_meta = get_rng_state()
+        state = {"agent": agent.state_dict(), "train": agent.training_state(env), "rng": rng_tensors}
+        meta = {
+            **self.config_doc,
+            "step": agent.global_step,
+            "observation_space": describe_space(agent.observation_space),
+            "action_space": describe_space(agent.action_space),
+            "rng": rng_meta,
+        }
+        path = save_checkpoint(self.ckpt_dir / name, state, meta)
+        write_latest(self.ckpt_dir, name, agent.global_step)
+        if self.cfg.keep_checkpoints > 0:
+            for old in sorted(self.ckpt_dir.glob("step_*"))[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def finish(self, agent: Agent, env: TorchVecEnv) -> dict[str, Any]:
+        """Final checkpoint, final evaluation, learning-curve PNG; returns a summary dict."""
+        ckpt = self.save(agent, env, "final")
+        mean_return = self.evaluate(agent) if self.cfg.eval_episodes > 0 else float("nan")
+        self.logger.close()
+        curve = plot_learning_curve(self.dir / "metrics.csv", self.dir / "curve.png", title=f"{self.algo} on {self.cfg.env}")
+        return {"run_dir": str(self.dir), "checkpoint": str(ckpt), "curve": str(curve), "eval_mean_return": mean_return}
+
+    def close(self) -> None:
+        self.logger.close()
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory (-> its latest checkpoint) or a checkpoint directory -> the checkpoint path."""
+    path = Path(path)
+    if (path / "meta.json").is_file():
+        return path
+    if (path / "checkpoints").is_dir():
+        return find_latest(path / "checkpoints")
+    raise CheckpointError(f"{str(path)!r} is neither a run directory (with checkpoints/) nor a checkpoint directory.")
+
+
+def restore_training(agent: Agent, env: TorchVecEnv, checkpoint: str | Path) -> dict[str, Any]:
+    """Load a full training checkpoint into ``agent`` and ``env`` (weights, optimizers, env, buffers, RNG).
+
+    Raises:
+        CheckpointError: the spaces or tensor shapes differ (the message names the first difference).
+    """
+    state, meta = load_checkpoint(checkpoint, device=agent.device)
+    check_spaces(agent, meta, checkpoint)
+    diff = first_difference(agent.state_dict()["weights"], state["agent"]["weights"])
+    if diff:
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r} does not fit this agent: {diff}.")
+    agent.load_state_dict(state["agent"])
+    agent.load_training_state(state["train"], env)
+    set_rng_state(state["rng"], meta["rng"])
+    return meta
+
+
+def check_spaces(agent: Agent, meta: dict[str, Any], checkpoint: str | Path) -> None:
+    """Refuse a checkpoint whose observation or action space differs from the agent's."""
+    for name, space in (("observation", agent.observation_space), ("action", agent.action_space)):
+        diff = first_space_difference(describe_space(space), meta[f"{name}_space"], name)
+        if diff:
+            raise CheckpointError(f"checkpoint {str(checkpoint)!r} does not match: {diff}.")
+
+
+def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str = "") -> Path:
+    """Plot training episode return and evaluation return against env steps into a PNG."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    if Path(metrics_csv).is_file():
+        with open(metrics_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        xs, ys = [], []
+        for r in rows:
+            v = r.get(key, "")
+            if v not in ("", "nan"):
+                xs.append(float(r["step"]))
+                ys.append(float(v))
+        return xs, ys
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key, label in (("rollout/ep_return", "training episodes"), ("eval/mean_return", "evaluation (deterministic)")):
+        xs, ys = series(key)
+        if xs:
+            ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, ms=3, label=label)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend()
+    fig.tight_layout()
+    out_png = Path(out_png)
+    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a run directory."""
+    p = Path(run_dir) / "config.json"
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{str(run_dir)!r} has no config.json; is it a run directory?") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{str(p)!r} is corrupted: {e}.") from None

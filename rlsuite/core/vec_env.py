@@ -1,0 +1,343 @@
+"""The batched-env protocol of the suite and the adapter from Gymnasium vector envs.
+
+Every environment an agent sees is a :class:`TorchVecEnv`: a ``gymnasium.vector.VectorEnv`` whose
+arrays are torch tensors on ``env.device``:
+
+* ``reset(seed=None) -> (obs, info)`` with ``obs`` of shape ``(num_envs, *obs_shape)``;
+* ``step(action) -> (obs, reward, terminated, truncated, info)``; ``action`` ``(num_envs, *act_shape)``,
+  ``reward`` float32 ``(num_envs,)``, ``terminated`` and ``truncated`` bool ``(num_envs,)``, kept apart;
+* autoreset is ``SAME_STEP`` (declared in ``metadata["autoreset_mode"]``): an env whose episode ended
+  is reset inside ``step`` and the returned ``obs`` row is the first observation of the next episode;
+* ``info["final_obs"]`` ``(num_envs, *obs_shape)`` holds the observation *before* that reset where an
+  episode ended (rows where it did not equal ``obs``), ``info["_final_obs"]`` the bool mask of those rows;
+* ``info["episode_return"]`` / ``info["episode_length"]`` ``(num_envs,)`` give the finished episode's
+  undiscounted return and length where ``info["_final_obs"]`` is set;
+* ``state_dict()`` / ``load_state_dict()`` capture everything needed to continue exactly (exact resume).
+
+Gymnasium envs (classic control, MuJoCo, anything registered) come in through :class:`GymVecAdapter`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+
+from rlsuite.core.registry import UnknownNameError, unknown_name_message
+from rlsuite.core.seeding import resolve_device
+
+logger = logging.getLogger(__name__)
+
+VECTORIZATION_MODES = ("auto", "sync", "async")
+
+
+class TorchVecEnv(VectorEnv):
+    """Base class of batched torch environments (see the module docstring for the contract).
+
+    Subclasses set ``num_envs``, ``device``, the single and batched spaces, call
+    :meth:`_init_episode_stats`, and use :meth:`_track_episodes` in ``step``.
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    device: torch.device
+
+    def _init_episode_stats(self) -> None:
+        self._ep_return = torch.zeros(self.num_envs, device=self.device, dtype=torch.float64)
+        self._ep_length = torch.zeros(self.num_envs, device=self.device, dtype=torch.int64)
+
+    def _track_episodes(self, reward: torch.Tensor, done: torch.Tensor, info: dict[str, Any]) -> None:
+        """Accumulate returns and lengths; write the finished ones into ``info`` and restart them."""
+        self._ep_return += reward.to(torch.float64)
+        self._ep_length += 1
+        info["episode_return"] = self._ep_return.to(torch.float32)
+        info["episode_length"] = self._ep_length.clone()
+        self._ep_return = torch.where(done, torch.zeros_like(self._ep_return), self._ep_return)
+        self._ep_length = torch.where(done, torch.zeros_like(self._ep_length), self._ep_length)
+
+    def _episode_stats_state(self) -> dict[str, torch.Tensor]:
+        return {"ep_return": self._ep_return.clone(), "ep_length": self._ep_length.clone()}
+
+    def _load_episode_stats_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._ep_return = state["ep_return"].to(self.device, torch.float64).clone()
+        self._ep_length = state["ep_length"].to(self.device, torch.int64).clone()
+
+    @property
+    def exact_resume(self) -> bool:
+        """Whether :meth:`load_state_dict` continues the interrupted episodes exactly."""
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue from here (tensors and JSON-able values)."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        raise NotImplementedError
+
+
+def _check_space(space: gym.Space, what: str) -> None:
+    if isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
+        return
+    raise ValueError(
+        f"{what} space {space} is not supported; allowed: Box and Discrete. "
+        "Flatten other spaces with gymnasium.wrappers.FlattenObservation first."
+    )
+
+
+class GymVecAdapter(TorchVecEnv):
+    """Turn a Gymnasium vector env (sync or async) into a :class:`TorchVecEnv`.
+
+    The wrapped env must use autoreset mode ``DISABLED`` (the adapter resets finished envs itself, with a
+    seed per episode drawn from its own seeded generator) or ``SAME_STEP`` (passed through). ``NEXT_STEP``
+    is refused because its extra reset step would enter the training data as a fake transition.
+
+    Exact resume: with a ``SyncVectorEnv`` in ``DISABLED`` mode the adapter remembers each env's
+    episode seed and the actions since its reset, and :meth:`load_state_dict` replays them, so any
+    deterministic Gymnasium env continues mid-episode exactly. Other set-ups restart the episodes on
+    load (a warning is logged).
+
+    Args:
+        env: the Gymnasium vector env (Box or Discrete spaces).
+        device: device of the returned tensors.
+        seed: seeds the per-episode seed generator (also settable through ``reset(seed=...)``).
+    """
+
+    def __init__(self, env: VectorEnv, device: torch.device | str = "cpu", seed: int | None = None) -> None:
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        mode = AutoresetMode(mode) if not isinstance(mode, AutoresetMode) else mode
+        if mode == AutoresetMode.NEXT_STEP:
+            raise ValueError(
+                "GymVecAdapter got a vector env with autoreset_mode NEXT_STEP, whose reset step would enter the "
+                "data as a fake transition. Create it with "
+                "gymnasium.make_vec(..., vector_kwargs={'autoreset_mode': AutoresetMode.DISABLED}) "
+                "or use rlsuite.core.vec_env.make_vec_env."
+            )
+        _check_space(env.single_observation_space, "observation")
+        _check_space(env.single_action_space, "action")
+        self.env = env
+        self.mode = mode
+        self.num_envs = env.num_envs
+        self.device = resolve_device(device)
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+        self.observation_space = env.observation_space
+        self.action_space = env.action_space
+        self.metadata = {**env.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+        self.spec = getattr(env, "spec", None)
+        self._discrete = isinstance(self.single_action_space, gym.spaces.Discrete)
+        self._seed_rng = np.random.default_rng(seed)
+        self._episode_seed = np.zeros(self.num_envs, dtype=np.int64)
+        self._history: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
+        self._init_episode_stats()
+
+    @property
+    def exact_resume(self) -> bool:
+        return isinstance(self.env, SyncVectorEnv) and self.mode == AutoresetMode.DISABLED
+
+    def _obs(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32).to(self.device)
+
+    def _draw_seeds(self, mask: np.ndarray) -> list[int | None]:
+        seeds: list[int | None] = [None] * self.num_envs
+        for i in np.flatnonzero(mask):
+            s = int(self._seed_rng.integers(0, 2**31 - 1))
+            self._episode_seed[i] = s
+            self._history[i] = []
+            seeds[i] = s
+        return seeds
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict]:
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+        seeds = self._draw_seeds(np.ones(self.num_envs, dtype=bool))
+        obs, info = self.env.reset(seed=seeds, options=options)
+        self._init_episode_stats()
+        return self._obs(obs), info
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        act = action.detach().cpu().numpy()
+        if self._discrete:
+            act = act.astype(np.int64).reshape(self.num_envs)
+        obs, reward, terminated, truncated, env_info = self.env.step(act)
+        if self.exact_resume:
+            for i in range(self.num_envs):
+                self._history[i].append(act[i])
+        done = np.logical_or(terminated, truncated)
+        final_obs = np.array(obs, copy=True)
+        if self.mode == AutoresetMode.DISABLED:
+            if done.any():
+                seeds = self._draw_seeds(done)
+                obs, _ = self.env.reset(seed=seeds, options={"reset_mask": done})
+        elif "final_obs" in env_info:  # SAME_STEP: gymnasium already reset; recover the final observations
+            for i in np.flatnonzero(env_info.get("_final_obs", done)):
+                final_obs[i] = env_info["final_obs"][i]
+        info: dict[str, Any] = {"final_obs": self._obs(final_obs), "_final_obs": torch.as_tensor(done, device=self.device)}
+        reward_t = torch.as_tensor(np.asarray(reward), dtype=torch.float32).to(self.device)
+        done_t = info["_final_obs"]
+        self._track_episodes(reward_t, done_t, info)
+        return (
+            self._obs(obs),
+            reward_t,
+            torch.as_tensor(np.asarray(terminated, dtype=bool), device=self.device),
+            torch.as_tensor(np.asarray(truncated, dtype=bool), device=self.device),
+            info,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        lengths = [len(h) for h in self._history]
+        flat = [a for h in self._history for a in h]
+        act_shape = self.single_action_space.shape
+        actions = (
+            torch.as_tensor(np.stack(flat)).reshape(len(flat), *act_shape)
+            if flat
+            else torch.zeros((0, *act_shape), dtype=torch.int64 if self._discrete else torch.float32)
+        )
+        return {
+            "seed_rng": self._seed_rng.bit_generator.state,
+            "episode_seed": [int(s) for s in self._episode_seed],
+            "history_lengths": lengths,
+            "history_actions": actions,
+            "exact": self.exact_resume,
+            **self._episode_stats_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._seed_rng = np.random.default_rng()
+        self._seed_rng.bit_generator.state = state["seed_rng"]
+        self._episode_seed = np.asarray(state["episode_seed"], dtype=np.int64)
+        if not (self.exact_resume and state.get("exact", False)):
+            logger.warning(
+                "this env set-up cannot continue interrupted episodes exactly (exact resume needs sync "
+                "vectorization with DISABLED autoreset); episodes restart from fresh seeds."
+            )
+            self.reset()
+            return
+        assert isinstance(self.env, SyncVectorEnv)
+        # Reset every sub-env through the vector env so its bookkeeping is clean, then replay each
+        # episode's seed and actions directly on the sub-env.
+        self.env.reset(seed=[int(s) for s in self._episode_seed])
+        actions = state["history_actions"].cpu().numpy()
+        start = 0
+        self._history = [[] for _ in range(self.num_envs)]
+        for i, n in enumerate(state["history_lengths"]):
+            sub = self.env.envs[i]
+            sub.reset(seed=int(self._episode_seed[i]))
+            for a in actions[start : start + n]:
+                a = a.item() if self._discrete else a
+                sub.step(a)
+                self._history[i].append(np.asarray(a))
+            start += n
+        self._load_episode_stats_state(state)
+
+    def close(self, **kwargs: Any) -> None:
+        self.env.close(**kwargs)
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """Return the Gymnasium spec of ``env_id`` or raise :class:`UnknownNameError` with suggestions."""
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        raise UnknownNameError(
+            unknown_name_message(
+                "environment",
+                env_id,
+                gym.registry.keys(),
+                hint="Any id registered with Gymnasium works; rlsuite's own ids start with 'rlsuite/'.",
+            )
+        ) from None
+
+
+def _is_torch_vec_entry_point(spec: gym.envs.registration.EnvSpec) -> bool:
+    """Whether ``spec``'s vector entry point builds a :class:`TorchVecEnv` (Gymnasium's own are NumPy)."""
+    ep = spec.vector_entry_point
+    if ep is None:
+        return False
+    creator = gym.envs.registration.load_env_creator(ep) if isinstance(ep, str) else ep
+    return isinstance(creator, type) and issubclass(creator, TorchVecEnv)
+
+
+def make_vec_env(
+    env_id: str,
+    num_envs: int = 1,
+    device: torch.device | str = "cpu",
+    seed: int | None = None,
+    vectorization: str = "auto",
+    **env_kwargs: Any,
+) -> TorchVecEnv:
+    """Create ``num_envs`` copies of ``env_id`` as a :class:`TorchVecEnv` on ``device``.
+
+    Envs registered with a ``vector_entry_point`` (rlsuite's batched torch envs) are built directly on
+    the device; any other Gymnasium id goes through :class:`GymVecAdapter` over a ``SyncVectorEnv``
+    (``auto``/``sync``; the right choice for light envs on few cores) or ``AsyncVectorEnv`` (``async``).
+
+    Args:
+        env_id: a Gymnasium id, e.g. ``"CartPole-v1"`` or ``"rlsuite/Pendulum-v0"``.
+        num_envs: number of parallel copies (>= 1).
+        device: device of every tensor the env returns.
+        seed: seeds the envs' per-episode seeds (pass it again to ``reset`` for the first episode).
+        vectorization: ``auto``, ``sync`` or ``async`` (ignored for batched torch envs).
+        **env_kwargs: passed to the env constructor.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+    if vectorization not in VECTORIZATION_MODES:
+        raise ValueError(f"vectorization must be one of {VECTORIZATION_MODES}, got {vectorization!r}.")
+    spec = check_env_id(env_id)
+    device = resolve_device(device)
+    if _is_torch_vec_entry_point(spec):
+        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", device=device, **env_kwargs)
+        if not isinstance(env, TorchVecEnv):
+            raise TypeError(f"{env_id} has a vector entry point that does not build a TorchVecEnv ({type(env).__name__}).")
+        return env
+    mode = "sync" if vectorization == "auto" else vectorization
+    venv = gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode=mode,
+        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+        **env_kwargs,
+    )
+    return GymVecAdapter(venv, device=device, seed=seed)
+
+
+def describe_space(space: gym.Space) -> dict[str, Any]:
+    """A JSON description of a Box or Discrete space (stored in checkpoints and compared on load)."""
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": np.asarray(space.low, dtype=np.float64).ravel().tolist(),
+            "high": np.asarray(space.high, dtype=np.float64).ravel().tolist(),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    raise ValueError(f"cannot describe space {space}; allowed: Box, Discrete.")
+
+
+def space_from_description(desc: dict[str, Any]) -> gym.Space:
+    """Inverse of :func:`describe_space`."""
+    if desc["type"] == "Box":
+        shape = tuple(desc["shape"])
+        low = np.asarray(desc["low"]).reshape(shape).astype(desc["dtype"])
+        high = np.asarray(desc["high"]).reshape(shape).astype(desc["dtype"])
+        return gym.spaces.Box(low=low, high=high, shape=shape, dtype=np.dtype(desc["dtype"]))
+    if desc["type"] == "Discrete":
+        return gym.spaces.Discrete(desc["n"], start=desc.get("start", 0))
+    raise ValueError(f"unknown space type {desc['type']!r} in a checkpoint; allowed: Box, Discrete.")
+
+
+def first_space_difference(expected: dict[str, Any], got: dict[str, Any], name: str) -> str | None:
+    """Name the first field in which two space descriptions differ, or ``None``."""
+    for key in ("type", "shape", "n", "start", "dtype", "low", "high"):
+        a, b = expected.get(key), got.get(key)
+        if a != b:
+            if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and np.allclose(a, b, equal_nan=True):
+                continue
+            return f"{name} space {key}: the env has {a}, the checkpoint has {b}"
+    return None

@@ -1,0 +1,28 @@
+"""rlsuite environments, registered with Gymnasium on import.
+
+``gymnasium.make("rlsuite/Pendulum-v0")`` gives the single env;
+``gymnasium.make_vec("rlsuite/Pendulum-v0", num_envs=4096, vectorization_mode="vector_entry_point",
+device="cuda")`` gives the batched torch env.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+#: rlsuite's own environment ids (shown by ``rlsuite list``).
+ENV_IDS: list[str] = []
+
+
+def _register(env_id: str, entry_point: str, vector_entry_point: str | None = None, **kwargs) -> None:
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=entry_point, vector_entry_point=vector_entry_point, **kwargs)
+    if env_id not in ENV_IDS:
+        ENV_IDS.append(env_id)
+
+
+_register(
+    "rlsuite/Pendulum-v0",
+    entry_point="rlsuite.envs.pendulum:PendulumEnv",
+    vector_entry_point="rlsuite.envs.pendulum:PendulumVecEnv",
+    max_episode_steps=200,
+)
