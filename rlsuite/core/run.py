@@ -18,6 +18,7 @@ evaluate and checkpoint, so every agent gets the same behaviour.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import platform
@@ -104,10 +105,12 @@ class RunConfig:
 
 def code_version() -> dict[str, str]:
     """rlsuite/torch/gymnasium versions and, when run from a git checkout, the commit."""
-    import rlsuite
-
+    try:
+        version = importlib.metadata.version("rlsuite")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
     info = {
-        "rlsuite": rlsuite.__version__,
+        "rlsuite": version,
         "torch": torch.__version__,
         "gymnasium": gym.__version__,
         "python": platform.python_version(),

@@ -1,0 +1,1 @@
+"""Policy optimisation for language models (advantages, losses, samplers, rewards, trainer)."""

@@ -1,0 +1,99 @@
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlsuite.agents.ppo import PPO, PPOConfig, ppo_policy_loss, ppo_value_loss
+from rlsuite.agents.train import load_agent
+from rlsuite.core.checkpoint import find_latest
+from tests.agents.helpers import SimulatedCrash, assert_same_params, params_of, train_run
+
+
+def test_policy_loss_hand_computed():
+    logp = torch.tensor([math.log(1.5), math.log(0.5)])
+    old = torch.zeros(2)
+    adv = torch.tensor([2.0, -1.0])
+    loss, stats = ppo_policy_loss(logp, old, adv, clip_coef=0.2)
+    # sample 0: r=1.5, min(1.5*2, 1.2*2) = 2.4 ; sample 1: r=0.5, min(0.5*-1, 0.8*-1) = -0.8
+    # loss = -(2.4 - 0.8) / 2 = -0.8
+    assert loss.item() == pytest.approx(-0.8)
+    assert stats["clip_fraction"].item() == 1.0
+    # k3: ((1.5-1) - log 1.5 + (0.5-1) - log 0.5) / 2 = (0.094535 + 0.193147) / 2 = 0.143841
+    assert stats["approx_kl"].item() == pytest.approx(0.143841, abs=1e-5)
+
+
+def test_value_loss_hand_computed():
+    v, old, ret = torch.tensor([1.0, 3.0]), torch.zeros(2), torch.zeros(2)
+    assert ppo_value_loss(v, old, ret, None)[0].item() == pytest.approx(2.5)  # 0.5 * (1 + 9) / 2
+    # clipping can only make it larger: V=2, old=0, R=1.5 -> unclipped 0.25, clipped V=0.5 -> 1.0
+    loss, _ = ppo_value_loss(torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([1.5]), 0.5)
+    assert loss.item() == pytest.approx(0.5)
+
+
+def _agent(discrete=True, **kw):
+    obs = gym.spaces.Box(-1, 1, (4,), np.float32)
+    act = gym.spaces.Discrete(2) if discrete else gym.spaces.Box(-2, 2, (2,), np.float32)
+    return PPO(PPOConfig(num_envs=1, num_steps=8, num_minibatches=2, **kw), obs, act)
+
+
+def test_no_critic_loss_gradient_reaches_actor_parameters():
+    agent = _agent()
+    obs = torch.randn(16, 4)
+    loss, _ = ppo_value_loss(agent.policy.value(obs), torch.zeros(16), torch.randn(16), None)
+    loss.backward()
+    actor = list(agent.policy.actor_body.parameters()) + list(agent.policy.head.parameters())
+    assert all(p.grad is None for p in actor)
+    assert all(p.grad is not None for p in agent.policy.critic.parameters())
+
+
+def test_continuous_actions_are_clipped_to_bounds_and_deterministic_is_mean():
+    agent = _agent(discrete=False, init_log_std=3.0)
+    a = agent.act(torch.randn(500, 4))
+    assert a.shape == (500, 2) and a.abs().max() <= 2.0 and (a.abs() == 2.0).any()
+    o = torch.randn(3, 4)
+    assert torch.equal(agent.act(o, deterministic=True), agent.act(o, deterministic=True))
+
+
+def test_config_errors_say_what_to_change():
+    with pytest.raises(ValueError, match="does not divide"):
+        PPOConfig(num_envs=3, num_steps=10, num_minibatches=4)
+
+
+def test_ppo_solves_cartpole(monkeypatch, tmp_path):
+    """rl-zoo's CartPole preset, 100k steps, seed 0: deterministic evaluation >= 475 (max 500)."""
+    s = train_run(monkeypatch, "ppo", tmp_path / "run", env="CartPole-v1", seed=0, total_steps=100_000, eval_episodes=10)
+    assert s["eval_mean_return"] >= 475
+    assert (tmp_path / "run" / "curve.png").is_file() and (tmp_path / "run" / "metrics.csv").is_file()
+
+
+def test_same_seed_same_result_other_seed_different(monkeypatch, tmp_path):
+    kw = dict(env="CartPole-v1", total_steps=1024, eval_episodes=0)
+    train_run(monkeypatch, "ppo", tmp_path / "a", seed=0, **kw)
+    train_run(monkeypatch, "ppo", tmp_path / "b", seed=0, **kw)
+    train_run(monkeypatch, "ppo", tmp_path / "c", seed=1, **kw)
+    pa, pb, pc = params_of(tmp_path / "a"), params_of(tmp_path / "b"), params_of(tmp_path / "c")
+    assert_same_params(pa, pb)
+    assert any(not torch.equal(pa[k], pc[k]) for k in pa)
+
+
+def test_save_load_gives_identical_actions(monkeypatch, tmp_path):
+    train_run(monkeypatch, "ppo", tmp_path / "r", env="Pendulum-v1", total_steps=4096, eval_episodes=0,
+              algo=dict(num_envs=2, num_steps=1024, num_minibatches=8, normalize_obs=True))
+    a1, meta = load_agent(tmp_path / "r")
+    a2, _ = load_agent(find_latest(tmp_path / "r" / "checkpoints"))
+    assert meta["algo"] == "ppo" and a1.policy.obs_norm.count.item() > 0  # normaliser travelled with the weights
+    obs = torch.randn(64, 3)
+    assert torch.equal(a1.act(obs, deterministic=True), a2.act(obs, deterministic=True))
+
+
+def test_kill_and_resume_equals_uninterrupted_run(monkeypatch, tmp_path):
+    kw = dict(env="CartPole-v1", seed=3, total_steps=4096, checkpoint_every=1024, eval_episodes=0)
+    train_run(monkeypatch, "ppo", tmp_path / "full", **kw)
+    with pytest.raises(SimulatedCrash):
+        # 256 env steps per iteration (8 envs x 32): crash inside iteration 11, after the 2048 checkpoint
+        train_run(monkeypatch, "ppo", tmp_path / "crash", crash_after_steps=32 * 10 + 7, **kw)
+    s = train_run(monkeypatch, "ppo", tmp_path / "crash", **{**kw, "resume": str(tmp_path / "crash")})
+    assert s["steps"] == 4096
+    assert_same_params(params_of(tmp_path / "full"), params_of(tmp_path / "crash"))

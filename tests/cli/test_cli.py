@@ -1,0 +1,98 @@
+"""The CLI forms of the README at tiny budgets (in-process, through rlsuite.cli.main)."""
+
+import json
+import re
+
+import pytest
+
+from rlsuite.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_list(capsys):
+    code, out, _ = _run(capsys, "list")
+    assert code == 0 and "ppo" in out and "sac" in out and "rlsuite/Pendulum-v0" in out
+
+
+def test_train_eval_resume_cycle(capsys, tmp_path):
+    d = str(tmp_path / "run")
+    code, out, _ = _run(capsys, "train", "ppo", "--env", "CartPole-v1", "--seed", "0", "--total-steps", "512",
+                        "--run-dir", d, "--no-progress", "--eval-episodes", "2")
+    assert code == 0 and "run directory" in out
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["algo"] == "ppo" and cfg["config"]["num_envs"] == 8  # CartPole preset applied
+    assert {"config.json", "metrics.csv", "tb", "checkpoints", "curve.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
+
+    code, out, _ = _run(capsys, "eval", d, "--episodes", "3")
+    assert code == 0
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"mean_return=-?\d+(\.\d+)?", last)
+
+    # the same directory again without --resume is refused with the fix in the message
+    code, _, err = _run(capsys, "train", "ppo", "--env", "CartPole-v1", "--run-dir", d, "--no-progress")
+    assert code == 2 and "--resume" in err
+
+    code, out, _ = _run(capsys, "train", "ppo", "--resume", d, "--total-steps", "1024", "--no-progress", "--eval-episodes", "1")
+    assert code == 0 and "steps=1024" in out
+
+
+def test_sac_cli_form(capsys, tmp_path):
+    d = str(tmp_path / "sac")
+    code, out, _ = _run(capsys, "train", "sac", "--env", "Pendulum-v1", "--seed", "0", "--total-steps", "150",
+                        "--run-dir", d, "--no-progress", "--eval-episodes", "1", "--hidden-sizes", "16", "16")
+    assert code == 0 and "steps=150" in out
+
+
+def test_unknown_names_get_suggestions(capsys):
+    code, _, err = _run(capsys, "train", "sacc")
+    assert code == 2 and "Did you mean 'sac'" in err
+    code, _, err = _run(capsys, "train", "ppo", "--env", "CartPol-v1", "--no-progress")
+    assert code == 2 and "Did you mean 'CartPole-v1'" in err
+    code, _, err = _run(capsys, "evl")
+    assert code == 2 and "Did you mean 'eval'" in err
+
+
+def test_corrupted_checkpoint_is_a_clear_error(capsys, tmp_path):
+    d = tmp_path / "run"
+    assert main(["train", "ppo", "--env", "CartPole-v1", "--total-steps", "256", "--run-dir", str(d), "--no-progress",
+                 "--eval-episodes", "1"]) == 0
+    f = d / "checkpoints" / "final" / "tensors.safetensors"
+    f.write_bytes(f.read_bytes()[:-10])
+    capsys.readouterr()
+    code, _, err = _run(capsys, "eval", str(d))
+    assert code == 2 and "corrupted or truncated" in err
+
+
+def test_resume_into_a_different_algorithm_is_refused(capsys, tmp_path):
+    d = tmp_path / "run"
+    assert main(["train", "ppo", "--env", "Pendulum-v1", "--total-steps", "64", "--run-dir", str(d), "--no-progress",
+                 "--eval-episodes", "1", "--num-steps", "64", "--num-minibatches", "4"]) == 0
+    capsys.readouterr()
+    code, _, err = _run(capsys, "train", "sac", "--resume", str(d))
+    assert code == 2 and "rlsuite train ppo --resume" in err
+
+
+def _offscreen_gl_available() -> bool:
+    try:
+        import mujoco
+
+        ctx = mujoco.GLContext(64, 64)
+        ctx.free()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means no offscreen GL here
+        return False
+
+
+def test_eval_video_mujoco(capsys, tmp_path):
+    if not _offscreen_gl_available():
+        pytest.skip("no offscreen OpenGL (EGL/OSMesa) on this machine")
+    d = str(tmp_path / "run")
+    assert main(["train", "sac", "--env", "InvertedPendulum-v5", "--total-steps", "200", "--run-dir", d, "--no-progress",
+                 "--eval-episodes", "1", "--hidden-sizes", "16", "16"]) == 0
+    code, out, _ = _run(capsys, "eval", d, "--episodes", "1", "--video")
+    assert code == 0 and (tmp_path / "run" / "videos" / "eval.mp4").stat().st_size > 1000
