@@ -84,7 +84,8 @@ class Logger:
         total_steps: length of the progress bar (env steps).
         start_step: where the bar starts (a resumed run).
         tensorboard: write TensorBoard event files.
-        progress: show the rich progress bar (steps, SPS, recent return).
+        progress: show the rich progress bar (steps, SPS, recent return); without a terminal, log lines
+            every few seconds instead.
         console: the rich console to draw on.
     """
 
@@ -116,7 +117,8 @@ class Logger:
         self.line_every = 5.0  # seconds between log lines when there is no progress bar
         self._last_line = -float("inf")
         self._progress: Progress | None = None
-        if progress:
+        console = console or Console(stderr=True)
+        if progress and console.is_terminal:  # without a terminal, periodic log lines replace the bar
             self._progress = Progress(
                 TextColumn("[bold]train"),
                 BarColumn(),
@@ -125,7 +127,7 @@ class Logger:
                 TextColumn("return {task.fields[ret]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=console or Console(stderr=True),
+                console=console,
                 transient=False,
             )
             self._task = self._progress.add_task("train", total=total_steps, completed=start_step, sps="-", ret="-")
