@@ -12,7 +12,14 @@ import torch
 from rlsuite.agents.registry import AGENTS, AgentSpec
 from rlsuite.core.checkpoint import CheckpointError, first_difference, load_checkpoint
 from rlsuite.core.config import config_from_dict
-from rlsuite.core.run import Run, RunConfig, check_spaces, default_run_dir, resolve_checkpoint, restore_training
+from rlsuite.core.run import (
+    Run,
+    RunConfig,
+    check_spaces,
+    default_run_dir,
+    resolve_checkpoint,
+    restore_training,
+)
 from rlsuite.core.seeding import resolve_device, seed_everything
 from rlsuite.core.vec_env import make_vec_env, space_from_description
 

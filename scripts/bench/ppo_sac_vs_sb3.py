@@ -274,8 +274,10 @@ def render_markdown(rows: list[dict], meta: dict[str, str]) -> str:
             sb3 = [r for r in learn if r["task"] == task and r["impl"] == "sb3"]
             if not ours or not sb3:
                 continue
-            ratios = [b["us_per_step"] / a["us_per_step"] for a, b in zip(ours, sb3)]
-            fmt = lambda rs: f"{statistics.median(r['eval_return'] for r in rs):.1f} ({', '.join(f'{r['eval_return']:.0f}' for r in rs)})"  # noqa: E731
+            ratios = [b["us_per_step"] / a["us_per_step"] for a, b in zip(ours, sb3, strict=False)]
+            def fmt(rs: list[dict]) -> str:
+                per_seed = ", ".join(f"{r['eval_return']:.0f}" for r in rs)
+                return f"{statistics.median(r['eval_return'] for r in rs):.1f} ({per_seed})"
             out.append(f"| {task} | {ours[0]['steps']} | {len(ours)} | {statistics.median(r['us_per_step'] for r in ours):.0f} | "
                        f"{statistics.median(r['us_per_step'] for r in sb3):.0f} | {statistics.median(ratios):.2f}x | {fmt(ours)} | {fmt(sb3)} |")
         out += ["", "Wall-clock covers `learn()` only (evaluation excluded); returns are the mean over 10 deterministic "
@@ -319,7 +321,7 @@ def plot(rows: list[dict]) -> None:
     learn = [r for r in rows if r["part"] == "learning"]
     tasks = list(dict.fromkeys(r["task"] for r in learn))
     x = np.arange(len(tasks))
-    for k, (who, off) in enumerate((("rlsuite", -0.2), ("sb3", 0.2))):
+    for _k, (who, off) in enumerate((("rlsuite", -0.2), ("sb3", 0.2))):
         us = [statistics.median([r["us_per_step"] for r in learn if r["task"] == t and r["impl"] == who] or [np.nan]) for t in tasks]
         rets = [statistics.median([r["eval_return"] for r in learn if r["task"] == t and r["impl"] == who] or [np.nan]) for t in tasks]
         axes[0].bar(x + off, us, width=0.4, label=who)
@@ -331,7 +333,7 @@ def plot(rows: list[dict]) -> None:
     envs = [r for r in rows if r["part"] == "envsteps" and r["impl"] != "gymnasium-single"]
     for impl in dict.fromkeys(r["impl"] for r in envs):
         pts = sorted((r["num_envs"], r["steps_per_s"]) for r in envs if r["impl"] == impl)
-        axes[2].plot(*zip(*pts), marker="o", label=impl)
+        axes[2].plot(*zip(*pts, strict=False), marker="o", label=impl)
     axes[2].set_xscale("log")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("num_envs")

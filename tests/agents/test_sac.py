@@ -54,7 +54,7 @@ def test_gradients_stay_in_their_network():
     agent.critic_opt.step, agent.actor_opt.step = on_critic_step, on_actor_step
     agent.update(agent.buffer.sample(8))
     assert all(gr is None for gr in seen["actor_grads_at_critic_step"])
-    for a, b in zip(seen["critic_grads"], seen["critic_grads_at_actor_step"]):
+    for a, b in zip(seen["critic_grads"], seen["critic_grads_at_actor_step"], strict=False):
         assert torch.equal(a, b)
 
 

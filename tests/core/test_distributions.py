@@ -5,7 +5,14 @@ import torch
 from torch.distributions import Categorical as TorchCategorical
 from torch.distributions import Normal
 
-from rlsuite.core.distributions import Categorical, CategoricalHead, DiagGaussian, DiagGaussianHead, TanhGaussian, TanhGaussianHead
+from rlsuite.core.distributions import (
+    Categorical,
+    CategoricalHead,
+    DiagGaussian,
+    DiagGaussianHead,
+    TanhGaussian,
+    TanhGaussianHead,
+)
 
 
 def test_diag_gaussian_matches_torch():

@@ -27,5 +27,5 @@ def test_soft_update():
     a, b = MLP(2, 1, (4,)), MLP(2, 1, (4,))
     before = [p.clone() for p in a.parameters()]
     soft_update(a, b, 0.25)
-    for p0, pa, pb in zip(before, a.parameters(), b.parameters()):
+    for p0, pa, pb in zip(before, a.parameters(), b.parameters(), strict=False):
         torch.testing.assert_close(pa, 0.75 * p0 + 0.25 * pb)

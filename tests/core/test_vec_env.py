@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from rlsuite.core.registry import UnknownNameError
-from rlsuite.core.vec_env import GymVecAdapter, TorchVecEnv, describe_space, make_vec_env, space_from_description
+from rlsuite.core.vec_env import (
+    GymVecAdapter,
+    TorchVecEnv,
+    describe_space,
+    make_vec_env,
+    space_from_description,
+)
 
 
 def run_conformance(env: TorchVecEnv, steps: int = 600) -> None:

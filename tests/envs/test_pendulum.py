@@ -27,7 +27,7 @@ def test_same_dynamics_and_reward_as_gymnasium_pendulum_v1():
         e.reset(seed=i)
         e.state = starts[i].copy()
         refs.append(e)
-    for t in range(199):
+    for _t in range(199):
         a = rng.uniform(-2.5, 2.5, (8, 1))  # includes out-of-range torques: both clip
         obs, rew, term, trunc, _ = ours.step(torch.as_tensor(a))
         for i, e in enumerate(refs):
