@@ -176,7 +176,9 @@ class Run:
         self.checkpoint_every = run_config.checkpoint_every or max(1, total // 10)
         self.eval_every = run_config.eval_every
         self._next_ckpt = (start_step // self.checkpoint_every + 1) * self.checkpoint_every
-        self._next_eval = (start_step // self.eval_every + 1) * self.eval_every if self.eval_every else None
+        self._next_eval = (
+            (start_step // self.eval_every + 1) * self.eval_every if self.eval_every and run_config.eval_episodes > 0 else None
+        )
         self.logger = Logger(self.dir, total, start_step, tensorboard=run_config.tensorboard, progress=run_config.progress)
         self.last_eval: float | None = None
 

@@ -7,7 +7,9 @@ import torch
 
 from rlsuite.agents.ppo import PPO, PPOConfig, ppo_policy_loss, ppo_value_loss
 from rlsuite.agents.train import load_agent
-from rlsuite.core.checkpoint import find_latest
+from rlsuite.core.checkpoint import CheckpointError, find_latest
+from rlsuite.core.run import restore_training
+from rlsuite.core.vec_env import make_vec_env
 from tests.agents.helpers import SimulatedCrash, assert_same_params, params_of, train_run
 
 
@@ -97,3 +99,11 @@ def test_kill_and_resume_equals_uninterrupted_run(monkeypatch, tmp_path):
     s = train_run(monkeypatch, "ppo", tmp_path / "crash", **{**kw, "resume": str(tmp_path / "crash")})
     assert s["steps"] == 4096
     assert_same_params(params_of(tmp_path / "full"), params_of(tmp_path / "crash"))
+
+
+def test_checkpoint_from_other_spaces_is_refused_naming_the_difference(monkeypatch, tmp_path):
+    train_run(monkeypatch, "ppo", tmp_path / "r", env="CartPole-v1", total_steps=256, eval_episodes=0)
+    env = make_vec_env("Acrobot-v1", num_envs=8)  # 6-D observations, 3 actions
+    agent = PPO(PPOConfig(num_envs=8, num_steps=32, num_minibatches=1), env.single_observation_space, env.single_action_space)
+    with pytest.raises(CheckpointError, match=r"observation space shape: the env has \[6\], the checkpoint has \[4\]"):
+        restore_training(agent, env, find_latest(tmp_path / "r" / "checkpoints"))
