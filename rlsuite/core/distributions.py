@@ -25,7 +25,7 @@ class Categorical:
     """Categorical over the last dimension of ``logits`` ``(B, n)``."""
 
     def __init__(self, logits: torch.Tensor) -> None:
-        self.logits = logits - logits.logsumexp(-1, keepdim=True)
+        self.logits = torch.log_softmax(logits, dim=-1)
 
     def sample(self) -> torch.Tensor:
         """``(B,)`` int64 samples."""

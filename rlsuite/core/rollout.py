@@ -141,6 +141,9 @@ class RolloutStorage:
             "advantages": self.advantages.flatten(),
             "returns": self.returns.flatten(),
         }
+        if num_minibatches == 1:  # one full batch per epoch: the order does not matter, skip the gather
+            yield flat
+            return
         perm = torch.randperm(total).to(self.obs.device)
         size = total // num_minibatches
         for start in range(0, total, size):
