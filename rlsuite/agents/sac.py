@@ -224,14 +224,15 @@ class SAC:
         t_last = time.perf_counter()
         while self.global_step < total_steps:
             with torch.no_grad():
+                flat_obs = self._obs_in(obs)
                 if self.global_step < cfg.learning_starts:
                     action = torch.rand((N, self.act_dim), device=self.device) * 2.0 - 1.0
                 else:
-                    action = self.actor.dist(self._obs_in(obs)).sample()
+                    action = self.actor.dist(flat_obs).sample()
                 next_obs, reward, terminated, truncated, info = env.step(self.actor.to_env(action))
-                self.buffer.add(self._obs_in(obs), action, reward, self._obs_in(info["final_obs"]), terminated)
+                self.buffer.add(flat_obs, action, reward, self._obs_in(info["final_obs"]), terminated)
                 if cfg.normalize_obs:
-                    self.actor.obs_norm.update(self._obs_in(obs))
+                    self.actor.obs_norm.update(flat_obs)
                 done = info["_final_obs"]
                 self._acc += torch.stack(
                     [torch.where(done, info["episode_return"], 0.0).sum(), torch.where(done, info["episode_length"].float(), 0.0).sum(), done.sum()]
