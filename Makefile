@@ -27,7 +27,7 @@ test-gpu: $(STAMP)
 	PYTHONHASHSEED=0 $(PY) -m pytest -m gpu -q
 
 demo: $(STAMP)
-	$(VENV)/bin/rlsuite train sac --env InvertedPendulum-v5 --seed 0 --total-steps 20000 --run-dir $(DEMO_DIR) --overwrite
+	$(VENV)/bin/rlsuite train sac --env InvertedPendulum-v5 --seed 0 --total-steps 20000 --eval-every 5000 --run-dir $(DEMO_DIR) --overwrite
 	$(VENV)/bin/rlsuite eval $(DEMO_DIR) --episodes 10
 
 bench: $(STAMP)
