@@ -1,1 +1,10 @@
-"""Policy optimisation for language models (advantages, losses, samplers, rewards, trainer)."""
+"""Policy optimisation for language models: pure, tested functions (the trainer follows).
+
+- :mod:`rlsuite.llm.advantages`: GRPO, Dr.GRPO, RLOO, ReMax, NGRPO (registry ``ADVANTAGES``).
+- :mod:`rlsuite.llm.policy_losses`: REINFORCE, PPO clip (GRPO/DAPO), SAPO, GSPO, CISPO (``POLICY_LOSSES``).
+- :mod:`rlsuite.llm.preference_losses`: DPO, IPO, RPO (``PREFERENCE_LOSSES``).
+- :mod:`rlsuite.llm.aggregation`: token/sequence aggregation modes with global denominators.
+- :mod:`rlsuite.llm.kl`: k1/k2/k3 KL estimators.
+
+Imports only ``rlsuite.core``.
+"""
