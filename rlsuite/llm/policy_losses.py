@@ -99,3 +99,36 @@ POLICY_LOSSES.register("ppo_clip", ppo_clip_loss)
 POLICY_LOSSES.register("sapo", sapo_loss)
 POLICY_LOSSES.register("gspo", gspo_loss)
 POLICY_LOSSES.register("cispo", cispo_loss)
+
+
+def p3o_loss(
+    seq_logp_1: torch.Tensor,
+    seq_old_logp_1: torch.Tensor,
+    seq_logp_2: torch.Tensor,
+    seq_old_logp_2: torch.Tensor,
+    reward_1: torch.Tensor,
+    reward_2: torch.Tensor,
+    eps: float = 0.2,
+    clip: str = "joint",
+) -> tuple[torch.Tensor, dict]:
+    """P3O (Wu et al., 2023, "Pairwise Proximal Policy Optimization", arXiv:2310.00212) on pairs of
+    completions of the same prompt (all inputs ``(B,)``, sequence sums): ``D = r_1 - r_2``,
+    ``q = [pi(y_1)/pi_old(y_1)] / [pi(y_2)/pi_old(y_2)]``; ``joint``: ``-1/2 min(D q, D clip(q, 1-eps, 1+eps))``;
+    ``separate``: each sequence ratio clipped on its own. Invariant to a per-prompt reward shift.
+    Returns the per-pair loss ``(B,)``."""
+    d = reward_1 - reward_2
+    lr1, lr2 = seq_logp_1 - seq_old_logp_1, seq_logp_2 - seq_old_logp_2
+    if clip == "joint":
+        q = torch.exp(lr1 - lr2)
+        loss = -0.5 * torch.min(d * q, d * q.clamp(1.0 - eps, 1.0 + eps))
+    elif clip == "separate":
+        r1, r2 = torch.exp(lr1), torch.exp(lr2)
+        term1 = torch.min(d * r1, d * r1.clamp(1.0 - eps, 1.0 + eps))
+        term2 = torch.min(-d * r2, -d * r2.clamp(1.0 - eps, 1.0 + eps))
+        loss = -0.5 * (term1 + term2)
+    else:
+        raise ValueError(f"unknown P3O clip mode {clip!r}; allowed: joint, separate.")
+    return loss, {}
+
+
+POLICY_LOSSES.register("p3o", p3o_loss)

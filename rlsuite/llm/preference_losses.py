@@ -66,3 +66,84 @@ def rpo_loss(
 PREFERENCE_LOSSES.register("dpo", dpo_loss)
 PREFERENCE_LOSSES.register("ipo", ipo_loss)
 PREFERENCE_LOSSES.register("rpo", rpo_loss)
+
+
+def xpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    ref_sample_logp: torch.Tensor,
+    beta: float = 0.1,
+    alpha: float = 1e-5,
+) -> tuple[torch.Tensor, dict]:
+    """XPO (Xie et al., 2024, "Exploratory Preference Optimization", arXiv:2405.21046): online DPO on
+    judged pairs plus ``alpha * log pi_theta(y')`` for ``y' ~ pi_ref`` (``ref_sample_logp`` ``(B,)``, the
+    policy's sequence log-prob of a reference sample); minimising it moves mass off the reference's
+    support, which is the exploration bonus. ``alpha = 0`` is online DPO."""
+    loss, stats = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    return loss + alpha * ref_sample_logp, stats
+
+
+def vpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    calibration_logp: torch.Tensor,
+    beta: float = 0.1,
+    alpha: float = 0.01,
+    optimistic: bool = True,
+) -> tuple[torch.Tensor, dict]:
+    """VPO (Cen et al., 2024, "Value-Incentivized Preference Optimization", arXiv:2405.19320): DPO plus
+    ``s * alpha * log pi_theta(y)`` for samples ``y`` of a calibration policy (``calibration_logp`` ``(B,)``);
+    ``s = +1`` (optimism, online: same direction as XPO's bonus) or ``-1`` (pessimism, offline: pulls
+    toward the calibration data like RPO's NLL term). (Form from our reference notes' summary.)"""
+    loss, stats = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    sign = 1.0 if optimistic else -1.0
+    return loss + sign * alpha * calibration_logp, stats
+
+
+def rso_hinge_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    gamma: float = 0.5,
+) -> tuple[torch.Tensor, dict]:
+    """RSO's hinge-norm loss (Liu et al., 2023, "Statistical Rejection Sampling Improves Preference
+    Optimization", arXiv:2309.06657): ``max(0, 1 - gamma * h)`` per pair (SLiC-style hinge on the
+    normalised log-likelihood margin); pairs come from :func:`rso_accept_prob` sampling."""
+    h = _margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return torch.relu(1.0 - gamma * h), {}
+
+
+def rso_accept_prob(rewards: torch.Tensor, beta: float, r_max: float | None = None) -> torch.Tensor:
+    """RSO rejection sampling: accept a candidate from ``pi_sft`` with probability
+    ``exp((r - r_max) / beta)`` so accepted samples follow ``pi_sft * exp(r / beta)`` (normalised);
+    ``r_max`` defaults to the largest reward among the candidates ``(N,)``."""
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}.")
+    top = rewards.max() if r_max is None else torch.as_tensor(r_max, dtype=rewards.dtype)
+    return torch.exp((rewards - top) / beta).clamp(max=1.0)
+
+
+def copg_loss(
+    reward_1: torch.Tensor,
+    reward_2: torch.Tensor,
+    logratio_1: torch.Tensor,
+    logratio_2: torch.Tensor,
+    beta: float = 0.1,
+) -> tuple[torch.Tensor, dict]:
+    """CoPG (Flet-Berliac et al., 2024, "Contrastive Policy Gradient", arXiv:2406.19185): for two
+    sequences from any behaviour policy, ``(1 / (2 beta)) * (R_1 - R_2 - beta * (l_1 - l_2))^2`` with
+    ``l = logp - ref_logp`` (sequence sums, ``(B,)``). With 0/1 preference rewards it is IPO with
+    ``tau = beta / 2`` times ``beta / 2``."""
+    d = (reward_1 - reward_2) - beta * (logratio_1 - logratio_2)
+    return d.pow(2) / (2.0 * beta), {}
+
+
+PREFERENCE_LOSSES.register("xpo", xpo_loss)
+PREFERENCE_LOSSES.register("vpo", vpo_loss)
+PREFERENCE_LOSSES.register("rso", rso_hinge_loss)
+PREFERENCE_LOSSES.register("copg", copg_loss)
