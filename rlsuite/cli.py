@@ -146,15 +146,30 @@ def cmd_list() -> int:
     return 0
 
 
+def cmd_llm(argv: list[str]) -> int:
+    from rlsuite.llm import registered_methods
+
+    if argv[:1] == ["list"]:
+        for key in sorted(registered_methods()):
+            print(key)
+        return 0
+    from rlsuite.core.registry import unknown_name_message
+
+    sub = argv[0] if argv else ""
+    print(f"error: {unknown_name_message('llm subcommand', sub, ['list'])}", file=sys.stderr)
+    return 2
+
+
 USAGE = """usage: rlsuite <command> [options]
 
 commands:
   list                      agents and environments
+  llm list                  registered language-model policy-optimisation methods, one key per line
   train <algo> [options]    train an agent (rlsuite train <algo> --help)
   eval <run_dir> [options]  evaluate a trained agent (rlsuite eval --help)
 """
 
-COMMANDS = ("list", "train", "eval")
+COMMANDS = ("list", "train", "eval", "llm")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(rest[0], rest[1:])
         if cmd == "eval":
             return cmd_eval(rest)
+        if cmd == "llm":
+            return cmd_llm(rest)
         from rlsuite.core.registry import unknown_name_message
 
         print(f"error: {unknown_name_message('command', cmd, COMMANDS)}", file=sys.stderr)

@@ -10,3 +10,20 @@
 
 Imports only ``rlsuite.core``.
 """
+
+from __future__ import annotations
+
+
+def registered_methods() -> dict[str, str]:
+    """Every registered key -> the registry it lives in (keys are unique across registries)."""
+    from rlsuite.llm.advantages import ADVANTAGES
+    from rlsuite.llm.policy_losses import POLICY_LOSSES
+    from rlsuite.llm.preference_losses import PREFERENCE_LOSSES
+
+    out: dict[str, str] = {}
+    for reg in (ADVANTAGES, POLICY_LOSSES, PREFERENCE_LOSSES):
+        for key in reg.names():
+            if key in out:
+                raise RuntimeError(f"llm method key {key!r} is registered as both {out[key]} and {reg.kind}.")
+            out[key] = reg.kind
+    return out

@@ -96,3 +96,11 @@ def test_eval_video_mujoco(capsys, tmp_path):
                  "--eval-episodes", "1", "--hidden-sizes", "16", "16"]) == 0
     code, out, _ = _run(capsys, "eval", d, "--episodes", "1", "--video")
     assert code == 0 and (tmp_path / "run" / "videos" / "eval.mp4").stat().st_size > 1000
+
+
+def test_llm_list_one_key_per_line(capsys):
+    from rlsuite.llm import registered_methods
+
+    code, out, _ = _run(capsys, "llm", "list")
+    assert code == 0
+    assert out.split() == sorted(registered_methods()) and {"grpo", "dpo", "gspo"} <= set(out.split())
