@@ -147,17 +147,79 @@ def cmd_list() -> int:
 
 
 def cmd_llm(argv: list[str]) -> int:
+    """``rlsuite llm list | sft | train | eval`` on the synthetic tasks with a tiny local model."""
     from rlsuite.llm import registered_methods
 
-    if argv[:1] == ["list"]:
+    sub, rest = (argv[0], argv[1:]) if argv else ("", [])
+    if sub == "list":
         for key in sorted(registered_methods()):
             print(key)
         return 0
-    from rlsuite.core.registry import unknown_name_message
+    if sub not in ("sft", "train", "eval"):
+        from rlsuite.core.registry import unknown_name_message
 
-    sub = argv[0] if argv else ""
-    print(f"error: {unknown_name_message('llm subcommand', sub, ['list'])}", file=sys.stderr)
-    return 2
+        print(f"error: {unknown_name_message('llm subcommand', sub, ['list', 'sft', 'train', 'eval'])}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from rlsuite.llm.model import tiny_causal_lm
+    from rlsuite.llm.tasks import TASKS, CharTokenizer, make_split
+    from rlsuite.llm.trainer import (
+        METHODS,
+        OnlineConfig,
+        OnlineTrainer,
+        exact_match,
+        load_model,
+        save_model,
+        sft,
+    )
+
+    p = argparse.ArgumentParser(prog=f"rlsuite llm {sub}")
+    p.add_argument("--task", default="addition", choices=TASKS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-examples", type=int, default=200)
+    if sub == "sft":
+        p.add_argument("--steps", type=int, default=500)
+        p.add_argument("--out", required=True, help="checkpoint directory to write")
+    elif sub == "train":
+        p.add_argument("--method", default="grpo", help=f"one of {', '.join(METHODS)}")
+        p.add_argument("--init", required=True, help="checkpoint to start from (e.g. from rlsuite llm sft)")
+        p.add_argument("--steps", type=int, default=150)
+        p.add_argument("--group-size", type=int, default=8)
+        p.add_argument("--prompts-per-step", type=int, default=32)
+        p.add_argument("--learning-rate", type=float, default=1e-3)
+        p.add_argument("--beta", type=float, default=0.0)
+        p.add_argument("--out", required=True)
+    else:
+        p.add_argument("checkpoint")
+    a = p.parse_args(rest)
+    tok = CharTokenizer()
+    test = make_split(a.task, a.eval_examples, seed=a.seed + 1, held_out=True)
+    if sub == "eval":
+        model, _ = load_model(a.checkpoint)
+        print(f"exact_match={exact_match(model, tok, test):.4f}")
+        return 0
+    train = make_split(a.task, 2000, seed=a.seed, held_out=False)
+    if sub == "sft":
+        model = tiny_causal_lm(tok.vocab_size, seed=a.seed)
+        losses = sft(model, tok, train, a.steps, seed=a.seed)
+        save_model(model, a.out, {"task": a.task, "sft_steps": a.steps})
+        print(f"final loss {losses[-1]:.4f}; checkpoint {a.out}")
+        print(f"exact_match={exact_match(model, tok, test):.4f}")
+        return 0
+    model, _ = load_model(a.init)
+    cfg = OnlineConfig(method=a.method, task=a.task, seed=a.seed, group_size=a.group_size, prompts_per_step=a.prompts_per_step,
+                       micro_batch_size=a.group_size * a.prompts_per_step, learning_rate=a.learning_rate, beta=a.beta)
+    trainer = OnlineTrainer(model, tok, train, cfg)
+    print(f"before: exact_match={exact_match(model, tok, test):.4f}")
+    for i in range(a.steps):
+        m = trainer.step()
+        if i % 25 == 0 or i == a.steps - 1:
+            log.info("step %d reward %.3f zero-std groups %.2f truncated %.2f", i, m["reward_mean"], m["frac_zero_std_groups"], m["frac_truncated"])
+    trainer.save(a.out)
+    print(f"checkpoint {a.out}")
+    print(f"exact_match={exact_match(model, tok, test):.4f}")
+    return 0
 
 
 USAGE = """usage: rlsuite <command> [options]
@@ -165,6 +227,7 @@ USAGE = """usage: rlsuite <command> [options]
 commands:
   list                      agents and environments
   llm list                  registered language-model policy-optimisation methods, one key per line
+  llm sft|train|eval        tiny-model SFT, online RL (grpo, remax, ...) and evaluation on synthetic tasks
   train <algo> [options]    train an agent (rlsuite train <algo> --help)
   eval <run_dir> [options]  evaluate a trained agent (rlsuite eval --help)
 """

@@ -104,3 +104,13 @@ def test_llm_list_one_key_per_line(capsys):
     code, out, _ = _run(capsys, "llm", "list")
     assert code == 0
     assert out.split() == sorted(registered_methods()) and {"grpo", "dpo", "gspo"} <= set(out.split())
+
+
+def test_llm_sft_train_eval_cli(capsys, tmp_path):
+    pytest.importorskip("transformers")
+    assert main(["llm", "sft", "--steps", "20", "--out", str(tmp_path / "sft"), "--eval-examples", "20"]) == 0
+    assert main(["llm", "train", "--init", str(tmp_path / "sft"), "--steps", "2", "--prompts-per-step", "4",
+                 "--group-size", "2", "--out", str(tmp_path / "rl"), "--eval-examples", "20"]) == 0
+    capsys.readouterr()
+    code, out, _ = _run(capsys, "llm", "eval", str(tmp_path / "rl"), "--eval-examples", "20")
+    assert code == 0 and re.fullmatch(r"exact_match=\d\.\d{4}", out.strip().splitlines()[-1])

@@ -1,0 +1,285 @@
+"""A small trainer for language-model policy optimisation on the synthetic tasks (CPU or one GPU).
+
+One online step (``OnlineTrainer.step``):
+
+1. draw ``prompts_per_step`` training prompts, repeat each ``group_size`` times;
+2. sample completions (HF ``generate``), decode, score with the task's verifier;
+3. optional KL-in-reward shaping, then advantages from the registry (ReMax also decodes greedily);
+4. old log-probs (only when ``inner_epochs > 1``; otherwise the detached current ones) and reference
+   log-probs (a frozen copy, only when ``beta > 0``);
+5. for each inner epoch, micro-batches of ``micro_batch_size`` completions: policy loss (+ KL in the
+   loss), aggregated with the *whole batch's* denominators and back-propagated, then one clipped
+   optimizer step per epoch, so the split into micro-batches cannot change the update;
+6. health checks: every completion truncated, or every group with zero reward variance, is reported
+   with a warning (the gradient is then zero or meaningless).
+
+``sft`` warms a model up on reference answers; ``exact_match`` evaluates greedy decoding; checkpoints
+are safetensors + JSON through ``rlsuite.core.checkpoint``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlsuite.core.checkpoint import load_checkpoint, save_checkpoint
+from rlsuite.core.config import config_to_dict
+from rlsuite.core.registry import UnknownNameError, unknown_name_message
+from rlsuite.llm.advantages import ADVANTAGES
+from rlsuite.llm.aggregation import AGG_MODES, aggregate
+from rlsuite.llm.kl import KL_ESTIMATORS, kl_estimate
+from rlsuite.llm.model import completion_logprobs, completion_mask_from_ids
+from rlsuite.llm.policy_losses import POLICY_LOSSES
+from rlsuite.llm.tasks import TASKS, CharTokenizer, Example, verify
+
+log = logging.getLogger("rlsuite")
+
+#: method -> (advantage key, policy-loss key, aggregation mode, needs a group of >= 2)
+METHODS: dict[str, tuple[str, str, str, bool]] = {
+    "grpo": ("grpo", "ppo_clip", "seq-mean-token-mean", True),
+    "dr_grpo": ("dr_grpo", "ppo_clip", "seq-mean-token-sum-norm", True),
+    "rloo": ("rloo", "ppo_clip", "seq-mean-token-mean", True),
+    "ngrpo": ("ngrpo", "ppo_clip", "seq-mean-token-mean", True),
+    "gspo": ("grpo", "gspo", "seq-mean-token-mean", True),
+    "sapo": ("grpo", "sapo", "seq-mean-token-mean", True),
+    "cispo": ("grpo", "cispo", "token-mean", True),
+    "remax": ("remax", "reinforce", "seq-mean-token-mean", False),
+    "zero_advantage": ("grpo", "ppo_clip", "seq-mean-token-mean", False),  # control: advantages forced to 0
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineConfig:
+    """Online policy-optimisation settings; invalid combinations fail at construction."""
+
+    method: str = "grpo"
+    """One of METHODS (grpo, dr_grpo, rloo, ngrpo, gspo, sapo, cispo, remax, zero_advantage)."""
+    task: str = "addition"
+    """Synthetic task (see rlsuite.llm.tasks)."""
+    prompts_per_step: int = 32
+    """Prompts per step."""
+    group_size: int = 8
+    """Completions per prompt."""
+    micro_batch_size: int = 64
+    """Completions per forward/backward (must divide prompts_per_step * group_size)."""
+    inner_epochs: int = 1
+    """Optimizer steps per batch (mu)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    max_new_tokens: int = 6
+    """Generation cap L_max."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    beta: float = 0.0
+    """KL coefficient to the reference (0: no reference model)."""
+    kl_estimator: str = "k3"
+    """k1 | k2 | k3."""
+    kl_in_reward: bool = False
+    """Subtract beta * sequence KL from the reward instead of adding it to the loss."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
+    seed: int = 0
+    """Seed of prompt sampling and generation."""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UnknownNameError(unknown_name_message("llm method", self.method, METHODS))
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS)}.")
+        if METHODS[self.method][3] and self.group_size < 2:
+            raise ValueError(f"{self.method} normalises within groups and needs group_size >= 2, got {self.group_size}.")
+        batch = self.prompts_per_step * self.group_size
+        if self.micro_batch_size < 1 or batch % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size={self.micro_batch_size} must divide prompts_per_step * group_size = {batch}; "
+                "choose a divisor."
+            )
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"unknown kl_estimator {self.kl_estimator!r}; allowed: {', '.join(KL_ESTIMATORS)}.")
+        if min(self.inner_epochs, self.max_new_tokens, self.prompts_per_step) < 1 or self.temperature <= 0:
+            raise ValueError("inner_epochs, max_new_tokens, prompts_per_step must be >= 1 and temperature > 0.")
+
+
+@torch.no_grad()
+def generate(model, tok: CharTokenizer, prompts: Sequence[str], max_new_tokens: int, greedy: bool, temperature: float = 1.0):
+    """Completions for ``prompts``: ``(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, texts)``."""
+    device = next(model.parameters()).device
+    ids, mask = tok.batch_encode(prompts)
+    ids, mask = ids.to(device), mask.to(device)
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, do_sample=not greedy, temperature=temperature if not greedy else None,
+        top_k=0 if not greedy else None, top_p=1.0 if not greedy else None,
+        max_new_tokens=max_new_tokens, pad_token_id=tok.pad_id, eos_token_id=tok.eos_id,
+    )
+    comp = out[:, ids.shape[1] :]
+    if comp.shape[1] < max_new_tokens:  # every sequence stopped early: pad to a fixed width
+        comp = torch.nn.functional.pad(comp, (0, max_new_tokens - comp.shape[1]), value=tok.pad_id)
+    cmask, truncated = completion_mask_from_ids(comp, tok.eos_id)
+    comp = torch.where(cmask.bool(), comp, torch.full_like(comp, tok.pad_id))
+    texts = [tok.decode(c) for c in comp.tolist()]
+    return ids, mask, comp, cmask, truncated, texts
+
+
+def exact_match(model, tok: CharTokenizer, examples: Sequence[Example], max_new_tokens: int = 6) -> float:
+    """Greedy exact-match rate on ``examples`` (the verifier decides)."""
+    model.eval()
+    *_, texts = generate(model, tok, [e.prompt for e in examples], max_new_tokens, greedy=True)
+    return sum(verify(e.task, e.prompt, t) for e, t in zip(examples, texts, strict=True)) / len(examples)
+
+
+def sft(model, tok: CharTokenizer, examples: Sequence[Example], steps: int, batch_size: int = 64, lr: float = 3e-3, seed: int = 0) -> list[float]:
+    """Teacher-forced cross-entropy on ``prompt + answer + <eos>`` (loss on the answer and EOS only).
+
+    Returns the loss of every step.
+    """
+    device = next(model.parameters()).device
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    rng = random.Random(seed)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        batch = [rng.choice(examples) for _ in range(batch_size)]
+        p_ids, p_mask = tok.batch_encode([e.prompt for e in batch])
+        answers = [tok.encode(e.answer, eos=True) for e in batch]
+        n = max(len(a) for a in answers)
+        c_ids = torch.full((batch_size, n), tok.pad_id, dtype=torch.long)
+        c_mask = torch.zeros((batch_size, n), dtype=torch.long)
+        for i, a in enumerate(answers):
+            c_ids[i, : len(a)] = torch.tensor(a)
+            c_mask[i, : len(a)] = 1
+        logp, _ = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
+        loss = -aggregate(logp, c_mask.to(device), "token-mean")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+class OnlineTrainer:
+    """Online RL on a synthetic task with a method from :data:`METHODS`.
+
+    Args:
+        model: a causal LM (``tiny_causal_lm`` or any HF model with the tokenizer's vocabulary).
+        tok: the tokenizer.
+        train_examples: the prompts to train on.
+        config: settings (validated at construction).
+    """
+
+    def __init__(self, model, tok: CharTokenizer, train_examples: Sequence[Example], config: OnlineConfig) -> None:
+        self.model, self.tok, self.cfg = model, tok, config
+        self.examples = list(train_examples)
+        self.adv_key, self.loss_key, self.agg, _ = METHODS[config.method]
+        self.ref = None
+        if config.beta > 0:
+            self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        self.opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.rng = random.Random(config.seed)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.steps_done = 0
+
+    def _logp(self, model, batch: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return completion_logprobs(model, batch["p_ids"][idx], batch["p_mask"][idx], batch["c_ids"][idx], batch["c_mask"][idx])
+
+    def step(self) -> dict[str, float]:
+        """One rollout + update; returns metrics."""
+        cfg = self.cfg
+        device = next(self.model.parameters()).device
+        prompts_ex = [self.rng.choice(self.examples) for _ in range(cfg.prompts_per_step)]
+        prompts = [e.prompt for e in prompts_ex for _ in range(cfg.group_size)]
+        group_ids = torch.arange(cfg.prompts_per_step).repeat_interleave(cfg.group_size)
+        self.model.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
+            p_ids, p_mask, c_ids, c_mask, truncated, texts = generate(self.model, self.tok, prompts, cfg.max_new_tokens, False, cfg.temperature)
+        rewards = torch.tensor([verify(cfg.task, p, t) for p, t in zip(prompts, texts, strict=True)])
+        batch = {"p_ids": p_ids, "p_mask": p_mask, "c_ids": c_ids, "c_mask": c_mask}
+        B = len(prompts)
+        everything = torch.arange(B, device=device)
+        with torch.no_grad():
+            ref_logp = self._logp(self.ref, batch, everything)[0] if self.ref is not None else None
+            old_logp = self._logp(self.model, batch, everything)[0] if cfg.inner_epochs > 1 else None
+        shaped = rewards.clone()
+        if ref_logp is not None and cfg.kl_in_reward:
+            cur = old_logp if old_logp is not None else self._logp(self.model, batch, everything)[0].detach()
+            shaped = shaped - cfg.beta * (kl_estimate(cur, ref_logp, cfg.kl_estimator) * c_mask).sum(1).cpu()
+        if self.adv_key == "remax":
+            uniq = [e.prompt for e in prompts_ex]
+            *_, greedy_texts = generate(self.model, self.tok, uniq, cfg.max_new_tokens, greedy=True)
+            greedy_r = torch.tensor([verify(cfg.task, p, t) for p, t in zip(uniq, greedy_texts, strict=True)])
+            adv = ADVANTAGES.get("remax")(shaped, greedy_r.repeat_interleave(cfg.group_size))
+        else:
+            adv = ADVANTAGES.get(self.adv_key)(shaped, group_ids)
+        if cfg.method == "zero_advantage":
+            adv = torch.zeros_like(adv)
+        adv = adv.to(device)
+        loss_fn = POLICY_LOSSES.get(self.loss_key)
+        num_tokens = c_mask.sum().clamp_min(1)
+        self.model.train()
+        total_loss, total_kl, clip_frac, n_micro = 0.0, 0.0, 0.0, 0
+        for _ in range(cfg.inner_epochs):
+            self.opt.zero_grad(set_to_none=True)
+            for idx in torch.randperm(B, generator=self.gen).to(device).split(cfg.micro_batch_size):
+                logp, _ = self._logp(self.model, batch, idx)
+                old = old_logp[idx] if old_logp is not None else logp.detach()
+                per_tok, stats = loss_fn(logp, old, adv[idx], c_mask[idx])
+                if ref_logp is not None and not cfg.kl_in_reward:
+                    kl = kl_estimate(logp, ref_logp[idx], cfg.kl_estimator)
+                    per_tok = per_tok + cfg.beta * kl
+                    total_kl += float((kl * c_mask[idx]).sum() / num_tokens)
+                loss = aggregate(per_tok, c_mask[idx], self.agg, num_tokens=num_tokens, num_seqs=B, max_len=cfg.max_new_tokens)
+                loss.backward()
+                total_loss += loss.item()
+                clip_frac += float(stats.get("clip_fraction", 0.0))
+                n_micro += 1
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            self.opt.step()
+        self.steps_done += 1
+        std_g = rewards.view(cfg.prompts_per_step, cfg.group_size).std(1) if cfg.group_size > 1 else torch.zeros(cfg.prompts_per_step)
+        metrics = {
+            "reward_mean": float(rewards.mean()),
+            "frac_zero_std_groups": float((std_g == 0).float().mean()),
+            "frac_truncated": float(truncated.float().mean()),
+            "completion_length": float(c_mask.sum(1).float().mean()),
+            "loss": total_loss / cfg.inner_epochs,
+            "kl": total_kl / cfg.inner_epochs,
+            "clip_fraction": clip_frac / max(1, n_micro),
+            "grad_norm": float(grad_norm),
+        }
+        if metrics["frac_truncated"] == 1.0:
+            log.warning("step %d: every completion hit max_new_tokens=%d without EOS; rewards carry no signal. "
+                        "Raise max_new_tokens or warm the model up with sft.", self.steps_done, cfg.max_new_tokens)
+        if metrics["frac_zero_std_groups"] == 1.0 and cfg.method != "remax":
+            log.warning("step %d: every group has zero reward variance, so every advantage is 0.", self.steps_done)
+        return metrics
+
+    def save(self, path: str | Path) -> Path:
+        """Model and optimizer weights (safetensors) with the config (JSON)."""
+        state = {"model": self.model.state_dict(), "optim": self.opt.state_dict(), "steps_done": self.steps_done}
+        return save_checkpoint(path, state, {"llm_config": config_to_dict(self.cfg), "model_config": self.model.config.to_dict()})
+
+
+def load_model(path: str | Path):
+    """Rebuild a model saved by :meth:`OnlineTrainer.save` or :func:`save_model`."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    state, meta = load_checkpoint(path)
+    cfg = GPT2Config.from_dict(meta["model_config"])
+    model = GPT2LMHeadModel(cfg)
+    model.load_state_dict(state["model"])
+    return model, meta
+
+
+def save_model(model, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Save a model's weights and config (safetensors + JSON)."""
+    return save_checkpoint(path, {"model": model.state_dict()}, {"model_config": model.config.to_dict(), **(meta or {})})
+
+
+__all__ = ["AGG_MODES", "METHODS", "OnlineConfig", "OnlineTrainer", "exact_match", "generate", "load_model", "save_model", "sft"]

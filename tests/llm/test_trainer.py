@@ -1,0 +1,100 @@
+"""The LLM trainer: validation, split invariance, checkpoints, and learning on the addition task."""
+
+import copy
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from rlsuite.core.registry import UnknownNameError  # noqa: E402
+from rlsuite.llm.model import completion_mask_from_ids, tiny_causal_lm  # noqa: E402
+from rlsuite.llm.tasks import CharTokenizer, make_split  # noqa: E402
+from rlsuite.llm.trainer import OnlineConfig, OnlineTrainer, exact_match, load_model, sft  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    return CharTokenizer(), make_split("addition", 2000, 0, False), make_split("addition", 200, 1, True)
+
+
+def test_invalid_configurations_fail_at_construction():
+    with pytest.raises(ValueError, match="group_size >= 2"):
+        OnlineConfig(method="grpo", group_size=1)
+    with pytest.raises(ValueError, match="must divide"):
+        OnlineConfig(prompts_per_step=3, group_size=4, micro_batch_size=5)
+    with pytest.raises(UnknownNameError, match="Did you mean 'grpo'"):
+        OnlineConfig(method="grpoo")
+    OnlineConfig(method="remax", group_size=1, micro_batch_size=4, prompts_per_step=4)  # ReMax needs no group
+
+
+def test_completion_mask_stops_after_eos():
+    ids = torch.tensor([[5, 2, 7, 2], [5, 6, 7, 8]])
+    mask, truncated = completion_mask_from_ids(ids, eos_id=2)
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]] and truncated.tolist() == [False, True]
+
+
+@pytest.fixture(scope="module")
+def warm(data):
+    """A model after 500 SFT steps: rewards vary within groups, so advantages are not all zero."""
+    tok, train, _ = data
+    model = tiny_causal_lm(tok.vocab_size, seed=0)
+    sft(model, tok, train, 500, seed=0)
+    return model
+
+
+def _one_step(tok, train, warm, micro, method="grpo", inner_epochs=1, beta=0.0):
+    model = copy.deepcopy(warm)
+    cfg = OnlineConfig(method=method, prompts_per_step=8, group_size=4, micro_batch_size=micro, seed=5,
+                       inner_epochs=inner_epochs, beta=beta)
+    tr = OnlineTrainer(model, tok, train, cfg)
+    metrics = tr.step()
+    return model, metrics
+
+
+@pytest.mark.parametrize("method,beta", [("grpo", 0.0), ("dr_grpo", 0.04), ("gspo", 0.0), ("cispo", 0.0)])
+def test_micro_batch_split_does_not_change_the_update(data, warm, method, beta):
+    tok, train, _ = data
+    a, ma = _one_step(tok, train, warm, micro=32, method=method, beta=beta)
+    b, mb = _one_step(tok, train, warm, micro=8, method=method, beta=beta)
+    assert ma["reward_mean"] == mb["reward_mean"] and 0 < ma["frac_zero_std_groups"] < 1
+    # Compare the accumulated gradients (what the split could change). Parameters after Adam's first step are
+    # not compared: where a gradient is ~1e-12 (e.g. attention key biases), Adam's g/|g| amplifies float noise.
+    for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-8, msg=f"gradient of {n} differs")
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), warm.parameters(), strict=True)), "parameters did not move"
+
+
+def test_checkpoint_round_trip(data, tmp_path):
+    tok, train, test = data
+    model = tiny_causal_lm(tok.vocab_size, seed=0)
+    tr = OnlineTrainer(model, tok, train, OnlineConfig(prompts_per_step=4, group_size=2, micro_batch_size=8))
+    tr.step()
+    tr.save(tmp_path / "ck")
+    loaded, meta = load_model(tmp_path / "ck")
+    assert meta["llm_config"]["method"] == "grpo"
+    for p, q in zip(model.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert exact_match(model, tok, test[:20]) == exact_match(loaded, tok, test[:20])
+
+
+def test_grpo_improves_held_out_exact_match_and_the_zero_advantage_control_does_not(data):
+    """Seed 0: a 0.1 M-parameter GPT-2 after 500 SFT steps (held-out greedy exact match 0.19), then 150 GRPO
+    steps of 32 prompts x 8 completions. Measured here: 0.19 -> 0.38; the control stays at 0.19 exactly."""
+    tok, train, test = data
+    results = {}
+    for method in ("grpo", "zero_advantage"):
+        model = tiny_causal_lm(tok.vocab_size, seed=0)
+        sft(model, tok, train, 500, seed=0)
+        before = exact_match(model, tok, test)
+        trainer = OnlineTrainer(model, tok, train, OnlineConfig(method=method, seed=0))
+        for _ in range(150):
+            trainer.step()
+        results[method] = (before, exact_match(model, tok, test))
+    (b0, a0), (c0, c1) = results["grpo"], results["zero_advantage"]
+    assert b0 == c0 < 0.5  # same warm start, with headroom
+    assert a0 - b0 >= 0.08
+    assert c1 == c0
