@@ -168,6 +168,8 @@ def cmd_llm(argv: list[str]) -> int:
         METHODS,
         OnlineConfig,
         OnlineTrainer,
+        PreferenceConfig,
+        PreferenceTrainer,
         exact_match,
         load_model,
         save_model,
@@ -182,13 +184,13 @@ def cmd_llm(argv: list[str]) -> int:
         p.add_argument("--steps", type=int, default=500)
         p.add_argument("--out", required=True, help="checkpoint directory to write")
     elif sub == "train":
-        p.add_argument("--method", default="grpo", help=f"one of {', '.join(METHODS)}")
+        p.add_argument("--method", default="grpo", help=f"one of {', '.join([*METHODS, 'dpo', 'ipo', 'rso'])}")
         p.add_argument("--init", required=True, help="checkpoint to start from (e.g. from rlsuite llm sft)")
         p.add_argument("--steps", type=int, default=150)
         p.add_argument("--group-size", type=int, default=8)
         p.add_argument("--prompts-per-step", type=int, default=32)
         p.add_argument("--learning-rate", type=float, default=1e-3)
-        p.add_argument("--beta", type=float, default=0.0)
+        p.add_argument("--beta", type=float, default=None, help="KL coefficient (online methods, default 0) or DPO beta (default 0.1)")
         p.add_argument("--out", required=True)
     else:
         p.add_argument("checkpoint")
@@ -208,15 +210,22 @@ def cmd_llm(argv: list[str]) -> int:
         print(f"exact_match={exact_match(model, tok, test):.4f}")
         return 0
     model, _ = load_model(a.init)
-    cfg = OnlineConfig(method=a.method, task=a.task, seed=a.seed, group_size=a.group_size, prompts_per_step=a.prompts_per_step,
-                       micro_batch_size=a.group_size * a.prompts_per_step, learning_rate=a.learning_rate, beta=a.beta)
-    trainer = OnlineTrainer(model, tok, train, cfg)
+    if a.method in ("dpo", "ipo", "rso"):
+        pcfg = PreferenceConfig(loss=a.method, task=a.task, seed=a.seed, prompts_per_step=a.prompts_per_step,
+                                samples_per_prompt=a.group_size, learning_rate=a.learning_rate,
+                                beta=0.1 if a.beta is None else a.beta)
+        trainer: Any = PreferenceTrainer(model, tok, train, pcfg)
+    else:
+        cfg = OnlineConfig(method=a.method, task=a.task, seed=a.seed, group_size=a.group_size, prompts_per_step=a.prompts_per_step,
+                           micro_batch_size=a.group_size * a.prompts_per_step, learning_rate=a.learning_rate,
+                           beta=0.0 if a.beta is None else a.beta)
+        trainer = OnlineTrainer(model, tok, train, cfg)
     print(f"before: exact_match={exact_match(model, tok, test):.4f}")
     for i in range(a.steps):
         m = trainer.step()
         if i % 25 == 0 or i == a.steps - 1:
-            log.info("step %d reward %.3f zero-std groups %.2f truncated %.2f", i, m["reward_mean"], m["frac_zero_std_groups"], m["frac_truncated"])
-    trainer.save(a.out)
+            log.info("step %d %s", i, " ".join(f"{k}={v:.3g}" for k, v in m.items()))
+    save_model(model, a.out, {"task": a.task, "method": a.method, "steps": a.steps})
     print(f"checkpoint {a.out}")
     print(f"exact_match={exact_match(model, tok, test):.4f}")
     return 0

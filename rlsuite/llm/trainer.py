@@ -233,7 +233,7 @@ class OnlineTrainer:
                 if ref_logp is not None and not cfg.kl_in_reward:
                     kl = kl_estimate(logp, ref_logp[idx], cfg.kl_estimator)
                     per_tok = per_tok + cfg.beta * kl
-                    total_kl += float((kl * c_mask[idx]).sum() / num_tokens)
+                    total_kl += ((kl.detach() * c_mask[idx]).sum() / num_tokens).item()
                 loss = aggregate(per_tok, c_mask[idx], self.agg, num_tokens=num_tokens, num_seqs=B, max_len=cfg.max_new_tokens)
                 loss.backward()
                 total_loss += loss.item()
@@ -266,6 +266,98 @@ class OnlineTrainer:
         return save_checkpoint(path, state, {"llm_config": config_to_dict(self.cfg), "model_config": self.model.config.to_dict()})
 
 
+@dataclasses.dataclass(frozen=True)
+class PreferenceConfig:
+    """Online preference optimisation: pairs sampled from the current policy, labelled by the verifier."""
+
+    loss: str = "dpo"
+    """A key of PREFERENCE_LOSSES taking (policy_chosen, policy_rejected, ref_chosen, ref_rejected): dpo, ipo, rso."""
+    task: str = "addition"
+    """Synthetic task."""
+    prompts_per_step: int = 32
+    """Prompts per step."""
+    samples_per_prompt: int = 8
+    """Completions sampled per prompt to find a correct and a wrong one."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    beta: float = 0.1
+    """DPO beta (IPO tau, RSO gamma)."""
+    max_new_tokens: int = 6
+    """Generation cap."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
+    seed: int = 0
+    """Seed of prompt sampling and generation."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("dpo", "ipo", "rso"):
+            raise ValueError(f"unsupported preference loss {self.loss!r} for this trainer; allowed: dpo, ipo, rso.")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS)}.")
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt must be >= 2 to form pairs, got {self.samples_per_prompt}.")
+
+
+class PreferenceTrainer:
+    """Online DPO-family training: each step samples ``samples_per_prompt`` completions per prompt from
+    the current policy, pairs correct with wrong ones (the verifier labels them), and takes one step on
+    the preference loss against a frozen reference (the model at construction)."""
+
+    def __init__(self, model, tok: CharTokenizer, train_examples: Sequence[Example], config: PreferenceConfig) -> None:
+        self.model, self.tok, self.cfg = model, tok, config
+        self.examples = list(train_examples)
+        self.ref = copy.deepcopy(model).eval().requires_grad_(False)
+        self.opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.rng = random.Random(config.seed)
+        self.gen = torch.Generator().manual_seed(config.seed)
+
+    def _seq_logp(self, model, prompts: list[str], completions: list[str]) -> torch.Tensor:
+        device = next(model.parameters()).device
+        p_ids, p_mask = self.tok.batch_encode(prompts)
+        enc = [self.tok.encode(c, eos=True) for c in completions]
+        n = max(len(e) for e in enc)
+        c_ids = torch.full((len(enc), n), self.tok.pad_id, dtype=torch.long)
+        c_mask = torch.zeros((len(enc), n), dtype=torch.long)
+        for i, e in enumerate(enc):
+            c_ids[i, : len(e)] = torch.tensor(e)
+            c_mask[i, : len(e)] = 1
+        logp, _ = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
+        return logp.sum(1)
+
+    def step(self) -> dict[str, float]:
+        """Sample, label, one preference update; returns metrics (``pairs`` = 0 means no update)."""
+        cfg = self.cfg
+        from rlsuite.llm.preference_losses import PREFERENCE_LOSSES
+        from rlsuite.llm.tasks import preference_pairs
+
+        prompts = [self.rng.choice(self.examples).prompt for _ in range(cfg.prompts_per_step)]
+        flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+        self.model.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
+            *_, texts = generate(self.model, self.tok, flat, cfg.max_new_tokens, greedy=False)
+        groups = [texts[i * cfg.samples_per_prompt : (i + 1) * cfg.samples_per_prompt] for i in range(cfg.prompts_per_step)]
+        pairs = preference_pairs(prompts, groups, lambda p, c: verify(cfg.task, p, c))
+        reward_mean = sum(verify(cfg.task, p, t) for p, t in zip(flat, texts, strict=True)) / len(flat)
+        if not pairs:
+            log.warning("no (correct, wrong) pair among the samples of this step; no update.")
+            return {"pairs": 0.0, "reward_mean": reward_mean, "loss": float("nan")}
+        ps, cs, rs = (list(x) for x in zip(*pairs, strict=True))
+        self.model.train()
+        pol_c, pol_r = self._seq_logp(self.model, ps, cs), self._seq_logp(self.model, ps, rs)
+        with torch.no_grad():
+            ref_c, ref_r = self._seq_logp(self.ref, ps, cs), self._seq_logp(self.ref, ps, rs)
+        fn = PREFERENCE_LOSSES.get(cfg.loss)
+        kw = {"beta": cfg.beta} if cfg.loss == "dpo" else {"tau": cfg.beta} if cfg.loss == "ipo" else {"gamma": cfg.beta}
+        loss_vec, _ = fn(pol_c, pol_r, ref_c, ref_r, **kw)
+        loss = loss_vec.mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.opt.step()
+        return {"pairs": float(len(pairs)), "reward_mean": reward_mean, "loss": loss.item()}
+
+
 def load_model(path: str | Path):
     """Rebuild a model saved by :meth:`OnlineTrainer.save` or :func:`save_model`."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -282,4 +374,4 @@ def save_model(model, path: str | Path, meta: dict[str, Any] | None = None) -> P
     return save_checkpoint(path, {"model": model.state_dict()}, {"model_config": model.config.to_dict(), **(meta or {})})
 
 
-__all__ = ["AGG_MODES", "METHODS", "OnlineConfig", "OnlineTrainer", "exact_match", "generate", "load_model", "save_model", "sft"]
+__all__ = ["AGG_MODES", "METHODS", "OnlineConfig", "OnlineTrainer", "PreferenceConfig", "PreferenceTrainer", "exact_match", "generate", "load_model", "save_model", "sft"]

@@ -98,3 +98,27 @@ def test_grpo_improves_held_out_exact_match_and_the_zero_advantage_control_does_
     assert b0 == c0 < 0.5  # same warm start, with headroom
     assert a0 - b0 >= 0.08
     assert c1 == c0
+
+
+def test_preference_config_validation():
+    from rlsuite.llm.trainer import PreferenceConfig
+
+    with pytest.raises(ValueError, match="samples_per_prompt"):
+        PreferenceConfig(samples_per_prompt=1)
+    with pytest.raises(ValueError, match="allowed: dpo, ipo, rso"):
+        PreferenceConfig(loss="xpo")
+
+
+def test_online_dpo_improves_held_out_exact_match(data):
+    """Seed 0, same warm start as the GRPO test (0.19): 150 online DPO steps (beta 0.5, lr 1e-3; pairs of a
+    correct and a wrong sample of the current policy, reference = the SFT model). Measured here: 0.19 -> 0.33."""
+    from rlsuite.llm.trainer import PreferenceConfig, PreferenceTrainer
+
+    tok, train, test = data
+    model = tiny_causal_lm(tok.vocab_size, seed=0)
+    sft(model, tok, train, 500, seed=0)
+    before = exact_match(model, tok, test)
+    trainer = PreferenceTrainer(model, tok, train, PreferenceConfig(seed=0, beta=0.5))
+    for _ in range(150):
+        trainer.step()
+    assert exact_match(model, tok, test) - before >= 0.08
