@@ -72,6 +72,18 @@ class CharTokenizer:
         return ids, mask
 
 
+    def batch_encode_completions(self, texts: Sequence[str], eos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ``(ids, mask)``, both ``(B, C)``, of completions (each followed by ``<eos>``)."""
+        seqs = [self.encode(t, eos=eos) for t in texts]
+        n = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), n), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        return ids, mask
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
     """One task instance: the prompt, a reference answer (for SFT) and the task name."""

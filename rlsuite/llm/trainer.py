@@ -127,6 +127,16 @@ def generate(model, tok: CharTokenizer, prompts: Sequence[str], max_new_tokens: 
     return ids, mask, comp, cmask, truncated, texts
 
 
+def teacher_forced_logprobs(model, tok: CharTokenizer, prompts: Sequence[str], completions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs ``(B, C)`` of ``completion + <eos>`` after each prompt, and the completion mask."""
+    device = next(model.parameters()).device
+    p_ids, p_mask = tok.batch_encode(prompts)
+    c_ids, c_mask = tok.batch_encode_completions(completions)
+    c_mask = c_mask.to(device)
+    logp, _ = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask)
+    return logp, c_mask
+
+
 def exact_match(model, tok: CharTokenizer, examples: Sequence[Example], max_new_tokens: int = 6) -> float:
     """Greedy exact-match rate on ``examples`` (the verifier decides)."""
     model.eval()
@@ -139,23 +149,14 @@ def sft(model, tok: CharTokenizer, examples: Sequence[Example], steps: int, batc
 
     Returns the loss of every step.
     """
-    device = next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = random.Random(seed)
     losses = []
     model.train()
     for _ in range(steps):
         batch = [rng.choice(examples) for _ in range(batch_size)]
-        p_ids, p_mask = tok.batch_encode([e.prompt for e in batch])
-        answers = [tok.encode(e.answer, eos=True) for e in batch]
-        n = max(len(a) for a in answers)
-        c_ids = torch.full((batch_size, n), tok.pad_id, dtype=torch.long)
-        c_mask = torch.zeros((batch_size, n), dtype=torch.long)
-        for i, a in enumerate(answers):
-            c_ids[i, : len(a)] = torch.tensor(a)
-            c_mask[i, : len(a)] = 1
-        logp, _ = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
-        loss = -aggregate(logp, c_mask.to(device), "token-mean")
+        logp, c_mask = teacher_forced_logprobs(model, tok, [e.prompt for e in batch], [e.answer for e in batch])
+        loss = -aggregate(logp, c_mask, "token-mean")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -312,17 +313,7 @@ class PreferenceTrainer:
         self.gen = torch.Generator().manual_seed(config.seed)
 
     def _seq_logp(self, model, prompts: list[str], completions: list[str]) -> torch.Tensor:
-        device = next(model.parameters()).device
-        p_ids, p_mask = self.tok.batch_encode(prompts)
-        enc = [self.tok.encode(c, eos=True) for c in completions]
-        n = max(len(e) for e in enc)
-        c_ids = torch.full((len(enc), n), self.tok.pad_id, dtype=torch.long)
-        c_mask = torch.zeros((len(enc), n), dtype=torch.long)
-        for i, e in enumerate(enc):
-            c_ids[i, : len(e)] = torch.tensor(e)
-            c_mask[i, : len(e)] = 1
-        logp, _ = completion_logprobs(model, p_ids.to(device), p_mask.to(device), c_ids.to(device), c_mask.to(device))
-        return logp.sum(1)
+        return teacher_forced_logprobs(model, self.tok, prompts, completions)[0].sum(1)
 
     def step(self) -> dict[str, float]:
         """Sample, label, one preference update; returns metrics (``pairs`` = 0 means no update)."""

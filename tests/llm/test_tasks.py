@@ -20,6 +20,9 @@ def test_tokenizer_round_trip_and_left_padding():
     ids = tok.encode("57+68=", bos=True, eos=True)
     assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id and tok.decode(ids) == "57+68="
     batch, mask = tok.batch_encode(["1+2=", "10+20="])
+    comp, cmask = tok.batch_encode_completions(["3", "30"])
+    assert comp.tolist() == [[tok.stoi["3"], tok.eos_id, 0], [tok.stoi["3"], tok.stoi["0"], tok.eos_id]]
+    assert cmask.tolist() == [[1, 1, 0], [1, 1, 1]]
     assert batch.shape == (2, 7) and mask[0].tolist() == [0, 0, 1, 1, 1, 1, 1]
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.encode("x")
