@@ -60,28 +60,23 @@ class CharTokenizer:
             out.append(self.itos[i])
         return "".join(out)
 
-    def batch_encode(self, texts: Sequence[str], bos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``(input_ids, attention_mask)``, both ``(B, L)`` (left padding suits generation)."""
-        seqs = [self.encode(t, bos=bos) for t in texts]
+    def _pad(self, seqs: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
         n = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), n), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), n), dtype=torch.long)
         for i, s in enumerate(seqs):
-            ids[i, n - len(s) :] = torch.tensor(s)
-            mask[i, n - len(s) :] = 1
+            cols = slice(n - len(s), n) if left else slice(0, len(s))
+            ids[i, cols] = torch.tensor(s, dtype=torch.long)
+            mask[i, cols] = 1
         return ids, mask
 
+    def batch_encode(self, texts: Sequence[str], bos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``(input_ids, attention_mask)``, both ``(B, L)`` (left padding suits generation)."""
+        return self._pad([self.encode(t, bos=bos) for t in texts], left=True)
 
     def batch_encode_completions(self, texts: Sequence[str], eos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ``(ids, mask)``, both ``(B, C)``, of completions (each followed by ``<eos>``)."""
-        seqs = [self.encode(t, eos=eos) for t in texts]
-        n = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), n), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), n), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[i, : len(s)] = 1
-        return ids, mask
+        return self._pad([self.encode(t, eos=eos) for t in texts], left=False)
 
 
 @dataclasses.dataclass(frozen=True)
