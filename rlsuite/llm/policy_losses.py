@@ -94,13 +94,6 @@ def cispo_loss(
     return -ratio.clamp(max=eps_max) * _tok(adv, logp) * logp, {}
 
 
-POLICY_LOSSES.register("reinforce", reinforce_loss)
-POLICY_LOSSES.register("ppo_clip", ppo_clip_loss)
-POLICY_LOSSES.register("sapo", sapo_loss)
-POLICY_LOSSES.register("gspo", gspo_loss)
-POLICY_LOSSES.register("cispo", cispo_loss)
-
-
 def p3o_loss(
     seq_logp_1: torch.Tensor,
     seq_old_logp_1: torch.Tensor,
@@ -131,4 +124,9 @@ def p3o_loss(
     return loss, {}
 
 
+POLICY_LOSSES.register("reinforce", reinforce_loss)
+POLICY_LOSSES.register("ppo_clip", ppo_clip_loss)
+POLICY_LOSSES.register("sapo", sapo_loss)
+POLICY_LOSSES.register("gspo", gspo_loss)
+POLICY_LOSSES.register("cispo", cispo_loss)
 POLICY_LOSSES.register("p3o", p3o_loss)

@@ -63,11 +63,6 @@ def rpo_loss(
     return loss + eta * chosen_nll, stats
 
 
-PREFERENCE_LOSSES.register("dpo", dpo_loss)
-PREFERENCE_LOSSES.register("ipo", ipo_loss)
-PREFERENCE_LOSSES.register("rpo", rpo_loss)
-
-
 def xpo_loss(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,
@@ -143,6 +138,9 @@ def copg_loss(
     return d.pow(2) / (2.0 * beta), {}
 
 
+PREFERENCE_LOSSES.register("dpo", dpo_loss)
+PREFERENCE_LOSSES.register("ipo", ipo_loss)
+PREFERENCE_LOSSES.register("rpo", rpo_loss)
 PREFERENCE_LOSSES.register("xpo", xpo_loss)
 PREFERENCE_LOSSES.register("vpo", vpo_loss)
 PREFERENCE_LOSSES.register("rso", rso_hinge_loss)

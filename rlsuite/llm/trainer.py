@@ -127,6 +127,13 @@ def generate(model, tok: CharTokenizer, prompts: Sequence[str], max_new_tokens: 
     return ids, mask, comp, cmask, truncated, texts
 
 
+def seeded_sample(model, tok: CharTokenizer, prompts: Sequence[str], max_new_tokens: int, temperature: float, gen: torch.Generator):
+    """Sampled completions (see :func:`generate`) under a seed drawn from ``gen``, leaving the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        return generate(model, tok, prompts, max_new_tokens, False, temperature)
+
+
 def teacher_forced_logprobs(model, tok: CharTokenizer, prompts: Sequence[str], completions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs ``(B, C)`` of ``completion + <eos>`` after each prompt, and the completion mask."""
     device = next(model.parameters()).device
@@ -197,9 +204,7 @@ class OnlineTrainer:
         prompts = [e.prompt for e in prompts_ex for _ in range(cfg.group_size)]
         group_ids = torch.arange(cfg.prompts_per_step).repeat_interleave(cfg.group_size)
         self.model.eval()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
-            p_ids, p_mask, c_ids, c_mask, truncated, texts = generate(self.model, self.tok, prompts, cfg.max_new_tokens, False, cfg.temperature)
+        p_ids, p_mask, c_ids, c_mask, truncated, texts = seeded_sample(self.model, self.tok, prompts, cfg.max_new_tokens, cfg.temperature, self.gen)
         rewards = torch.tensor([verify(cfg.task, p, t) for p, t in zip(prompts, texts, strict=True)])
         batch = {"p_ids": p_ids, "p_mask": p_mask, "c_ids": c_ids, "c_mask": c_mask}
         B = len(prompts)
@@ -324,9 +329,7 @@ class PreferenceTrainer:
         prompts = [self.rng.choice(self.examples).prompt for _ in range(cfg.prompts_per_step)]
         flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
         self.model.eval()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen)))
-            *_, texts = generate(self.model, self.tok, flat, cfg.max_new_tokens, greedy=False)
+        *_, texts = seeded_sample(self.model, self.tok, flat, cfg.max_new_tokens, 1.0, self.gen)
         groups = [texts[i * cfg.samples_per_prompt : (i + 1) * cfg.samples_per_prompt] for i in range(cfg.prompts_per_step)]
         pairs = preference_pairs(prompts, groups, lambda p, c: verify(cfg.task, p, c))
         reward_mean = sum(verify(cfg.task, p, t) for p, t in zip(flat, texts, strict=True)) / len(flat)
