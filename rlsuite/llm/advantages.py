@@ -94,3 +94,46 @@ ADVANTAGES.register("dr_grpo", dr_grpo_advantages)
 ADVANTAGES.register("rloo", rloo_advantages)
 ADVANTAGES.register("remax", remax_advantages)
 ADVANTAGES.register("ngrpo", ngrpo_advantages)
+
+
+def igpo_turn_advantages(turn_rewards: torch.Tensor, turn_mask: torch.Tensor, group_ids: torch.Tensor, gamma: float = 1.0, eps: float = 1e-6) -> torch.Tensor:
+    """IGPO turn advantages ``(B, K)``: each turn's reward (:func:`rlsuite.llm.rewards.igpo_turn_rewards`)
+    is standardised across the group members that have that turn, then summed with discount ``gamma``
+    over the remaining turns: ``A_k = sum_{j >= k} gamma^(j - k) * rhat_j``. Padding gets 0.
+    Broadcast ``A_k`` over the tokens the policy generated in turn ``k``."""
+    valid = turn_mask.bool()
+    norm = torch.zeros_like(turn_rewards, dtype=torch.float32)
+    for gid in torch.unique(group_ids):
+        rows = group_ids == gid
+        for k in range(turn_rewards.shape[1]):
+            sel = rows & valid[:, k]
+            if sel.sum() == 0:
+                continue
+            x = turn_rewards[sel, k].float()
+            std = x.std() if x.numel() > 1 else torch.zeros(())
+            norm[sel, k] = (x - x.mean()) / (std + eps)
+    adv = torch.zeros_like(norm)
+    running = torch.zeros(norm.shape[0])
+    for k in range(norm.shape[1] - 1, -1, -1):
+        running = torch.where(valid[:, k], norm[:, k] + gamma * running, torch.zeros_like(running))
+        adv[:, k] = running
+    return adv
+
+
+def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, gae_lambda: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE over completion tokens for PPO with a critic (RTO's second stage): ``rewards``, ``values``,
+    ``mask`` ``(B, T)``; the completion ends (no bootstrap) after its last valid token.
+    Returns ``(advantages, returns)``, ``(B, T)``, zero on padding. Uses :func:`rlsuite.core.rollout.compute_gae`."""
+    from rlsuite.core.rollout import compute_gae
+
+    m = mask.bool()
+    r, v = (rewards * m).T, (values * m).T
+    next_v = torch.cat([v[1:], torch.zeros_like(v[:1])])
+    next_valid = torch.cat([m.T[1:], torch.zeros_like(m.T[:1])])
+    terminated = ~next_valid  # the state after the last valid token is terminal
+    adv, ret = compute_gae(r, v, next_v * next_valid, terminated, torch.zeros_like(terminated), gamma, gae_lambda)
+    return adv.T * m, ret.T * m
+
+
+ADVANTAGES.register("igpo_turn_discounted", igpo_turn_advantages)
+ADVANTAGES.register("rto_token_gae", token_gae)

@@ -138,6 +138,45 @@ def copg_loss(
     return d.pow(2) / (2.0 * beta), {}
 
 
+def trpa_levels(correct: torch.Tensor, well_formed: torch.Tensor) -> torch.Tensor:
+    """TRPA's rule-based preference levels ``(B,)``: ``2 * correct + well_formed`` (0 = wrong and malformed,
+    3 = correct and well formed)."""
+    return 2 * correct.long() + well_formed.long()
+
+
+def trpa_pairs(levels: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every cross-level pair within a group: indices ``(chosen, rejected)``, each ``(P,)``, with
+    ``levels[chosen] > levels[rejected]`` and both in the same group."""
+    same = group_ids.unsqueeze(1) == group_ids.unsqueeze(0)
+    better = levels.unsqueeze(1) > levels.unsqueeze(0)
+    chosen, rejected = torch.nonzero(same & better, as_tuple=True)
+    return chosen, rejected
+
+
+def trpa_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    kl_old: torch.Tensor | None = None,
+    beta_chosen: float = 0.1,
+    beta_rejected: float = 0.1,
+    alpha: float = 0.0,
+) -> tuple[torch.Tensor, dict]:
+    """TRPA ("Trust Region Preference Approximation: A simple and stable reinforcement learning algorithm for
+    LLM reasoning", 2025):
+    ``-log sigmoid(beta_w * (logp - ref)(y_w) - beta_l * (logp - ref)(y_l)) + alpha * KL(pi_old || pi)``
+    on pairs from :func:`trpa_pairs` (sequence sums ``(B,)``; ``kl_old`` a scalar estimate of the KL to the
+    rollout policy, e.g. the token mean of :func:`rlsuite.llm.kl.kl_estimate`). ``beta_w != beta_l`` is the
+    paper's anisotropic variant; with ``beta_w = beta_l`` and ``alpha = 0`` it is DPO. The coefficients
+    come from a summary of the paper, not its code."""
+    z = beta_chosen * (policy_chosen - ref_chosen) - beta_rejected * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(z)
+    if kl_old is not None and alpha:
+        loss = loss + alpha * kl_old
+    return loss, {"reward_accuracy": (z.detach() > 0).float().mean()}
+
+
 PREFERENCE_LOSSES.register("dpo", dpo_loss)
 PREFERENCE_LOSSES.register("ipo", ipo_loss)
 PREFERENCE_LOSSES.register("rpo", rpo_loss)
@@ -145,3 +184,4 @@ PREFERENCE_LOSSES.register("xpo", xpo_loss)
 PREFERENCE_LOSSES.register("vpo", vpo_loss)
 PREFERENCE_LOSSES.register("rso", rso_hinge_loss)
 PREFERENCE_LOSSES.register("copg", copg_loss)
+PREFERENCE_LOSSES.register("trpa", trpa_loss)
