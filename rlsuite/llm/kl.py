@@ -26,3 +26,13 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") ->
     if kind == "k3":
         return torch.expm1(u) - u
     raise ValueError(f"unknown KL estimator {kind!r}; allowed: {', '.join(KL_ESTIMATORS)}.")
+
+
+def kl_shaped_rewards(
+    rewards: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, beta: float, kind: str = "k1"
+) -> torch.Tensor:
+    """KL in the reward (as in PPO-RLHF, P3O, RTO): ``r - beta * sum_t kl_t`` over each completion's valid
+    tokens. ``rewards`` ``(B,)``; ``logp``, ``ref_logp``, ``mask`` ``(B, T)`` (log-probs are detached: the
+    penalty is a reward, not a loss). Returns ``(B,)``."""
+    kl = kl_estimate(logp.detach(), ref_logp.detach(), kind) * mask.to(logp.dtype)
+    return rewards.to(kl.dtype) - beta * kl.sum(1).to(rewards.device)

@@ -28,8 +28,10 @@ def completion_logprobs(
     prompt_mask: torch.Tensor,
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs and entropies of the completion tokens under ``model``.
+    """Log-probs and entropies of the completion tokens under ``model`` with its logits divided by
+    ``temperature`` (the distribution the completions were sampled from, so ratios stay consistent).
 
     Args:
         prompt_ids, prompt_mask: ``(B, P)``, left-padded prompts.
@@ -43,7 +45,7 @@ def completion_logprobs(
     pos = (att.cumsum(1) - 1).clamp_min(0)
     logits = model(input_ids=ids, attention_mask=att, position_ids=pos).logits
     p = prompt_ids.shape[1]
-    logits = logits[:, p - 1 : -1].float()
+    logits = logits[:, p - 1 : -1].float() / temperature
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)

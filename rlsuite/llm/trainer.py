@@ -2,14 +2,16 @@
 
 One online step (``OnlineTrainer.step``):
 
-1. draw ``prompts_per_step`` training prompts, repeat each ``group_size`` times;
+1. draw ``prompts_per_step`` training prompts (uniformly, or by VADE's Thompson sampling), repeat each
+   ``group_size`` times; with DR-PO dataset reset, some rollouts start from a prefix of the reference answer;
 2. sample completions (HF ``generate``), decode, score with the task's verifier;
 3. optional KL-in-reward shaping, then advantages from the registry (ReMax also decodes greedily);
 4. old log-probs (only when ``inner_epochs > 1``; otherwise the detached current ones) and reference
    log-probs (a frozen copy, only when ``beta > 0``);
 5. for each inner epoch, micro-batches of ``micro_batch_size`` completions: policy loss (+ KL in the
    loss), aggregated with the *whole batch's* denominators and back-propagated, then one clipped
-   optimizer step per epoch, so the split into micro-batches cannot change the update;
+   optimizer step per epoch, so the split into micro-batches cannot change the update (BAPO's bounds are
+   likewise chosen on the whole batch);
 6. health checks: every completion truncated, or every group with zero reward variance, is reported
    with a warning (the gradient is then zero or meaningless).
 
@@ -34,24 +36,26 @@ from rlsuite.core.config import config_to_dict
 from rlsuite.core.registry import UnknownNameError, unknown_name_message
 from rlsuite.llm.advantages import ADVANTAGES
 from rlsuite.llm.aggregation import AGG_MODES, aggregate
-from rlsuite.llm.kl import KL_ESTIMATORS, kl_estimate
+from rlsuite.llm.kl import KL_ESTIMATORS, kl_estimate, kl_shaped_rewards
 from rlsuite.llm.model import completion_logprobs, completion_mask_from_ids
-from rlsuite.llm.policy_losses import POLICY_LOSSES
+from rlsuite.llm.policy_losses import POLICY_LOSSES, bapo_bounds
+from rlsuite.llm.samplers import DatasetResetSampler, VadeSampler
 from rlsuite.llm.tasks import TASKS, CharTokenizer, Example, verify
 
 log = logging.getLogger("rlsuite")
 
-#: method -> (advantage key, policy-loss key, aggregation mode, needs a group of >= 2)
-METHODS: dict[str, tuple[str, str, str, bool]] = {
-    "grpo": ("grpo", "ppo_clip", "seq-mean-token-mean", True),
-    "dr_grpo": ("dr_grpo", "ppo_clip", "seq-mean-token-sum-norm", True),
-    "rloo": ("rloo", "ppo_clip", "seq-mean-token-mean", True),
-    "ngrpo": ("ngrpo", "ppo_clip", "seq-mean-token-mean", True),
-    "gspo": ("grpo", "gspo", "seq-mean-token-mean", True),
-    "sapo": ("grpo", "sapo", "seq-mean-token-mean", True),
-    "cispo": ("grpo", "cispo", "token-mean", True),
-    "remax": ("remax", "reinforce", "seq-mean-token-mean", False),
-    "zero_advantage": ("grpo", "ppo_clip", "seq-mean-token-mean", False),  # control: advantages forced to 0
+#: method -> (advantage key, policy-loss key, aggregation mode, needs a group of >= 2, policy-loss keyword arguments)
+METHODS: dict[str, tuple[str, str, str, bool, dict]] = {
+    "grpo": ("grpo", "ppo_clip", "seq-mean-token-mean", True, {}),
+    "dr_grpo": ("dr_grpo", "ppo_clip", "seq-mean-token-sum-norm", True, {}),
+    "rloo": ("rloo", "ppo_clip", "seq-mean-token-mean", True, {}),
+    "ngrpo": ("ngrpo", "ppo_clip", "seq-mean-token-mean", True, {"eps_low": 0.16, "eps_high": 0.24}),  # authors' script
+    "bapo": ("grpo", "bapo", "token-mean", True, {}),
+    "gspo": ("grpo", "gspo", "seq-mean-token-mean", True, {}),
+    "sapo": ("grpo", "sapo", "seq-mean-token-mean", True, {}),
+    "cispo": ("grpo", "cispo", "token-mean", True, {}),
+    "remax": ("remax", "reinforce", "seq-mean-token-mean", False, {}),
+    "zero_advantage": ("grpo", "ppo_clip", "seq-mean-token-mean", False, {}),  # control: advantages forced to 0
 }
 
 
@@ -60,7 +64,7 @@ class OnlineConfig:
     """Online policy-optimisation settings; invalid combinations fail at construction."""
 
     method: str = "grpo"
-    """One of METHODS (grpo, dr_grpo, rloo, ngrpo, gspo, sapo, cispo, remax, zero_advantage)."""
+    """One of METHODS (grpo, dr_grpo, rloo, ngrpo, bapo, gspo, sapo, cispo, remax, zero_advantage)."""
     task: str = "addition"
     """Synthetic task (see rlsuite.llm.tasks)."""
     prompts_per_step: int = 32
@@ -85,10 +89,18 @@ class OnlineConfig:
     """Subtract beta * sequence KL from the reward instead of adding it to the loss."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
+    prompt_sampler: str = "uniform"
+    """uniform | vade (Thompson sampling of informative prompts, rlsuite.llm.samplers.VadeSampler)."""
+    dataset_reset_prob: float = 0.0
+    """DR-PO: share of rollouts that start from a random prefix of the reference answer (0: off)."""
     seed: int = 0
     """Seed of prompt sampling and generation."""
 
     def __post_init__(self) -> None:
+        if self.prompt_sampler not in ("uniform", "vade"):
+            raise ValueError(f"unknown prompt_sampler {self.prompt_sampler!r}; allowed: uniform, vade.")
+        if not 0.0 <= self.dataset_reset_prob <= 1.0:
+            raise ValueError(f"dataset_reset_prob must be in [0, 1], got {self.dataset_reset_prob}.")
         if self.method not in METHODS:
             raise UnknownNameError(unknown_name_message("llm method", self.method, METHODS))
         if self.task not in TASKS:
@@ -184,7 +196,9 @@ class OnlineTrainer:
     def __init__(self, model, tok: CharTokenizer, train_examples: Sequence[Example], config: OnlineConfig) -> None:
         self.model, self.tok, self.cfg = model, tok, config
         self.examples = list(train_examples)
-        self.adv_key, self.loss_key, self.agg, _ = METHODS[config.method]
+        self.adv_key, self.loss_key, self.agg, _, self.loss_kwargs = METHODS[config.method]
+        self.vade = VadeSampler(len(self.examples), seed=config.seed) if config.prompt_sampler == "vade" else None
+        self.reset = DatasetResetSampler(config.dataset_reset_prob, seed=config.seed) if config.dataset_reset_prob > 0 else None
         self.ref = None
         if config.beta > 0:
             self.ref = copy.deepcopy(model).eval().requires_grad_(False)
@@ -194,18 +208,28 @@ class OnlineTrainer:
         self.steps_done = 0
 
     def _logp(self, model, batch: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return completion_logprobs(model, batch["p_ids"][idx], batch["p_mask"][idx], batch["c_ids"][idx], batch["c_mask"][idx])
+        return completion_logprobs(model, batch["p_ids"][idx], batch["p_mask"][idx], batch["c_ids"][idx], batch["c_mask"][idx],
+                                   temperature=self.cfg.temperature)
 
     def step(self) -> dict[str, float]:
         """One rollout + update; returns metrics."""
         cfg = self.cfg
         device = next(self.model.parameters()).device
-        prompts_ex = [self.rng.choice(self.examples) for _ in range(cfg.prompts_per_step)]
+        if self.vade is not None:
+            picked = self.vade.select(cfg.prompts_per_step)
+            prompts_ex = [self.examples[i] for i in picked.tolist()]
+        else:
+            prompts_ex = [self.rng.choice(self.examples) for _ in range(cfg.prompts_per_step)]
         prompts = [e.prompt for e in prompts_ex for _ in range(cfg.group_size)]
+        # DR-PO: some rollouts continue a prefix of the reference answer; the reward scores prefix + generation
+        prefixes = [self.reset.prefix(e.answer) for e in prompts_ex for _ in range(cfg.group_size)] if self.reset else [""] * len(prompts)
         group_ids = torch.arange(cfg.prompts_per_step).repeat_interleave(cfg.group_size)
         self.model.eval()
-        p_ids, p_mask, c_ids, c_mask, truncated, texts = seeded_sample(self.model, self.tok, prompts, cfg.max_new_tokens, cfg.temperature, self.gen)
-        rewards = torch.tensor([verify(cfg.task, p, t) for p, t in zip(prompts, texts, strict=True)])
+        starts = [p + h for p, h in zip(prompts, prefixes, strict=True)]
+        p_ids, p_mask, c_ids, c_mask, truncated, texts = seeded_sample(self.model, self.tok, starts, cfg.max_new_tokens, cfg.temperature, self.gen)
+        rewards = torch.tensor([verify(cfg.task, p, h + t) for p, h, t in zip(prompts, prefixes, texts, strict=True)])
+        if self.vade is not None:
+            self.vade.update(picked, rewards.view(cfg.prompts_per_step, cfg.group_size).sum(1), torch.full((cfg.prompts_per_step,), cfg.group_size))
         batch = {"p_ids": p_ids, "p_mask": p_mask, "c_ids": c_ids, "c_mask": c_mask}
         B = len(prompts)
         everything = torch.arange(B, device=device)
@@ -215,7 +239,7 @@ class OnlineTrainer:
         shaped = rewards.clone()
         if ref_logp is not None and cfg.kl_in_reward:
             cur = old_logp if old_logp is not None else self._logp(self.model, batch, everything)[0].detach()
-            shaped = shaped - cfg.beta * (kl_estimate(cur, ref_logp, cfg.kl_estimator) * c_mask).sum(1).cpu()
+            shaped = kl_shaped_rewards(rewards, cur, ref_logp, c_mask, cfg.beta, cfg.kl_estimator).cpu()
         if self.adv_key == "remax":
             uniq = [e.prompt for e in prompts_ex]
             *_, greedy_texts = generate(self.model, self.tok, uniq, cfg.max_new_tokens, greedy=True)
@@ -230,12 +254,19 @@ class OnlineTrainer:
         num_tokens = c_mask.sum().clamp_min(1)
         self.model.train()
         total_loss, total_kl, clip_frac, n_micro = 0.0, 0.0, 0.0, 0
+        loss_kwargs = dict(self.loss_kwargs)
         for _ in range(cfg.inner_epochs):
+            if self.loss_key == "bapo":  # bounds from the whole batch, so micro-batching cannot change them
+                with torch.no_grad():
+                    now = self._logp(self.model, batch, everything)[0]
+                ratio = torch.exp(now - (old_logp if old_logp is not None else now))
+                c_lo, c_hi, _ = bapo_bounds(ratio, adv.unsqueeze(-1).expand_as(ratio), c_mask)
+                loss_kwargs = {"lower": (c_lo, c_lo), "upper": (c_hi, c_hi)}
             self.opt.zero_grad(set_to_none=True)
             for idx in torch.randperm(B, generator=self.gen).to(device).split(cfg.micro_batch_size):
                 logp, _ = self._logp(self.model, batch, idx)
                 old = old_logp[idx] if old_logp is not None else logp.detach()
-                per_tok, stats = loss_fn(logp, old, adv[idx], c_mask[idx])
+                per_tok, stats = loss_fn(logp, old, adv[idx], c_mask[idx], **loss_kwargs)
                 if ref_logp is not None and not cfg.kl_in_reward:
                     kl = kl_estimate(logp, ref_logp[idx], cfg.kl_estimator)
                     per_tok = per_tok + cfg.beta * kl
@@ -258,6 +289,7 @@ class OnlineTrainer:
             "kl": total_kl / cfg.inner_epochs,
             "clip_fraction": clip_frac / max(1, n_micro),
             "grad_norm": float(grad_norm),
+            "reward_shaped_mean": float(shaped.float().mean()),
         }
         if metrics["frac_truncated"] == 1.0:
             log.warning("step %d: every completion hit max_new_tokens=%d without EOS; rewards carry no signal. "

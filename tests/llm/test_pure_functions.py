@@ -162,7 +162,7 @@ def test_ipo_minimum_at_half_over_tau():
 
 
 def test_registries_and_clear_errors():
-    assert set(ADVANTAGES.names()) == {"dr_grpo", "grpo", "ngrpo", "remax", "rloo"}
+    assert {"dr_grpo", "grpo", "ngrpo", "remax", "rloo"} <= set(ADVANTAGES.names())
     assert "gspo" in POLICY_LOSSES
     with pytest.raises(ValueError, match="allowed"):
         aggregate(torch.zeros(1, 1), torch.ones(1, 1), "mean")

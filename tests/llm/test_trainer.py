@@ -1,6 +1,7 @@
 """The LLM trainer: validation, split invariance, checkpoints, and learning on the addition task."""
 
 import copy
+import logging
 import os
 
 import pytest
@@ -11,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from rlsuite.core.registry import UnknownNameError  # noqa: E402
+from rlsuite.llm.kl import kl_shaped_rewards  # noqa: E402
 from rlsuite.llm.model import completion_mask_from_ids, tiny_causal_lm  # noqa: E402
 from rlsuite.llm.tasks import CharTokenizer, make_split  # noqa: E402
 from rlsuite.llm.trainer import OnlineConfig, OnlineTrainer, exact_match, load_model, sft  # noqa: E402
@@ -55,7 +57,7 @@ def _one_step(tok, train, warm, micro, method="grpo", inner_epochs=1, beta=0.0):
     return model, metrics
 
 
-@pytest.mark.parametrize("method,beta", [("grpo", 0.0), ("dr_grpo", 0.04), ("gspo", 0.0), ("cispo", 0.0)])
+@pytest.mark.parametrize("method,beta", [("grpo", 0.0), ("dr_grpo", 0.04), ("gspo", 0.0), ("cispo", 0.0), ("bapo", 0.0), ("ngrpo", 0.0)])
 def test_micro_batch_split_does_not_change_the_update(data, warm, method, beta):
     tok, train, _ = data
     a, ma = _one_step(tok, train, warm, micro=32, method=method, beta=beta)
@@ -66,6 +68,63 @@ def test_micro_batch_split_does_not_change_the_update(data, warm, method, beta):
     for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-8, msg=f"gradient of {n} differs")
     assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), warm.parameters(), strict=True)), "parameters did not move"
+
+
+def test_kl_shaped_rewards_hand_computed():
+    r = torch.tensor([1.0, 0.0])
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, 0.0]])
+    ref = torch.tensor([[-1.5, -1.0], [-0.5, -3.0]])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    out = kl_shaped_rewards(r, logp, ref, mask, beta=0.1, kind="k1")  # k1 = logp - ref, summed over valid tokens
+    torch.testing.assert_close(out, torch.tensor([1.0 - 0.1 * (0.5 - 1.0), 0.0]))
+
+
+def test_kl_in_reward_moves_the_penalty_out_of_the_loss(data, warm):
+    tok, train, _ = data
+    out = {}
+    for in_reward in (False, True):
+        model = copy.deepcopy(warm)
+        tr = OnlineTrainer(model, tok, train, OnlineConfig(prompts_per_step=8, group_size=4, micro_batch_size=32, beta=0.5,
+                                                           kl_in_reward=in_reward, seed=3))
+        with torch.no_grad():  # move the policy away from its frozen reference
+            g = torch.Generator().manual_seed(0)
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        out[in_reward] = tr.step()
+    in_loss, in_reward = out[False], out[True]
+    assert in_loss["kl"] > 0 and in_loss["reward_shaped_mean"] == in_loss["reward_mean"]
+    assert in_reward["kl"] == 0 and in_reward["reward_shaped_mean"] < in_reward["reward_mean"]  # k3 >= 0: a penalty
+
+
+def test_health_checks_warn_loudly(data, warm, caplog):
+    tok, train, _ = data
+    tr = OnlineTrainer(copy.deepcopy(warm), tok, train, OnlineConfig(max_new_tokens=1, prompts_per_step=4, group_size=4, micro_batch_size=16))
+    with caplog.at_level(logging.WARNING, logger="rlsuite"):
+        m = tr.step()
+    assert m["frac_truncated"] == 1.0 and m["frac_zero_std_groups"] == 1.0
+    assert "every completion hit max_new_tokens=1" in caplog.text and "zero reward variance" in caplog.text
+
+
+def test_vade_prompt_sampler_records_every_rollout(data, warm):
+    tok, train, _ = data
+    tr = OnlineTrainer(copy.deepcopy(warm), tok, train, OnlineConfig(prompt_sampler="vade", prompts_per_step=8, group_size=4, micro_batch_size=32))
+    m = tr.step()
+    evidence = tr.vade.alpha + tr.vade.beta - 2.0  # prior (1, 1); untouched prompts stay at the prior
+    assert int((evidence > 0).sum()) == 8 and float(evidence.sum()) == pytest.approx(32.0)
+    assert float(tr.vade.alpha.sum() - len(train)) == pytest.approx(m["reward_mean"] * 32)
+    with pytest.raises(ValueError, match="allowed: uniform, vade"):
+        OnlineConfig(prompt_sampler="thompson")
+
+
+def test_dataset_reset_rollouts_continue_answer_prefixes(data, warm):
+    """DR-PO: starting from a prefix of the reference answer makes the (prefix + generation) reward higher."""
+    tok, train, _ = data
+    rewards = {}
+    for prob in (0.0, 1.0):
+        tr = OnlineTrainer(copy.deepcopy(warm), tok, train, OnlineConfig(dataset_reset_prob=prob, prompts_per_step=16, group_size=4,
+                                                                         micro_batch_size=64, seed=1))
+        rewards[prob] = tr.step()["reward_mean"]
+    assert rewards[1.0] > rewards[0.0] + 0.05
 
 
 def test_checkpoint_round_trip(data, tmp_path):
