@@ -31,8 +31,9 @@ demo: $(STAMP)
 	$(VENV)/bin/rlsuite eval $(DEMO_DIR) --episodes 10
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(PY) -m pip install --quiet -e ".[dev,llm,bench]"
 	$(PY) scripts/bench/ppo_sac_vs_sb3.py
+	$(PY) scripts/bench/llm.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check rlsuite tests scripts

@@ -17,7 +17,7 @@ Writes ``docs/benchmarks/llm.csv`` and the tables between the ``llm`` markers of
 Usage:
     python scripts/bench/llm.py                  # 3 rounds x 20 measured steps per side
     python scripts/bench/llm.py --quick          # 1 round x 5 steps (a smoke run)
-    python scripts/bench/llm.py --device cuda
+    python scripts/bench/llm.py --device cpu     # default: cuda when available
 
 Needs the llm and bench extras: pip install -e ".[llm,bench]" (TRL comes with bench).
 """
@@ -264,10 +264,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1 round x 5 steps")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="measured steps per side and round")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda when available")
     ap.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.worker:
         fn = worker_ours if args.worker == "ours" else worker_trl
         print(json.dumps(fn(args.model, args.steps, args.device)))

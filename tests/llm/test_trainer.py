@@ -140,25 +140,6 @@ def test_checkpoint_round_trip(data, tmp_path):
     assert exact_match(model, tok, test[:20]) == exact_match(loaded, tok, test[:20])
 
 
-def test_grpo_improves_held_out_exact_match_and_the_zero_advantage_control_does_not(data):
-    """Seed 0: a 0.1 M-parameter GPT-2 after 500 SFT steps (held-out greedy exact match 0.19), then 150 GRPO
-    steps of 32 prompts x 8 completions. Measured here: 0.19 -> 0.38; the control stays at 0.19 exactly."""
-    tok, train, test = data
-    results = {}
-    for method in ("grpo", "zero_advantage"):
-        model = tiny_causal_lm(tok.vocab_size, seed=0)
-        sft(model, tok, train, 500, seed=0)
-        before = exact_match(model, tok, test)
-        trainer = OnlineTrainer(model, tok, train, OnlineConfig(method=method, seed=0))
-        for _ in range(150):
-            trainer.step()
-        results[method] = (before, exact_match(model, tok, test))
-    (b0, a0), (c0, c1) = results["grpo"], results["zero_advantage"]
-    assert b0 == c0 < 0.5  # same warm start, with headroom
-    assert a0 - b0 >= 0.08
-    assert c1 == c0
-
-
 def test_preference_config_validation():
     from rlsuite.llm.trainer import PreferenceConfig
 
@@ -168,16 +149,43 @@ def test_preference_config_validation():
         PreferenceConfig(loss="xpo")
 
 
-def test_online_dpo_improves_held_out_exact_match(data):
-    """Seed 0, same warm start as the GRPO test (0.19): 150 online DPO steps (beta 0.5, lr 1e-3; pairs of a
-    correct and a wrong sample of the current policy, reference = the SFT model). Measured here: 0.19 -> 0.33."""
+SEEDS = (0, 1, 2)
+#: Measured here (CPU, 2 threads), held-out greedy exact-match gains over the SFT start (0.19) for seeds 0, 1, 2
+#: after 200 steps: GRPO +0.245 +0.16 +0.17; ReMax (lr 3e-4) +0.125 +0.16 +0.13; online DPO (beta 0.5)
+#: +0.155 +0.13 +0.245; zero-advantage control 0 0 0.
+LEARNING_STEPS = 200
+
+
+def _trained(method: str, seed: int, tok, train, warm):
     from rlsuite.llm.trainer import PreferenceConfig, PreferenceTrainer
 
-    tok, train, test = data
-    model = tiny_causal_lm(tok.vocab_size, seed=0)
-    sft(model, tok, train, 500, seed=0)
-    before = exact_match(model, tok, test)
-    trainer = PreferenceTrainer(model, tok, train, PreferenceConfig(seed=0, beta=0.5))
-    for _ in range(150):
+    model = copy.deepcopy(warm)
+    if method == "dpo":
+        trainer = PreferenceTrainer(model, tok, train, PreferenceConfig(seed=seed, beta=0.5))
+    else:  # ReMax's unnormalised advantages need a smaller step than GRPO's standardised ones
+        cfg = OnlineConfig(method=method, seed=seed, learning_rate=3e-4 if method == "remax" else 1e-3)
+        trainer = OnlineTrainer(model, tok, train, cfg)
+    for _ in range(LEARNING_STEPS):
         trainer.step()
-    assert exact_match(model, tok, test) - before >= 0.08
+    return model
+
+
+@pytest.mark.parametrize("method", ["grpo", "remax", "dpo"])
+def test_method_improves_held_out_exact_match_by_a_margin_above_the_seed_spread(data, warm, method):
+    """A 0.1 M-parameter GPT-2 after 500 SFT steps (held-out greedy exact match 0.19 on 2-digit addition), then
+    200 steps of 32 prompts x 8 samples, three RL seeds from the same warm start."""
+    tok, train, test = data
+    before = exact_match(warm, tok, test)
+    assert before < 0.5  # headroom
+    gains = torch.tensor([exact_match(_trained(method, s, tok, train, warm), tok, test) - before for s in SEEDS])
+    assert gains.min() >= 0.08, f"{method}: gains {gains.tolist()}"
+    assert gains.mean() >= 2 * gains.std(), f"{method}: gains {gains.tolist()} not well above their spread"
+
+
+def test_zero_advantage_control_does_not_change_the_model(data, warm):
+    tok, train, test = data
+    before = exact_match(warm, tok, test)
+    for s in SEEDS:
+        model = _trained("zero_advantage", s, tok, train, warm)
+        assert exact_match(model, tok, test) == before
+        assert all(torch.equal(p, q) for p, q in zip(model.parameters(), warm.parameters(), strict=True))
