@@ -191,6 +191,12 @@ def cmd_llm(argv: list[str]) -> int:
         p.add_argument("--prompts-per-step", type=int, default=32)
         p.add_argument("--learning-rate", type=float, default=1e-3)
         p.add_argument("--beta", type=float, default=None, help="KL coefficient (online methods, default 0) or DPO beta (default 0.1)")
+        p.add_argument("--kl-in-reward", action="store_true", help="online methods: subtract beta * KL from the reward instead")
+        p.add_argument("--inner-epochs", type=int, default=1, help="online methods: optimizer steps per batch")
+        p.add_argument("--micro-batch-size", type=int, default=None, help="online methods: completions per forward (default: all)")
+        p.add_argument("--temperature", type=float, default=1.0, help="online methods: sampling temperature")
+        p.add_argument("--prompt-sampler", default="uniform", choices=["uniform", "vade"], help="online methods: prompt selection")
+        p.add_argument("--dataset-reset-prob", type=float, default=0.0, help="online methods: DR-PO dataset reset share")
         p.add_argument("--out", required=True)
     else:
         p.add_argument("checkpoint")
@@ -217,8 +223,10 @@ def cmd_llm(argv: list[str]) -> int:
         trainer: Any = PreferenceTrainer(model, tok, train, pcfg)
     else:
         cfg = OnlineConfig(method=a.method, task=a.task, seed=a.seed, group_size=a.group_size, prompts_per_step=a.prompts_per_step,
-                           micro_batch_size=a.group_size * a.prompts_per_step, learning_rate=a.learning_rate,
-                           beta=0.0 if a.beta is None else a.beta)
+                           micro_batch_size=a.micro_batch_size or a.group_size * a.prompts_per_step,
+                           learning_rate=a.learning_rate, beta=0.0 if a.beta is None else a.beta, kl_in_reward=a.kl_in_reward,
+                           inner_epochs=a.inner_epochs, temperature=a.temperature, prompt_sampler=a.prompt_sampler,
+                           dataset_reset_prob=a.dataset_reset_prob)
         trainer = OnlineTrainer(model, tok, train, cfg)
     print(f"before: exact_match={exact_match(model, tok, test):.4f}")
     for i in range(a.steps):

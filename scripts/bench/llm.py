@@ -73,7 +73,7 @@ def peak_memory(device: str) -> int:
 
 def hf_tokenizer():
     """A transformers fast tokenizer with the same ids as ``CharTokenizer`` (one token per character, BOS first)."""
-    from tokenizers import Regex, Tokenizer, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
@@ -83,8 +83,10 @@ def hf_tokenizer():
     tk = Tokenizer(WordLevel({s: i for i, s in enumerate(ct.itos)}, unk_token="<pad>"))
     tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tk.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", ct.bos_id)])
+    tk.decoder = decoders.Fuse()  # characters join without spaces
     hf = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", padding_side="left")
-    assert hf("57+68=").input_ids == ct.encode("57+68=", bos=True)
+    ids = ct.encode("57+68=", bos=True)
+    assert hf("57+68=").input_ids == ids and hf.decode(ids + [ct.eos_id], skip_special_tokens=True) == "57+68="
     return hf
 
 
@@ -196,7 +198,8 @@ def memory_accounting(hidden: int, layers: int) -> list[dict]:
     class Critic(torch.nn.Module):  # the usual PPO critic: the same backbone with a scalar value head
         def __init__(self) -> None:
             super().__init__()
-            self.body = GPT2Model(GPT2Config(vocab_size=vocab, n_positions=64, n_embd=hidden, n_layer=layers, n_head=4))
+            self.body = GPT2Model(GPT2Config(vocab_size=vocab, n_positions=64, n_embd=hidden, n_layer=layers, n_head=4,
+                                                bos_token_id=1, eos_token_id=2, pad_token_id=0))
             self.head = torch.nn.Linear(hidden, 1)
 
     critic_bytes = trained(Critic())

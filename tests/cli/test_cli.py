@@ -111,6 +111,10 @@ def test_llm_sft_train_eval_cli(capsys, tmp_path):
     assert main(["llm", "sft", "--steps", "20", "--out", str(tmp_path / "sft"), "--eval-examples", "20"]) == 0
     assert main(["llm", "train", "--init", str(tmp_path / "sft"), "--steps", "2", "--prompts-per-step", "4",
                  "--group-size", "2", "--out", str(tmp_path / "rl"), "--eval-examples", "20"]) == 0
+    assert main(["llm", "train", "--method", "bapo", "--init", str(tmp_path / "sft"), "--steps", "1", "--prompts-per-step", "4",
+                 "--group-size", "2", "--micro-batch-size", "4", "--inner-epochs", "2", "--prompt-sampler", "vade",
+                 "--dataset-reset-prob", "0.5", "--beta", "0.1", "--kl-in-reward", "--out", str(tmp_path / "rl2"),
+                 "--eval-examples", "20"]) == 0
     capsys.readouterr()
     code, out, _ = _run(capsys, "llm", "eval", str(tmp_path / "rl"), "--eval-examples", "20")
     assert code == 0 and re.fullmatch(r"exact_match=\d\.\d{4}", out.strip().splitlines()[-1])
