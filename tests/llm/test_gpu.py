@@ -12,7 +12,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from rlsuite.llm.model import tiny_causal_lm  # noqa: E402
 from rlsuite.llm.tasks import CharTokenizer, make_split  # noqa: E402
-from rlsuite.llm.trainer import OnlineConfig, OnlineTrainer, PreferenceConfig, PreferenceTrainer, exact_match, sft  # noqa: E402
+from rlsuite.llm.trainer import (  # noqa: E402
+    OnlineConfig,
+    OnlineTrainer,
+    PreferenceConfig,
+    PreferenceTrainer,
+    exact_match,
+    sft,
+)
 
 pytestmark = pytest.mark.gpu
 

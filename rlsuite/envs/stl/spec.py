@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Union
 
 KEYWORDS = {"always", "eventually", "until", "and", "or", "not", "implies", "G", "F", "U", "inf"}
 
@@ -101,7 +100,7 @@ class Until:
     right: Formula
 
 
-Formula = Union[Predicate, Not, And, Or, Implies, Always, Eventually, Until]
+Formula = Predicate | Not | And | Or | Implies | Always | Eventually | Until
 
 
 def signals(f: Formula) -> set[str]:
