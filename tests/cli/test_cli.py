@@ -118,3 +118,33 @@ def test_llm_sft_train_eval_cli(capsys, tmp_path):
     capsys.readouterr()
     code, out, _ = _run(capsys, "llm", "eval", str(tmp_path / "rl"), "--eval-examples", "20")
     assert code == 0 and re.fullmatch(r"exact_match=\d\.\d{4}", out.strip().splitlines()[-1])
+
+
+def test_stl_check_prints_robustness_last(capsys, tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("x,y\n0,1\n1,-1\n2,0.5\n3,2\n4,-3\n")
+    code, out, _ = _run(capsys, "stl", "check", "always[0:2](x > -0.5) and eventually[1:3](y >= 1.5)", "--trace", str(trace))
+    assert code == 0 and out.strip().splitlines()[-1] == "robustness=0.5"  # min(0.5, 0.5)
+    code, out, _ = _run(capsys, "stl", "check", "G[0,2](x > 1)", "--trace", str(trace))
+    assert out.strip().splitlines()[-1] == "robustness=-1"
+
+
+@pytest.mark.parametrize("formula,content,message", [
+    ("G[0,2](x > 1", "x\n1\n", "position 12"),
+    ("G(z > 1)", "x\n1\n", "does not name"),
+    ("G(x > 1)", "x,y\n1\n", ":2: 1 values"),
+    ("G(x > 1)", "x\nabc\n", "'abc' is not a number"),
+    ("G(x > 1)", "x\n", "at least one row"),
+])
+def test_stl_check_bad_input_is_a_clear_error(capsys, tmp_path, formula, content, message):
+    trace = tmp_path / "t.csv"
+    trace.write_text(content)
+    code, _, err = _run(capsys, "stl", "check", formula, "--trace", str(trace))
+    assert code == 2 and message in err
+
+
+def test_stl_sample_is_seeded(capsys):
+    code, out, _ = _run(capsys, "stl", "sample", "--family", "chain", "--seed", "0")
+    assert code == 0 and "family: chain" in out and "formula: " in out
+    assert _run(capsys, "stl", "sample", "--family", "chain", "--seed", "0")[1] == out
+    assert _run(capsys, "stl", "sample", "--family", "chain", "--seed", "1")[1] != out

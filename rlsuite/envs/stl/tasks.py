@@ -18,7 +18,9 @@ Families (:data:`FAMILIES`), time bounds scaled to the horizon ``T``:
 
 Every family is then conjoined with ``G[0,T-1] !in(obstacle)`` clauses, their number drawn with
 probabilities (0.20, 0.15, 0.15, 0.15, 0.15, 0.10, 0.10) for 0..6; the mix of families for training is
-1:3:2:4 (reach : andor : chain : until), as in TeLoGraF.
+1:3:2:4 (reach : andor : chain : until), as in TeLoGraF. A layout holds at most ``max_objects`` (8)
+discs, so that they fit in the arena: obstacle clauses beyond that are dropped (and-or trees may use up
+to 6 regions).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class _Builder:
         return f"F[{a},{b}] {self.inside(o)}"
 
 
-def sample_task(family: str, seed: int, horizon: int = 64, max_obstacles: int = 6) -> STLTask:
+def sample_task(family: str, seed: int, horizon: int = 64, max_obstacles: int = 6, max_objects: int = 8) -> STLTask:
     """A task of ``family`` (one of :data:`FAMILIES`, or ``mixed`` for the 1:3:2:4 mix), reproducible from ``seed``."""
     rng = random.Random(seed)
     if family == "mixed":
@@ -135,7 +137,7 @@ def sample_task(family: str, seed: int, horizon: int = 64, max_obstacles: int = 
             if depth == 0 or rng.random() < 0.3:
                 return b.reach()
             op = rng.choice([" & ", " | "])
-            return "(" + op.join(tree(depth - 1) for _ in range(rng.randint(2, 3 if depth == 2 else 2))) + ")"
+            return "(" + op.join(tree(depth - 1) for _ in range(2)) + ")"
         core = tree(2)
     elif family == "chain":
         k = rng.randint(2, 4)
@@ -152,7 +154,8 @@ def sample_task(family: str, seed: int, horizon: int = 64, max_obstacles: int = 
         if rng.random() < 0.5:
             core = f"({core} & {b.reach()})"
     n_obs = rng.choices(range(len(OBSTACLE_COUNT_PROBS)), weights=OBSTACLE_COUNT_PROBS)[0]
-    clauses = [core] + [f"G[0,{horizon - 1}] !{b.inside(b.new_object(obstacle=True))}" for _ in range(min(n_obs, max_obstacles))]
+    n_obs = max(0, min(n_obs, max_obstacles, max_objects - len(b.radii)))
+    clauses = [core] + [f"G[0,{horizon - 1}] !{b.inside(b.new_object(obstacle=True))}" for _ in range(n_obs)]
     text = " & ".join(f"({c})" for c in clauses) if len(clauses) > 1 else core
     formula = parse(text)
     centers = torch.tensor(_place(rng, b.radii), dtype=torch.float32)
