@@ -26,3 +26,10 @@ _register(
     vector_entry_point="rlsuite.envs.pendulum:PendulumVecEnv",
     max_episode_steps=200,
 )
+
+for _name in ("Linear", "Unicycle", "Quadrotor"):
+    _register(
+        f"rlsuite/STL-{_name}-v0",
+        entry_point=f"rlsuite.envs.stl.envs:STL{_name}Env",
+        vector_entry_point=f"rlsuite.envs.stl.envs:STL{_name}VecEnv",
+    )
