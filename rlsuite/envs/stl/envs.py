@@ -29,7 +29,8 @@ The TGPO stage-wise reward is computed by ``agents/tgpo.py`` from the grounded f
 
 ## Episode end
 After ``horizon - 1`` steps, as ``terminated`` (time is part of the observation and nothing follows the
-task's horizon). ``info`` then carries ``robustness`` and ``success`` ``(N,)``. Autoreset: same step.
+task's horizon). ``info`` then carries ``robustness`` and ``success`` ``(N,)`` and the last state
+``final_state``. Autoreset: same step.
 
 ## Arguments
 ``num_envs``, ``device``, ``family`` (reach, andor, chain, until, mixed) and ``task_seed`` for a
@@ -275,6 +276,7 @@ class STLVecEnv(TorchVecEnv):
                 reward = rho
             info["robustness"] = rho.to(torch.float32)
             info["success"] = rho > 0
+            info["final_state"] = self.state.clone()
         reward = reward.to(torch.float32)
         info["final_obs"] = self._obs()
         info["_final_obs"] = terminated

@@ -1,0 +1,62 @@
+"""TGPO: temporal grounding of known formulas, stage rewards, and learning a reach-avoid task."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlsuite.agents.tgpo import TemporalGrounding, TGPO, TGPOConfig, TGPOEnv
+from rlsuite.envs.stl.envs import STLVecEnv
+from rlsuite.envs.stl.spec import parse
+
+
+def test_grounding_of_a_chain_orders_timed_reaches():
+    g = TemporalGrounding(parse("F[0,10]((x > 1) & F[5,5](y > 1))"), horizon=64)
+    assert g.num_slots == 2 and len(g.reach_formulas) == 2 and not g.inv_formulas
+    plan = g.ground([0.3, 0.9])  # outer tau = 3, inner tau = 3 + 5 (a zero-width window ignores its u)
+    assert plan.reaches == [(0, 3), (1, 8)] and plan.invariances == []
+    assert g.ground([1.0, 0.0]).reaches == [(0, 10), (1, 15)]
+
+
+def test_grounding_of_until_stay_avoid_and_or():
+    g = TemporalGrounding(parse("(!(x > 2) U[0,20] (y > 1)) & F[5,9] G[0,3] (x < 0) & G[0,63] (y < 4)"), horizon=64)
+    plan = g.ground([0.5, 0.0])
+    # until: y > 1 reached at tau = 10, x <= 2 kept on [0, 9]; stay: reach x < 0 at 5 and keep it on [5, 8]; avoid on [0, 63]
+    assert sorted(plan.reaches, key=lambda r: r[1]) == plan.reaches
+    reach_times = {g.reach_formulas[i]: t for i, t in plan.reaches}
+    assert reach_times[parse("y > 1")] == 10 and reach_times[parse("x < 0")] == 5
+    invs = {g.inv_formulas[i]: (a, b) for i, a, b in plan.invariances}
+    assert invs == {parse("!(x > 2)"): (0, 9), parse("x < 0"): (5, 8), parse("y < 4"): (0, 63)}
+    h = TemporalGrounding(parse("F[0,5](x > 1) | F[10,20](y > 1)"), horizon=64)
+    assert [t for _, t in h.ground([0.2, 0.0, 0.0]).reaches] == [0]  # branch 0
+    assert [t for _, t in h.ground([0.9, 0.0, 1.0]).reaches] == [20]  # branch 1, its own slot
+
+
+def test_grounding_cuts_windows_at_the_horizon_and_refuses_what_it_cannot_ground():
+    g = TemporalGrounding(parse("F[50,100](x > 1)"), horizon=64)
+    assert g.ground([1.0]).reaches == [(0, 63)]
+    with pytest.raises(ValueError, match="G over a state formula"):
+        TemporalGrounding(parse("G[0,10] F[0,3] (x > 1)"), 64)
+    with pytest.raises(ValueError, match="'not' over a temporal formula"):
+        TemporalGrounding(parse("!(F[0,3] x > 1)"), 64)
+
+
+def test_stage_reward_pays_the_bonus_at_the_deadline_only_when_the_reach_holds():
+    base = STLVecEnv("Linear", num_envs=2, spec="F[0,63](d0 <= 1)", objects=[(2.0, 0.0, 1.0)], horizon=8)
+    env = TGPOEnv(base, TGPOConfig(w_progress=0.0, w_success=0.0))
+    env.reset(seed=0, options={"state": torch.tensor([[1.5, 0.0], [-4.0, 0.0]])})
+    env.set_allocation(torch.tensor([[2 / 7], [2 / 7]]))  # deadline t = 2
+    rewards = [env.step(torch.zeros(2, 2))[1] for _ in range(3)]
+    assert rewards[0].tolist() == [0.0, 0.0] and rewards[1].tolist() == [1.0, 0.0] and rewards[2].tolist() == [0.0, 0.0]
+
+
+def test_tgpo_satisfies_a_reach_avoid_task_on_linear():
+    """Reach the disc at (3, 3) between steps 10 and 40 and never enter the disc at (-3, 3); 64 envs, 150k steps
+    (about 8 s here). Measured at seeds 0 and 1: success 0.05 before training, 0.92 after (critic-chosen allocations)."""
+    torch.manual_seed(0)
+    env = STLVecEnv("Linear", num_envs=64, spec="F[10,40](d0 <= 1.0) & G[0,63](d1 >= 1.0)",
+                    objects=[(3.0, 3.0, 1.0), (-3.0, 3.0, 1.0)], horizon=64)
+    agent = TGPO(TGPOConfig(), env, seed=0)
+    before = agent.solve(seed=123)["success"].float().mean().item()
+    agent.learn(150_000, seed=0)
+    after = agent.solve(seed=123)["success"].float().mean().item()
+    assert before < 0.2 and after >= 0.6, (before, after)
