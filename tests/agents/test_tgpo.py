@@ -1,10 +1,9 @@
 """TGPO: temporal grounding of known formulas, stage rewards, and learning a reach-avoid task."""
 
-import numpy as np
 import pytest
 import torch
 
-from rlsuite.agents.tgpo import TemporalGrounding, TGPO, TGPOConfig, TGPOEnv
+from rlsuite.agents.tgpo import TGPO, TemporalGrounding, TGPOConfig, TGPOEnv
 from rlsuite.envs.stl.envs import STLVecEnv
 from rlsuite.envs.stl.spec import parse
 
