@@ -54,6 +54,88 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
+def _parse_objects(text: str | None) -> list[tuple[float, float, float]]:
+    if not text:
+        return []
+    out = []
+    for part in text.split(";"):
+        try:
+            cx, cy, r = (float(v) for v in part.split(","))
+        except ValueError:
+            raise ValueError(f"--objects takes 'cx,cy,r;cx,cy,r;...' (discs d0, d1, ...), got {part!r}.") from None
+        out.append((cx, cy, r))
+    return out
+
+
+def cmd_train_tgpo(argv: list[str]) -> int:
+    """``rlsuite train tgpo``: TGPO / TGPO* (or a PPO baseline) on one STL task."""
+    import torch
+
+    from rlsuite.agents.ppo import PPO
+    from rlsuite.agents.tgpo import TGPO, TGPOConfig
+    from rlsuite.core.checkpoint import save_checkpoint
+    from rlsuite.core.config import config_to_dict
+    from rlsuite.core.seeding import resolve_device
+    from rlsuite.envs.stl.envs import STLVecEnv
+    from rlsuite.envs.stl.tasks import FAMILIES
+
+    envs = {"rlsuite/STL-Linear-v0": "Linear", "rlsuite/STL-Unicycle-v0": "Unicycle", "rlsuite/STL-Quadrotor-v0": "Quadrotor"}
+    p = argparse.ArgumentParser(prog="rlsuite train tgpo", description="TGPO on a Signal Temporal Logic task.")
+    p.add_argument("--env", default="rlsuite/STL-Linear-v0", choices=list(envs))
+    task = p.add_mutually_exclusive_group()
+    task.add_argument("--spec", help='STL formula over x, y (z) and d0, d1, ... e.g. "F[10,40](d0 <= 1) & G(d1 >= 1)"')
+    task.add_argument("--task-family", choices=[*FAMILIES, "mixed"], help="a generated task instead of --spec")
+    p.add_argument("--objects", help="discs for --spec: 'cx,cy,r;cx,cy,r' (d0, d1, ... are the distances to them)")
+    p.add_argument("--task-seed", type=int, default=0)
+    p.add_argument("--horizon", type=int, default=64)
+    p.add_argument("--sampler", default="uniform", choices=["uniform", "mh"], help="uniform = TGPO, mh = TGPO*")
+    p.add_argument("--baseline", choices=["ppo-terminal", "ppo-dense"], help="train a PPO baseline instead")
+    p.add_argument("--total-steps", type=int, default=300_000)
+    p.add_argument("--num-envs", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--run-dir", default=None, help="where to save the checkpoint (default runs/tgpo-<env>-<seed>)")
+    a = p.parse_args(argv)
+    device = resolve_device(a.device)
+    family = a.task_family or "reach"
+    reward_mode = "dense" if a.baseline == "ppo-dense" else "terminal"
+    env = STLVecEnv(envs[a.env], num_envs=a.num_envs, device=device, family=family, task_seed=a.task_seed, spec=a.spec,
+                    objects=_parse_objects(a.objects), horizon=a.horizon, reward_mode=reward_mode)
+    print(f"task: {env.task.text}")
+    torch.manual_seed(a.seed)
+    cfg = TGPOConfig(sampler=a.sampler)
+    ppo_cfg = dataclasses.replace(cfg.ppo, num_envs=a.num_envs, num_steps=a.horizon - 1)
+    cfg = dataclasses.replace(cfg, ppo=ppo_cfg)
+    name = a.baseline or ("tgpo-star" if a.sampler == "mh" else "tgpo")
+    run_dir = Path(a.run_dir or f"runs/{name}-{envs[a.env].lower()}-{a.seed}")
+
+    def success_of_baseline(agent: PPO) -> float:
+        obs, _ = env.reset(seed=10_000)
+        for _ in range(env.horizon - 1):
+            obs, _, _, _, info = env.step(agent.act(obs, deterministic=True))
+        return float(info["success"].float().mean())
+
+    if a.baseline:
+        agent = PPO(ppo_cfg, env.single_observation_space, env.single_action_space, device)
+        before = success_of_baseline(agent)
+        agent.learn(env, a.total_steps, seed=a.seed)
+        after = success_of_baseline(agent)
+        state = agent.state_dict()
+    else:
+        tg = TGPO(cfg, env, device, seed=a.seed)
+        before = float(tg.solve(seed=10_000)["success"].float().mean())
+        tg.learn(a.total_steps, seed=a.seed)
+        after = float(tg.solve(seed=10_000)["success"].float().mean())
+        state = tg.ppo.state_dict()
+    meta = {"algo": name, "env": a.env, "task": env.task.text, "objects": env.task.centers.tolist(),
+            "radii": env.task.radii.tolist(), "horizon": a.horizon, "config": config_to_dict(cfg)}
+    path = save_checkpoint(run_dir / "checkpoint", {"agent": state}, meta)
+    print(f"success rate on {a.num_envs} fresh starts: before {before:.3f}, after {after:.3f}")
+    print(f"checkpoint: {path}")
+    print(f"success_rate={after:.4f}")
+    return 0
+
+
 def cmd_train(algo: str, argv: list[str]) -> int:
     import tyro
 
@@ -324,6 +406,7 @@ commands:
   llm list                  registered language-model policy-optimisation methods, one key per line
   llm sft|train|eval        tiny-model SFT, online RL (grpo, remax, ...) and evaluation on synthetic tasks
   train <algo> [options]    train an agent (rlsuite train <algo> --help)
+  train tgpo --env rlsuite/STL-Linear-v0 --spec F  TGPO on an STL task (--task-family, --sampler mh, --baseline)
   eval <run_dir> [options]  evaluate a trained agent (rlsuite eval --help)
   stl check FORMULA --trace FILE   robustness of a Signal Temporal Logic formula on a CSV trace
   stl sample --family F --seed N   print a generated STL task (reach, andor, chain, until, mixed)
@@ -349,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 print(f"usage: rlsuite train <algo> [options]; algos: {', '.join(AGENTS.names())}", file=sys.stderr)
                 return 2
+            if rest[0] == "tgpo":
+                return cmd_train_tgpo(rest[1:])
             return cmd_train(rest[0], rest[1:])
         if cmd == "eval":
             return cmd_eval(rest)

@@ -148,3 +148,20 @@ def test_stl_sample_is_seeded(capsys):
     assert code == 0 and "family: chain" in out and "formula: " in out
     assert _run(capsys, "stl", "sample", "--family", "chain", "--seed", "0")[1] == out
     assert _run(capsys, "stl", "sample", "--family", "chain", "--seed", "1")[1] != out
+
+
+@pytest.mark.parametrize("extra", [["--spec", "F[5,20](d0 <= 1) & G(d1 >= 1)", "--objects", "3,3,1;0,0,1"],
+                                   ["--task-family", "chain", "--sampler", "mh"],
+                                   ["--task-family", "until", "--baseline", "ppo-dense"]])
+def test_train_tgpo_cli(capsys, tmp_path, extra):
+    code, out, _ = _run(capsys, "train", "tgpo", "--env", "rlsuite/STL-Unicycle-v0", "--total-steps", "1000", "--num-envs", "8",
+                        "--horizon", "32", "--run-dir", str(tmp_path / "r"), *extra)
+    assert code == 0 and re.fullmatch(r"success_rate=\d\.\d{4}", out.strip().splitlines()[-1])
+    assert (tmp_path / "r" / "checkpoint" / "meta.json").exists()
+
+
+def test_train_tgpo_cli_rejects_bad_objects_and_signals(capsys, tmp_path):
+    code, _, err = _run(capsys, "train", "tgpo", "--spec", "F(d0 <= 1)", "--objects", "3,3", "--run-dir", str(tmp_path))
+    assert code == 2 and "cx,cy,r" in err
+    code, _, err = _run(capsys, "train", "tgpo", "--spec", "F(d2 <= 1)", "--objects", "3,3,1", "--run-dir", str(tmp_path))
+    assert code == 2 and "signals are" in err
