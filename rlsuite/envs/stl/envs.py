@@ -12,8 +12,10 @@ object centres. The task is a Signal Temporal Logic formula over those signals
 | ``rlsuite/STL-Linear-v0`` | 2-D single integrator | ``(x, y)`` | velocity ``(vx, vy)`` | 0.5 |
 | ``rlsuite/STL-Unicycle-v0`` | unicycle | ``(x, y, theta, v)``, ``v in [-0.01, 2]`` | ``(omega, accel)`` | 0.5 |
 | ``rlsuite/STL-Quadrotor-v0`` | 3-D double integrator (a quadrotor's translational dynamics with an ideal attitude loop; gravity compensated) | ``(x, y, z, vx, vy, vz)``, speed <= 2 | acceleration ``(ax, ay, az) * 2`` | 0.25 |
+| ``rlsuite/STL-Panda-v0`` | Franka Panda, 7 joints, kinematic (forward kinematics from the published DH parameters) | joint angles | joint velocities ``* qdot_max`` | 0.1 |
 
-The MuJoCo tasks (Panda arm, Ant) are separate (not built yet, see docs/stl.md).
+For the arm the planar point is the flange's horizontal position in task units (see
+:class:`PandaDynamics`); the MuJoCo Ant task is not built yet.
 
 ## Observation
 ``[robot features, t / (horizon - 1), (c_i - p) for each object i, r_i for each object i]``: the robot's
@@ -150,7 +152,70 @@ class QuadrotorDynamics(Dynamics):
         return s[:, 2:3]
 
 
-DYNAMICS = {"Linear": LinearDynamics, "Unicycle": UnicycleDynamics, "Quadrotor": QuadrotorDynamics}
+#: Franka Emika Panda kinematics, Craig's (modified) DH convention as Franka publishes it: per joint
+#: (a, d, alpha) with the transform RotX(alpha) TransX(a) RotZ(q) TransZ(d); the last row is the flange.
+PANDA_DH = ((0.0, 0.333, 0.0), (0.0, 0.0, -math.pi / 2), (0.0, 0.316, math.pi / 2), (0.0825, 0.0, math.pi / 2),
+            (-0.0825, 0.384, -math.pi / 2), (0.0, 0.0, math.pi / 2), (0.088, 0.0, math.pi / 2), (0.0, 0.107, 0.0))
+PANDA_Q_LOW = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
+PANDA_Q_HIGH = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
+PANDA_READY = (0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4)
+
+
+def panda_flange_position(q: torch.Tensor) -> torch.Tensor:
+    """Flange position ``(B, 3)`` in metres (robot base frame) of joint angles ``q`` ``(B, 7)``, batched."""
+    b = q.shape[0]
+    t = torch.eye(4, dtype=q.dtype, device=q.device).expand(b, 4, 4)
+    zeros = torch.zeros(b, dtype=q.dtype, device=q.device)
+    for i, (a, d, alpha) in enumerate(PANDA_DH):
+        th = q[:, i] if i < 7 else zeros
+        ca, sa = math.cos(alpha), math.sin(alpha)
+        ct, st = torch.cos(th), torch.sin(th)
+        row0 = torch.stack([ct, -st, zeros, zeros + a], -1)
+        row1 = torch.stack([st * ca, ct * ca, zeros - sa, zeros - sa * d], -1)
+        row2 = torch.stack([st * sa, ct * sa, zeros + ca, zeros + ca * d], -1)
+        row3 = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=q.dtype, device=q.device).expand(b, 4)
+        t = t @ torch.stack([row0, row1, row2, row3], 1)
+    return t[:, :3, 3]
+
+
+class PandaDynamics(Dynamics):
+    """7-DoF Franka Panda in joint space: ``q <- clip(q + qdot_max * u * dt, limits)`` (joint-velocity
+    commands, ``qdot_max`` = 2.175 rad/s for joints 1-4 and 2.61 for 5-7; dt = 0.1). Forward kinematics
+    from Franka's published DH parameters (:func:`panda_flange_position`). The predicates read the flange's
+    horizontal position mapped into task units, ``(p_xy - (0.5, 0)) / 0.06`` (the task arena [-5, 5]^2 is
+    the 0.6 m square in front of the robot), and its height ``z`` in metres. Start: the "ready" pose plus
+    uniform noise of 0.1 rad."""
+
+    name, state_dim, action_dim, dt = "Panda", 7, 7, 0.1
+    extra_signals = ("z",)
+    centre, scale = (0.5, 0.0), 0.06
+
+    def start(self, n, gen, device, dtype):
+        ready = torch.tensor(PANDA_READY, device=device, dtype=dtype)
+        return self._clip(ready + _uniform(n, 7, -0.1, 0.1, gen, device, dtype))
+
+    def _clip(self, q):
+        lo = torch.tensor(PANDA_Q_LOW, device=q.device, dtype=q.dtype)
+        hi = torch.tensor(PANDA_Q_HIGH, device=q.device, dtype=q.dtype)
+        return torch.maximum(torch.minimum(q, hi), lo)
+
+    def step(self, s, u):
+        vmax = torch.tensor([2.175] * 4 + [2.61] * 3, device=s.device, dtype=s.dtype)
+        return self._clip(s + vmax * u * self.dt)
+
+    def point(self, s):
+        p = panda_flange_position(s)
+        c = torch.tensor(self.centre, device=s.device, dtype=s.dtype)
+        return (p[:, :2] - c) / self.scale
+
+    def extras(self, s):
+        return panda_flange_position(s)[:, 2:3]
+
+    def features(self, s):
+        return torch.cat([torch.cos(s), torch.sin(s), self.point(s), self.extras(s)], 1)
+
+
+DYNAMICS = {"Linear": LinearDynamics, "Unicycle": UnicycleDynamics, "Quadrotor": QuadrotorDynamics, "Panda": PandaDynamics}
 
 
 def make_task(family: str = "reach", task_seed: int = 0, spec: str | None = None, objects=None, horizon: int = 64) -> STLTask:
@@ -309,6 +374,7 @@ def _vec_factory(dynamics: str):
 STLLinearVecEnv = _vec_factory("Linear")
 STLUnicycleVecEnv = _vec_factory("Unicycle")
 STLQuadrotorVecEnv = _vec_factory("Quadrotor")
+STLPandaVecEnv = _vec_factory("Panda")
 
 
 class STLEnv(gym.Env):
@@ -349,6 +415,13 @@ class STLUnicycleEnv(STLEnv):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("Unicycle", **kwargs)
+
+
+class STLPandaEnv(STLEnv):
+    """``rlsuite/STL-Panda-v0`` single env."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("Panda", **kwargs)
 
 
 class STLQuadrotorEnv(STLEnv):

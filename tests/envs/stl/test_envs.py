@@ -10,7 +10,7 @@ import rlsuite.envs  # noqa: F401  (registers the ids)
 from rlsuite.envs.stl.envs import STLVecEnv, make_task
 from tests.core.test_vec_env import run_conformance
 
-DYNAMICS = ["Linear", "Unicycle", "Quadrotor"]
+DYNAMICS = ["Linear", "Unicycle", "Quadrotor", "Panda"]
 
 
 @pytest.mark.parametrize("dynamics", DYNAMICS)
@@ -57,6 +57,22 @@ def test_quadrotor_speed_is_bounded():
     for _ in range(10):
         env.step(torch.ones(3, 3))
         assert (torch.linalg.vector_norm(env.state[:, 3:], dim=1) <= 2.0 + 1e-5).all()
+
+
+def test_panda_forward_kinematics_matches_published_poses_and_limits_hold():
+    from rlsuite.envs.stl.envs import PANDA_Q_HIGH, PANDA_Q_LOW, PANDA_READY, panda_flange_position
+
+    q = torch.tensor([[0.0] * 7, list(PANDA_READY)], dtype=torch.float64)
+    # zero pose: the flange 0.088 m forward and 0.926 m up; ready pose: (0.3069, 0, 0.5903), i.e. the
+    # hand's tool point (0.1034 m below the flange) at the familiar (0.307, 0, 0.487)
+    torch.testing.assert_close(panda_flange_position(q), torch.tensor([[0.088, 0.0, 0.926], [0.30689, 0.0, 0.59028]], dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    env = STLVecEnv("Panda", num_envs=2, spec="z < 0.6", horizon=40)
+    env.reset(seed=0)
+    for _ in range(30):
+        env.step(torch.ones(2, 7))
+    assert (env.state <= torch.tensor(PANDA_Q_HIGH) + 1e-6).all() and (env.state >= torch.tensor(PANDA_Q_LOW) - 1e-6).all()
+    assert env.trace.shape[2] == 3  # x, y (task units) and z (metres)
 
 
 def test_dense_rewards_telescope_to_the_final_robustness():
