@@ -80,7 +80,7 @@ def cmd_train_tgpo(argv: list[str]) -> int:
     from rlsuite.envs.stl.tasks import FAMILIES
 
     envs = {"rlsuite/STL-Linear-v0": "Linear", "rlsuite/STL-Unicycle-v0": "Unicycle", "rlsuite/STL-Quadrotor-v0": "Quadrotor",
-            "rlsuite/STL-Panda-v0": "Panda"}
+            "rlsuite/STL-Panda-v0": "Panda", "rlsuite/STL-Ant-v0": "Ant"}
     p = argparse.ArgumentParser(prog="rlsuite train tgpo", description="TGPO on a Signal Temporal Logic task.")
     p.add_argument("--env", default="rlsuite/STL-Linear-v0", choices=list(envs))
     task = p.add_mutually_exclusive_group()

@@ -27,7 +27,7 @@ _register(
     max_episode_steps=200,
 )
 
-for _name in ("Linear", "Unicycle", "Quadrotor", "Panda"):
+for _name in ("Linear", "Unicycle", "Quadrotor", "Panda", "Ant"):
     _register(
         f"rlsuite/STL-{_name}-v0",
         entry_point=f"rlsuite.envs.stl.envs:STL{_name}Env",

@@ -15,7 +15,8 @@ object centres. The task is a Signal Temporal Logic formula over those signals
 | ``rlsuite/STL-Panda-v0`` | Franka Panda, 7 joints, kinematic (forward kinematics from the published DH parameters) | joint angles | joint velocities ``* qdot_max`` | 0.1 |
 
 For the arm the planar point is the flange's horizontal position in task units (see
-:class:`PandaDynamics`); the MuJoCo Ant task is not built yet.
+:class:`PandaDynamics`). ``rlsuite/STL-Ant-v0`` is the MuJoCo Ant (:class:`AntDynamics`: torso x, y;
+8 joint torques; dt 0.05).
 
 ## Observation
 ``[robot features, t / (horizon - 1), (c_i - p) for each object i, r_i for each object i]``: the robot's
@@ -215,7 +216,37 @@ class PandaDynamics(Dynamics):
         return torch.cat([torch.cos(s), torch.sin(s), self.point(s), self.extras(s)], 1)
 
 
-DYNAMICS = {"Linear": LinearDynamics, "Unicycle": UnicycleDynamics, "Quadrotor": QuadrotorDynamics, "Panda": PandaDynamics}
+class AntDynamics(Dynamics):
+    """The MuJoCo Ant of Gymnasium's ``Ant-v5`` (one simulator per env, stepped on the CPU through a
+    synchronous vector env; no early termination, since an STL episode has a fixed horizon). The state
+    is Ant-v5's observation with the torso position kept (29 numbers, contact forces left out); the
+    predicates read the torso's ``(x, y) / 0.5`` (task units: the arena [-5, 5]^2 is a 5 m square).
+    dt = 0.05 s, so give it a longer ``horizon`` (e.g. 200) than the kinematic robots. The simulators'
+    internal state is not part of ``state_dict``: a resumed Ant env restarts its episodes."""
+
+    name, state_dim, action_dim, dt = "Ant", 29, 8, 0.05
+    scale = 0.5
+
+    def __init__(self) -> None:
+        self.venv = None
+
+    def start(self, n, gen, device, dtype):
+        if self.venv is None or self.venv.num_envs != n:
+            self.venv = gym.make_vec("Ant-v5", num_envs=n, vectorization_mode="sync", exclude_current_positions_from_observation=False,
+                                     include_cfrc_ext_in_observation=False, terminate_when_unhealthy=False)
+        obs, _ = self.venv.reset(seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device)))
+        return torch.as_tensor(obs, device=device, dtype=dtype)
+
+    def step(self, s, u):
+        obs, *_ = self.venv.step(u.detach().cpu().numpy().astype(np.float64))
+        return torch.as_tensor(obs, device=s.device, dtype=s.dtype)
+
+    def point(self, s):
+        return s[:, :2] / self.scale
+
+
+DYNAMICS = {"Linear": LinearDynamics, "Unicycle": UnicycleDynamics, "Quadrotor": QuadrotorDynamics, "Panda": PandaDynamics,
+            "Ant": AntDynamics}
 
 
 def make_task(family: str = "reach", task_seed: int = 0, spec: str | None = None, objects=None, horizon: int = 64) -> STLTask:
@@ -375,6 +406,7 @@ STLLinearVecEnv = _vec_factory("Linear")
 STLUnicycleVecEnv = _vec_factory("Unicycle")
 STLQuadrotorVecEnv = _vec_factory("Quadrotor")
 STLPandaVecEnv = _vec_factory("Panda")
+STLAntVecEnv = _vec_factory("Ant")
 
 
 class STLEnv(gym.Env):
@@ -422,6 +454,13 @@ class STLPandaEnv(STLEnv):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("Panda", **kwargs)
+
+
+class STLAntEnv(STLEnv):
+    """``rlsuite/STL-Ant-v0`` single env."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("Ant", **kwargs)
 
 
 class STLQuadrotorEnv(STLEnv):

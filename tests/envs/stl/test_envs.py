@@ -10,7 +10,7 @@ import rlsuite.envs  # noqa: F401  (registers the ids)
 from rlsuite.envs.stl.envs import STLVecEnv, make_task
 from tests.core.test_vec_env import run_conformance
 
-DYNAMICS = ["Linear", "Unicycle", "Quadrotor", "Panda"]
+DYNAMICS = ["Linear", "Unicycle", "Quadrotor", "Panda", "Ant"]
 
 
 @pytest.mark.parametrize("dynamics", DYNAMICS)
@@ -73,6 +73,16 @@ def test_panda_forward_kinematics_matches_published_poses_and_limits_hold():
         env.step(torch.ones(2, 7))
     assert (env.state <= torch.tensor(PANDA_Q_HIGH) + 1e-6).all() and (env.state >= torch.tensor(PANDA_Q_LOW) - 1e-6).all()
     assert env.trace.shape[2] == 3  # x, y (task units) and z (metres)
+
+
+def test_ant_signals_are_the_mujoco_torso_position():
+    env = STLVecEnv("Ant", num_envs=2, spec="F(x > 1)", horizon=10)
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(torch.rand(2, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    for i in range(2):
+        qpos = env.dyn.venv.envs[i].unwrapped.data.qpos[:2]
+        np.testing.assert_allclose(env.trace[i, 5, :2].numpy(), qpos / 0.5, atol=1e-5)
 
 
 def test_dense_rewards_telescope_to_the_final_robustness():
