@@ -5,7 +5,7 @@ baselines on generated tasks.
     discrete-time offline monitor evaluates one trace at a time (its per-trace median time is used), ours
     evaluates a batch; traces per second for both, the ratio, and the largest difference between the two.
 (b) Env throughput: steps per second of rlsuite/STL-{Linear,Unicycle,Quadrotor,Panda}-v0 at 1, 64, 1024, 4096
-    envs with random actions (terminal reward mode).
+    envs (the MuJoCo Ant at 1 and 64) with random actions (terminal reward mode).
 (c) Success: for each family, ``--tasks`` generated tasks (task seeds 0..), each method trained for
     ``--steps`` env steps with 64 envs at seed 0, then success rate (hard robustness > 0) on 64 fresh starts.
 
@@ -114,8 +114,8 @@ def bench_robustness(rows: list[dict], quick: bool, devices: list[str]) -> None:
 
 def bench_throughput(rows: list[dict], quick: bool, devices: list[str]) -> None:
     for device in devices:
-        for dyn in ("Linear", "Unicycle", "Quadrotor", "Panda"):
-            for n in (1, 64, 1024, 4096):
+        for dyn in ("Linear", "Unicycle", "Quadrotor", "Panda", "Ant"):
+            for n in (1, 64) if dyn == "Ant" else (1, 64, 1024, 4096):  # the Ant's MuJoCo simulators step one by one
                 env = STLVecEnv(dyn, num_envs=n, device=device, family="chain", task_seed=0, horizon=64)
                 env.reset(seed=0)
                 act = torch.rand(n, env.dyn.action_dim, device=device) * 2 - 1
@@ -180,11 +180,11 @@ def render(rows: list[dict], meta: dict) -> str:
         ns = sorted({r["num_envs"] for r in thr})
         out += ["Env steps per second (random actions, a chain task, terminal reward):", "",
                 "| env | device | " + " | ".join(f"{n} envs" for n in ns) + " |", "|---|---|" + "---|" * len(ns)]
-        for dyn in ("Linear", "Unicycle", "Quadrotor", "Panda"):
+        for dyn in ("Linear", "Unicycle", "Quadrotor", "Panda", "Ant"):
             for dev in sorted({r["device"] for r in thr}):
                 vals = {r["num_envs"]: r["steps_per_s"] for r in thr if r["env"] == dyn and r["device"] == dev}
                 if vals:
-                    out.append(f"| {dyn} | {dev} | " + " | ".join(f"{vals[n]:,.0f}" for n in ns) + " |")
+                    out.append(f"| {dyn} | {dev} | " + " | ".join(f"{vals[n]:,.0f}" if n in vals else "-" for n in ns) + " |")
         out.append("")
     suc = [r for r in rows if r["part"] == "success"]
     if suc:

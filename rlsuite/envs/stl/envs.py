@@ -191,6 +191,15 @@ class PandaDynamics(Dynamics):
     extra_signals = ("z",)
     centre, scale = (0.5, 0.0), 0.06
 
+    def __init__(self) -> None:
+        self._cache: tuple[torch.Tensor, int, torch.Tensor] | None = None
+
+    def _flange(self, s: torch.Tensor) -> torch.Tensor:
+        """Forward kinematics, computed once per state tensor (signals, features and point all need it)."""
+        if self._cache is None or self._cache[0] is not s or self._cache[1] != s._version:
+            self._cache = (s, s._version, panda_flange_position(s))
+        return self._cache[2]
+
     def start(self, n, gen, device, dtype):
         ready = torch.tensor(PANDA_READY, device=device, dtype=dtype)
         return self._clip(ready + _uniform(n, 7, -0.1, 0.1, gen, device, dtype))
@@ -205,12 +214,12 @@ class PandaDynamics(Dynamics):
         return self._clip(s + vmax * u * self.dt)
 
     def point(self, s):
-        p = panda_flange_position(s)
+        p = self._flange(s)
         c = torch.tensor(self.centre, device=s.device, dtype=s.dtype)
         return (p[:, :2] - c) / self.scale
 
     def extras(self, s):
-        return panda_flange_position(s)[:, 2:3]
+        return self._flange(s)[:, 2:3]
 
     def features(self, s):
         return torch.cat([torch.cos(s), torch.sin(s), self.point(s), self.extras(s)], 1)
