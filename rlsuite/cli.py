@@ -76,7 +76,7 @@ def cmd_train_tgpo(argv: list[str]) -> int:
     from rlsuite.core.checkpoint import save_checkpoint
     from rlsuite.core.config import config_to_dict
     from rlsuite.core.seeding import resolve_device
-    from rlsuite.envs.stl.envs import STLVecEnv
+    from rlsuite.envs.stl.envs import make_stl_vec_env
     from rlsuite.envs.stl.tasks import FAMILIES
 
     envs = {"rlsuite/STL-Linear-v0": "Linear", "rlsuite/STL-Unicycle-v0": "Unicycle", "rlsuite/STL-Quadrotor-v0": "Quadrotor",
@@ -99,10 +99,11 @@ def cmd_train_tgpo(argv: list[str]) -> int:
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     family = a.task_family or "reach"
-    reward_mode = "dense" if a.baseline == "ppo-dense" else "terminal"
-    env = STLVecEnv(envs[a.env], num_envs=a.num_envs, device=device, family=family, task_seed=a.task_seed, spec=a.spec,
-                    objects=_parse_objects(a.objects), horizon=a.horizon, reward_mode=reward_mode)
-    print(f"task: {env.task.text}")
+    reward_mode = {"ppo-dense": "dense", "ppo-terminal": "terminal"}.get(a.baseline or "", "tgpo")
+    env = make_stl_vec_env(envs[a.env], num_envs=a.num_envs, device=device, family=family, task_seed=a.task_seed, spec=a.spec,
+                           objects=_parse_objects(a.objects), horizon=a.horizon, reward_mode=reward_mode)
+    task = env.base.task if reward_mode == "tgpo" else env.task
+    print(f"task: {task.text}")
     torch.manual_seed(a.seed)
     cfg = TGPOConfig(sampler=a.sampler)
     ppo_cfg = dataclasses.replace(cfg.ppo, num_envs=a.num_envs, num_steps=a.horizon - 1)
@@ -110,9 +111,10 @@ def cmd_train_tgpo(argv: list[str]) -> int:
     name = a.baseline or ("tgpo-star" if a.sampler == "mh" else "tgpo")
     run_dir = Path(a.run_dir or f"runs/{name}-{envs[a.env].lower()}-{a.seed}")
 
+    @torch.inference_mode()
     def success_of_baseline(agent: PPO) -> float:
         obs, _ = env.reset(seed=10_000)
-        for _ in range(env.horizon - 1):
+        for _ in range(a.horizon - 1):
             obs, _, _, _, info = env.step(agent.act(obs, deterministic=True))
         return float(info["success"].float().mean())
 
@@ -128,8 +130,8 @@ def cmd_train_tgpo(argv: list[str]) -> int:
         tg.learn(a.total_steps, seed=a.seed)
         after = float(tg.solve(seed=10_000)["success"].float().mean())
         state = tg.ppo.state_dict()
-    meta = {"algo": name, "env": a.env, "task": env.task.text, "objects": env.task.centers.tolist(),
-            "radii": env.task.radii.tolist(), "horizon": a.horizon, "config": config_to_dict(cfg)}
+    meta = {"algo": name, "env": a.env, "task": task.text, "objects": task.centers.tolist(),
+            "radii": task.radii.tolist(), "horizon": a.horizon, "config": config_to_dict(cfg)}
     path = save_checkpoint(run_dir / "checkpoint", {"agent": state}, meta)
     print(f"success rate on {a.num_envs} fresh starts: before {before:.3f}, after {after:.3f}")
     print(f"checkpoint: {path}")

@@ -1,195 +1,41 @@
 """TGPO: Temporal Grounded Policy Optimization for Signal Temporal Logic tasks (and TGPO*).
 
 Paper: Meng, Chen, Fan, "TGPO: Temporal Grounded Policy Optimization for Signal Temporal Logic Tasks",
-2025. Its code is not public: this file is a reconstruction from the paper's abstract and summaries
-(our notes in the reference spec), and every choice below that the text does not fix is ours.
+2025. Its code is not public: this is a reconstruction from the paper's abstract and summaries, and
+every choice the text does not fix is ours.
 
-1. **Temporal grounding** (:class:`TemporalGrounding`). Each existential temporal node gets a time:
-   ``F[a,b] f`` at ``t0`` picks ``tau in [t0+a, t0+b]`` (cut at the horizon) where ``f`` must hold;
-   ``f U[a,b] g`` picks ``tau`` where ``g`` must hold and makes ``f`` an invariance on ``[t0, tau)``;
-   ``G[a,b] f`` with a state formula ``f`` (no temporal operator inside) is an invariance on
-   ``[t0+a, t0+b]`` (plus a reach at ``t0+a`` when it is nested, the "stay" pattern ``F G``); an ``or``
-   with temporal children picks one branch; a state formula at ``t0`` is a reach at ``t0``. Choices are
-   one number ``u in [0, 1]`` per F, U and or-node of the tree (preorder), so an allocation is a fixed
-   length vector whatever branches it takes. ``G`` over a temporal formula other than the stay pattern,
-   and ``not`` / ``->`` over temporal formulas, are refused with a clear error (the grounding would need
-   a witness per time step).
-2. **Stages.** Reaches sorted by their times are the stages. The augmented observation is the env's
-   observation plus: stage progress ``k / K``, time to the current deadline, the current reach's
-   robustness, the direction to its target region (objects named by ``d_i <= r`` predicates), the least
-   robustness of the active invariances, and every allocated stage time (the critic needs the
-   allocation to tell feasible from infeasible ones).
-3. **Stage-wise dense reward** (shape from the summaries, weights ours): progress
-   ``w_p * (rho_k(s_{t+1}) - rho_k(s_t))`` toward the current reach; ``+w_b`` when the reach holds at its
-   deadline (the stage then advances, held or not); ``-w_i * relu(-rho_inv)`` for every active
-   invariance; ``+w_s`` at the end when the whole formula's hard robustness is positive.
-4. **Allocation sampling.** TGPO: uniform ``u``. TGPO* (``sampler="mh"``): one Metropolis-Hastings
-   chain per env with target ``exp(V(s_0, u) / T_mh)``, Gaussian proposals on ``u`` clipped to [0, 1],
-   ``mh_steps`` steps with the current critic at each episode start.
-5. **Low level:** PPO (:mod:`rlsuite.agents.ppo`) on the augmented observation.
-6. **Inference** (:meth:`TGPO.solve`): draw ``num_allocations`` allocations (uniform or MH), score each
-   by the critic at the start state, roll out the deterministic policy with the best one; success is
-   hard robustness > 0 of the whole formula.
+1. **Temporal grounding and stage-wise reward** live with the task, in the env: an STL env made with
+   ``reward_mode="tgpo"`` (:class:`rlsuite.envs.stl.grounding.GroundedSTLVecEnv`) grounds the formula into
+   timed reaches and invariances for an allocation ``u`` (one number in [0, 1] per F, U and or-node),
+   augments the observation with the stage, deadlines and allocated times, and pays the stage-wise reward.
+   This agent only needs the env's ``grounding.num_slots``, ``set_allocation(u)``,
+   ``start_obs_for(base_obs, u)``, ``uniform_allocations()`` and its ``allocation_sampler`` hook.
+2. **Allocation sampling.** TGPO: uniform ``u`` (the env's default). TGPO* (``sampler="mh"``): one
+   Metropolis-Hastings chain per env with target ``exp(V(s_0, u) / T_mh)``, Gaussian proposals on ``u``
+   clipped to [0, 1], ``mh_steps`` steps with the current critic at each episode start.
+3. **Low level:** PPO (:mod:`rlsuite.agents.ppo`) on the augmented observation, conditioned on time and
+   the allocation.
+4. **Inference** (:meth:`TGPO.solve`): draw ``num_allocations`` allocations (uniform, or an MH chain),
+   score each by the critic at the start state, roll out the deterministic policy with the best one;
+   success is hard robustness > 0 of the whole formula.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from rlsuite.agents.ppo import PPO, PPOConfig
 from rlsuite.core.vec_env import TorchVecEnv
-from rlsuite.envs.stl.envs import STLVecEnv
-from rlsuite.envs.stl.robustness import robustness
-from rlsuite.envs.stl.spec import (
-    Always,
-    And,
-    Eventually,
-    Formula,
-    Implies,
-    Not,
-    Or,
-    Predicate,
-    Until,
-    children,
-)
-
-RHO_CLIP = 10.0
-
-
-def is_state_formula(f: Formula) -> bool:
-    """True when ``f`` has no temporal operator (its truth at ``t`` depends on the state at ``t`` only)."""
-    if isinstance(f, (Always, Eventually, Until)):
-        return False
-    return all(is_state_formula(c) for c in children(f))
-
-
-@dataclasses.dataclass
-class Plan:
-    """One grounding: ``reaches`` ``[(reach_id, time)]`` sorted by time; ``invariances`` ``[(inv_id, lo, hi)]``."""
-
-    reaches: list[tuple[int, int]]
-    invariances: list[tuple[int, int, int]]
-
-
-class TemporalGrounding:
-    """Compile a formula into allocation slots, reach and invariance state formulas (see item 1 above)."""
-
-    def __init__(self, formula: Formula, horizon: int) -> None:
-        self.formula, self.horizon = formula, horizon
-        self.slots: dict[int, int] = {}  # id(node) -> slot index
-        self.reach_formulas: list[Formula] = []
-        self.inv_formulas: list[Formula] = []
-        self._reach_id: dict[int, int] = {}
-        self._inv_id: dict[int, int] = {}
-        self._compile(formula, nested=False)
-        if not self.reach_formulas and not self.inv_formulas:
-            raise ValueError("nothing to ground in this formula.")
-
-    @property
-    def num_slots(self) -> int:
-        return len(self.slots)
-
-    def _reach(self, f: Formula) -> None:
-        self._reach_id.setdefault(id(f), len(self.reach_formulas))
-        if len(self.reach_formulas) < len(self._reach_id):
-            self.reach_formulas.append(f)
-
-    def _inv(self, f: Formula) -> None:
-        self._inv_id.setdefault(id(f), len(self.inv_formulas))
-        if len(self.inv_formulas) < len(self._inv_id):
-            self.inv_formulas.append(f)
-
-    def _compile(self, f: Formula, nested: bool) -> None:
-        if is_state_formula(f):
-            self._reach(f)
-            return
-        if isinstance(f, And):
-            for c in f.children:
-                self._compile(c, nested)
-        elif isinstance(f, Or):
-            self.slots[id(f)] = len(self.slots)
-            for c in f.children:
-                self._compile(c, nested)
-        elif isinstance(f, Eventually):
-            self.slots[id(f)] = len(self.slots)
-            self._compile(f.child, nested=True)
-        elif isinstance(f, Until):
-            if not is_state_formula(f.left):
-                raise ValueError("TGPO grounding needs a state formula (no temporal operator) left of U.")
-            self.slots[id(f)] = len(self.slots)
-            self._inv(f.left)
-            self._compile(f.right, nested=True)
-        elif isinstance(f, Always):
-            if not is_state_formula(f.child):
-                raise ValueError("TGPO grounding supports G over a state formula only (e.g. G[0,T] !obstacle, F[a,b] G[0,d] region).")
-            self._inv(f.child)
-            self._reach(f.child)
-        else:  # Not / Implies over temporal formulas
-            kind = "not" if isinstance(f, Not) else "->" if isinstance(f, Implies) else type(f).__name__
-            raise ValueError(f"TGPO grounding cannot ground {kind!r} over a temporal formula; push negations to the predicates.")
-
-    def ground(self, u: list[float] | np.ndarray) -> Plan:
-        """The plan for allocation ``u`` (``num_slots`` numbers in [0, 1])."""
-        reaches: list[tuple[int, int]] = []
-        invs: list[tuple[int, int, int]] = []
-        last = self.horizon - 1
-
-        def pick(node: Formula, lo: int, hi: int | None) -> int:
-            hi = last if hi is None else min(hi, last)
-            lo = min(lo, last)
-            if hi <= lo:
-                return lo
-            return lo + int(round(float(u[self.slots[id(node)]]) * (hi - lo)))
-
-        def go(f: Formula, t0: int, nested: bool) -> None:
-            if is_state_formula(f):
-                reaches.append((self._reach_id[id(f)], t0))
-            elif isinstance(f, And):
-                for c in f.children:
-                    go(c, t0, nested)
-            elif isinstance(f, Or):
-                n = len(f.children)
-                go(f.children[min(n - 1, int(float(u[self.slots[id(f)]]) * n))], t0, nested)
-            elif isinstance(f, Eventually):
-                go(f.child, pick(f, t0 + f.a, None if f.b is None else t0 + f.b), True)
-            elif isinstance(f, Until):
-                tau = pick(f, t0 + f.a, None if f.b is None else t0 + f.b)
-                if tau - 1 >= t0:
-                    invs.append((self._inv_id[id(f.left)], t0, tau - 1))
-                go(f.right, tau, True)
-            elif isinstance(f, Always):
-                lo = min(t0 + f.a, last)
-                hi = last if f.b is None else min(t0 + f.b, last)
-                invs.append((self._inv_id[id(f.child)], lo, hi))
-                if nested or f.a > 0:
-                    reaches.append((self._reach_id[id(f.child)], lo))
-
-        go(self.formula, 0, False)
-        reaches.sort(key=lambda r: r[1])
-        return Plan(reaches, invs)
-
-
-def _target_objects(f: Formula, negated: bool = False) -> list[int]:
-    """Objects ``i`` that ``f`` asks to be inside of (a predicate ``d_i <= r`` not under a negation)."""
-    if isinstance(f, Predicate):
-        if not negated and len(f.terms) == 1 and f.terms[0][0].startswith("d") and f.terms[0][1] < 0 and f.const > 0:
-            name = f.terms[0][0][1:]
-            return [int(name)] if name.isdigit() else []
-        return []
-    if isinstance(f, Not):
-        return _target_objects(f.child, not negated)
-    return [i for c in children(f) for i in _target_objects(c, negated)]
 
 
 @dataclasses.dataclass(frozen=True)
 class TGPOConfig:
-    """TGPO settings: allocation sampling, stage reward weights and the PPO underneath."""
+    """TGPO settings: allocation sampling, inference and the PPO underneath (the stage reward weights
+    belong to the env: ``StageWeights`` in ``rlsuite.envs.stl.grounding``)."""
 
     sampler: str = "uniform"
     """uniform (TGPO) | mh (TGPO*: Metropolis-Hastings guided by the critic)."""
@@ -199,14 +45,6 @@ class TGPOConfig:
     """Std of the Gaussian proposal on the allocation u in [0, 1]."""
     mh_temperature: float = 1.0
     """T_mh in exp(V / T_mh)."""
-    w_progress: float = 1.0
-    """Weight of the progress toward the current reach."""
-    w_stage: float = 1.0
-    """Bonus when a reach holds at its deadline."""
-    w_invariance: float = 1.0
-    """Weight of active invariance violations."""
-    w_success: float = 5.0
-    """Bonus at the end when the whole formula is satisfied."""
     num_allocations: int = 64
     """Allocations scored by the critic at inference."""
     ppo: PPOConfig = PPOConfig(num_envs=64, num_steps=63, num_minibatches=4, update_epochs=10, learning_rate=3e-4,
@@ -220,175 +58,58 @@ class TGPOConfig:
             raise ValueError("mh_steps >= 0, mh_proposal_std > 0, mh_temperature > 0 and num_allocations >= 1 are required.")
 
 
-class TGPOEnv(TorchVecEnv):
-    """An :class:`STLVecEnv` seen through a temporal grounding: augmented observations and stage rewards."""
-
-    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
-
-    def __init__(self, base: STLVecEnv, cfg: TGPOConfig, seed: int = 0) -> None:
-        self.base, self.cfg = base, cfg
-        self.num_envs, self.device = base.num_envs, base.device
-        self.H = base.horizon
-        self.grounding = TemporalGrounding(base.task.formula, self.H)
-        self.K = max(1, len(self.grounding.reach_formulas))
-        n_inv = len(self.grounding.inv_formulas)
-        targets = []
-        for f in self.grounding.reach_formulas:
-            objs = _target_objects(f)
-            targets.append(base.centers[objs].mean(0) if objs else torch.full((2,), float("nan"), device=self.device))
-        self.targets = torch.stack(targets) if targets else torch.zeros((0, 2), device=self.device)
-        extra = 1 + 1 + 1 + 3 + 1 + self.K
-        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (base.single_observation_space.shape[0] + extra,), np.float32)
-        self.single_action_space = base.single_action_space
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = base.action_space
-        self.rng = np.random.default_rng(seed)
-        self.value_fn = None  # set by TGPO for the MH sampler: augmented obs (B, D) -> values (B,)
-        self.u = torch.tensor(self.rng.random((self.num_envs, self.grounding.num_slots)), dtype=torch.float32)
-        self.stage_reach = torch.zeros((self.num_envs, self.K), dtype=torch.long, device=self.device)
-        self.stage_time = torch.zeros((self.num_envs, self.K), dtype=torch.long, device=self.device)
-        self.n_stages = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-        self.inv_lo = torch.ones((self.num_envs, n_inv), dtype=torch.long, device=self.device)
-        self.inv_hi = torch.zeros((self.num_envs, n_inv), dtype=torch.long, device=self.device)
-        self.k = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-        self._init_episode_stats()
-
-    # plans
-    def _plan_tensors(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        n = u.shape[0]
-        sr = torch.zeros((n, self.K), dtype=torch.long)
-        st = torch.full((n, self.K), self.H - 1, dtype=torch.long)
-        ns = torch.zeros(n, dtype=torch.long)
-        lo = torch.ones((n, len(self.grounding.inv_formulas)), dtype=torch.long)
-        hi = torch.zeros_like(lo)
-        for i, row in enumerate(u.tolist()):
-            plan = self.grounding.ground(row)
-            ns[i] = len(plan.reaches)
-            for j, (rid, t) in enumerate(plan.reaches):
-                sr[i, j], st[i, j] = rid, t
-            for iid, a, b in plan.invariances:
-                lo[i, iid], hi[i, iid] = a, b
-        return tuple(x.to(self.device) for x in (sr, st, ns, lo, hi))
-
-    def set_allocation(self, u: torch.Tensor) -> None:
-        """Use allocation ``u`` ``(N, num_slots)`` for the current episodes."""
-        self.u = u.float().cpu()
-        self.stage_reach, self.stage_time, self.n_stages, self.inv_lo, self.inv_hi = self._plan_tensors(self.u)
-        self.k = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-
-    # features
-    def _state_rho(self, formulas: list[Formula], sig: torch.Tensor) -> torch.Tensor:
-        if not formulas:
-            return torch.zeros((sig.shape[0], 0), device=self.device)
-        return torch.stack([robustness(f, sig.unsqueeze(1), self.base.signal_names)[:, 0] for f in formulas], 1).clamp(-RHO_CLIP, RHO_CLIP)
-
-    def _features(self, base_obs: torch.Tensor, state: torch.Tensor, t: int, stage_reach, stage_time, n_stages, inv_lo, inv_hi, k):
-        sig = self.base.signals_of(state)
-        rho_r = self._state_rho(self.grounding.reach_formulas, sig)
-        rho_i = self._state_rho(self.grounding.inv_formulas, sig)
-        idx = k.clamp(max=self.K - 1)
-        active = k < n_stages
-        cur = stage_reach.gather(1, idx[:, None])[:, 0]
-        deadline = stage_time.gather(1, idx[:, None])[:, 0]
-        rho_cur = torch.where(active, rho_r.gather(1, cur[:, None])[:, 0] if rho_r.shape[1] else torch.zeros_like(deadline, dtype=torch.float32), 0.0)
-        to_deadline = torch.where(active, (deadline - t).float() / self.H, 0.0)
-        tgt = self.targets[cur] if self.targets.shape[0] else torch.full((self.num_envs, 2), float("nan"), device=self.device)
-        has = (~torch.isnan(tgt[:, 0])) & active
-        rel = torch.where(has[:, None], torch.nan_to_num(tgt) - self.base.dyn.point(state).float(), 0.0)
-        on = (inv_lo <= t) & (t <= inv_hi)
-        inv_min = torch.where(on, rho_i, RHO_CLIP).amin(1) if rho_i.shape[1] else torch.full_like(rho_cur, RHO_CLIP)
-        inv_min = torch.where(on.any(1), inv_min, 0.0) if rho_i.shape[1] else torch.zeros_like(rho_cur)
-        times = torch.where(torch.arange(self.K, device=self.device)[None] < n_stages[:, None], stage_time.float() / self.H, -1.0)
-        extra = torch.stack([k.float() / self.K, to_deadline, rho_cur.float(), rel[:, 0], rel[:, 1], has.float(), inv_min.float()], 1)
-        return torch.cat([base_obs, extra, times], 1).float(), rho_r, rho_i
-
-    def _obs_now(self, base_obs: torch.Tensor) -> torch.Tensor:
-        return self._features(base_obs, self.base.state, self.base.t, self.stage_reach, self.stage_time, self.n_stages,
-                              self.inv_lo, self.inv_hi, self.k)[0]
-
-    def start_obs_for(self, base_obs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Augmented start observations of the current start states under allocations ``u`` ``(N, slots)``."""
-        sr, st, ns, lo, hi = self._plan_tensors(u)
-        zero = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-        return self._features(base_obs, self.base.state, 0, sr, st, ns, lo, hi, zero)[0]
-
-    def _new_allocations(self, base_obs: torch.Tensor) -> None:
-        u = torch.tensor(self.rng.random((self.num_envs, self.grounding.num_slots)), dtype=torch.float32)
-        if self.cfg.sampler == "mh" and self.value_fn is not None and self.grounding.num_slots:
-            u = self.u.clone()  # continue each env's chain
-            v = self.value_fn(self.start_obs_for(base_obs, u)).float().cpu()
-            for _ in range(self.cfg.mh_steps):
-                prop = (u + self.cfg.mh_proposal_std * torch.tensor(self.rng.standard_normal(u.shape), dtype=torch.float32)).clamp(0, 1)
-                vp = self.value_fn(self.start_obs_for(base_obs, prop)).float().cpu()
-                accept = torch.tensor(self.rng.random(self.num_envs), dtype=torch.float32) < torch.exp((vp - v) / self.cfg.mh_temperature)
-                u = torch.where(accept[:, None], prop, u)
-                v = torch.where(accept, vp, v)
-        self.set_allocation(u)
-
-    # protocol
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        base_obs, info = self.base.reset(seed=seed, options=options)
-        self._new_allocations(base_obs)
-        self._init_episode_stats()
-        return self._obs_now(base_obs), info
-
-    def step(self, action: torch.Tensor):
-        cfg = self.cfg
-        rho_before = self._state_rho(self.grounding.reach_formulas, self.base.signals_of(self.base.state))
-        base_obs, _, terminated, truncated, info = self.base.step(action)
-        done = "success" in info  # the base env ends every episode together and auto-resets
-        t = self.H - 1 if done else self.base.t
-        state = info["final_state"] if done else self.base.state
-        sig = self.base.signals_of(state)
-        rho_r = self._state_rho(self.grounding.reach_formulas, sig)
-        rho_i = self._state_rho(self.grounding.inv_formulas, sig)
-        reward = torch.zeros(self.num_envs, device=self.device)
-        if rho_r.shape[1]:
-            active = self.k < self.n_stages
-            cur = self.stage_reach.gather(1, self.k.clamp(max=self.K - 1)[:, None])
-            progress = rho_r.gather(1, cur)[:, 0] - rho_before.gather(1, cur)[:, 0]
-            reward += torch.where(active, cfg.w_progress * progress, 0.0)
-            for _ in range(self.K):  # every stage whose deadline has come is judged, then the next one is current
-                idx = self.k.clamp(max=self.K - 1)[:, None]
-                due = (self.k < self.n_stages) & (self.stage_time.gather(1, idx)[:, 0] <= t)
-                if not bool(due.any()):
-                    break
-                held = rho_r.gather(1, self.stage_reach.gather(1, idx))[:, 0] > 0
-                reward += torch.where(due & held, cfg.w_stage, 0.0)
-                self.k = self.k + due.long()
-        if rho_i.shape[1]:
-            on = (self.inv_lo <= t) & (t <= self.inv_hi)
-            reward -= cfg.w_invariance * torch.where(on, torch.relu(-rho_i), 0.0).sum(1)
-        if done:
-            reward += cfg.w_success * info["success"].float()
-            info["final_obs"] = self._features(info["final_obs"], state, t, self.stage_reach, self.stage_time,
-                                               self.n_stages, self.inv_lo, self.inv_hi, self.k)[0]
-            self._new_allocations(base_obs)
-        obs = self._obs_now(base_obs)
-        if not done:
-            info["final_obs"] = obs
-        self._track_episodes(reward, terminated, info)
-        return obs, reward, terminated, truncated, info
-
-    def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError("TGPOEnv has no exact-resume state yet.")
+REQUIRED = ("grounding", "set_allocation", "start_obs_for", "uniform_allocations", "allocation_sampler")
 
 
 class TGPO:
-    """TGPO / TGPO* on one STL task (see the module docstring)."""
+    """TGPO / TGPO* on one STL task (see the module docstring).
 
-    def __init__(self, config: TGPOConfig, env: STLVecEnv, device: str | torch.device = "cpu", seed: int = 0) -> None:
-        self.config = config
-        self.env = TGPOEnv(env, config, seed=seed)
+    Args:
+        config: settings.
+        env: a grounded STL env (``reward_mode="tgpo"``), e.g.
+            ``make_vec_env("rlsuite/STL-Linear-v0", 64, spec=..., reward_mode="tgpo")``.
+        device: where the networks live.
+        seed: seeds the allocation draws of the MH chains and of inference.
+    """
+
+    def __init__(self, config: TGPOConfig, env: TorchVecEnv, device: str | torch.device = "cpu", seed: int = 0) -> None:
+        missing = [name for name in REQUIRED if not hasattr(env, name)]
+        if missing:
+            raise TypeError(f"TGPO needs a grounded STL env (made with reward_mode='tgpo'); {type(env).__name__} lacks {missing}.")
         if config.ppo.num_envs != env.num_envs:
             config = dataclasses.replace(config, ppo=dataclasses.replace(config.ppo, num_envs=env.num_envs))
-            self.config = config
-        self.ppo = PPO(config.ppo, self.env.single_observation_space, self.env.single_action_space, device)
-        self.env.value_fn = lambda obs: self.ppo.policy.value(obs.to(self.ppo.device))
+        self.config, self.env = config, env
+        self.rng = np.random.default_rng(seed)
+        self.ppo = PPO(config.ppo, env.single_observation_space, env.single_action_space, device)
+        if config.sampler == "mh":
+            env.allocation_sampler = self._mh_allocations
+
+    def _value(self, obs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.ppo.policy.value(obs.to(self.ppo.device)).float().cpu()
+
+    def _proposal(self, u: torch.Tensor) -> torch.Tensor:
+        noise = torch.tensor(self.rng.standard_normal(u.shape), dtype=torch.float32)
+        return (u + self.config.mh_proposal_std * noise).clamp(0, 1)
+
+    def _accept(self, v_new: torch.Tensor, v_old: torch.Tensor) -> torch.Tensor:
+        draw = torch.tensor(self.rng.random(v_new.shape[0]), dtype=torch.float32)
+        return draw < torch.exp((v_new - v_old) / self.config.mh_temperature)
+
+    def _mh_allocations(self, base_obs: torch.Tensor) -> torch.Tensor:
+        """Advance each env's chain ``mh_steps`` steps under the current critic."""
+        env = self.env
+        u = env.u.clone()
+        v = self._value(env.start_obs_for(base_obs, u))
+        for _ in range(self.config.mh_steps):
+            prop = self._proposal(u)
+            vp = self._value(env.start_obs_for(base_obs, prop))
+            acc = self._accept(vp, v)
+            u, v = torch.where(acc[:, None], prop, u), torch.where(acc, vp, v)
+        return u
 
     def learn(self, total_steps: int, run: Any = None, seed: int = 0) -> TGPO:
+        """Train the PPO policy on the grounded env for ``total_steps`` env steps."""
         self.ppo.learn(self.env, total_steps, run, seed=seed)
         return self
 
@@ -397,28 +118,28 @@ class TGPO:
         """One episode per env from fresh starts: pick an allocation by the critic, roll out the
         deterministic policy. Returns ``robustness`` and ``success`` ``(N,)`` and the chosen ``allocation``."""
         env, cfg = self.env, self.config
+        mh = (sampler or cfg.sampler) == "mh"
         base_obs, _ = env.base.reset(seed=seed)
-        m = cfg.num_allocations
-        best_u = torch.zeros((env.num_envs, env.grounding.num_slots))
-        best_v = torch.full((env.num_envs,), -math.inf)
-        rng = np.random.default_rng(seed)
-        u = torch.tensor(rng.random(best_u.shape), dtype=torch.float32)
-        v = self.ppo.policy.value(env.start_obs_for(base_obs, u)).cpu()
-        for _ in range(m):
-            if (sampler or cfg.sampler) == "mh":
-                prop = (u + cfg.mh_proposal_std * torch.tensor(rng.standard_normal(u.shape), dtype=torch.float32)).clamp(0, 1)
-            else:
-                prop = torch.tensor(rng.random(u.shape), dtype=torch.float32)
-            vp = self.ppo.policy.value(env.start_obs_for(base_obs, prop)).cpu()
-            if (sampler or cfg.sampler) == "mh":
-                acc = torch.tensor(rng.random(env.num_envs), dtype=torch.float32) < torch.exp((vp - v) / cfg.mh_temperature)
-                u, v = torch.where(acc[:, None], prop, u), torch.where(acc, vp, v)
-            else:
-                u, v = prop, vp
+        u = env.uniform_allocations()
+        v = self._value(env.start_obs_for(base_obs, u))
+        best_u, best_v = u.clone(), v.clone()
+        for _ in range(cfg.num_allocations - 1):
+            prop = self._proposal(u) if mh else env.uniform_allocations()
+            vp = self._value(env.start_obs_for(base_obs, prop))
+            take = self._accept(vp, v) if mh else torch.ones_like(vp, dtype=torch.bool)
+            u, v = torch.where(take[:, None], prop, u), torch.where(take, vp, v)
             better = v > best_v
             best_u, best_v = torch.where(better[:, None], u, best_u), torch.where(better, v, best_v)
         env.set_allocation(best_u)
-        obs = env._obs_now(base_obs)
+        obs = env.observe(base_obs)
+        info: dict[str, Any] = {}
         for _ in range(env.H - 1):
-            obs, _, term, _, info = env.step(self.ppo.act(obs, deterministic=True))
+            obs, _, _, _, info = env.step(self.ppo.act(obs, deterministic=True))
         return {"robustness": info["robustness"], "success": info["success"], "allocation": best_u}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The PPO weights, optimizer and counters."""
+        return self.ppo.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ppo.load_state_dict(state)

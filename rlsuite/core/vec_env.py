@@ -253,12 +253,13 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 
 
 def _is_torch_vec_entry_point(spec: gym.envs.registration.EnvSpec) -> bool:
-    """Whether ``spec``'s vector entry point builds a :class:`TorchVecEnv` (Gymnasium's own are NumPy)."""
+    """Whether ``spec``'s vector entry point builds a :class:`TorchVecEnv` (Gymnasium's own are NumPy):
+    a TorchVecEnv subclass, or a factory function marked ``builds_torch_vec_env = True``."""
     ep = spec.vector_entry_point
     if ep is None:
         return False
     creator = gym.envs.registration.load_env_creator(ep) if isinstance(ep, str) else ep
-    return isinstance(creator, type) and issubclass(creator, TorchVecEnv)
+    return (isinstance(creator, type) and issubclass(creator, TorchVecEnv)) or getattr(creator, "builds_torch_vec_env", False) is True
 
 
 def make_vec_env(

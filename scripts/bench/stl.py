@@ -35,7 +35,7 @@ import torch
 
 from rlsuite.agents.ppo import PPO
 from rlsuite.agents.tgpo import TGPO, TGPOConfig
-from rlsuite.envs.stl.envs import STLVecEnv
+from rlsuite.envs.stl.envs import STLVecEnv, make_stl_vec_env
 from rlsuite.envs.stl.robustness import robustness
 from rlsuite.envs.stl.spec import to_text
 from rlsuite.envs.stl.tasks import FAMILIES, sample_task
@@ -141,8 +141,8 @@ def bench_success(rows: list[dict], quick: bool, steps: int, tasks: int, dynamic
             for task_seed in range(tasks):
                 for method in ("tgpo", "tgpo*", "ppo-terminal", "ppo-dense"):
                     torch.manual_seed(0)
-                    mode = "dense" if method == "ppo-dense" else "terminal"
-                    env = STLVecEnv(dyn, num_envs=64, family=family, task_seed=task_seed, horizon=64, reward_mode=mode)
+                    mode = {"ppo-dense": "dense", "ppo-terminal": "terminal"}.get(method, "tgpo")
+                    env = make_stl_vec_env(dyn, num_envs=64, family=family, task_seed=task_seed, horizon=64, reward_mode=mode)
                     t0 = time.perf_counter()
                     if method.startswith("tgpo"):
                         agent = TGPO(TGPOConfig(sampler="mh" if method == "tgpo*" else "uniform"), env, seed=0)

@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from rlsuite.agents.tgpo import TGPO, TemporalGrounding, TGPOConfig, TGPOEnv
+from rlsuite.agents.tgpo import TGPO, TGPOConfig
+from rlsuite.core.vec_env import make_vec_env
 from rlsuite.envs.stl.envs import STLVecEnv
+from rlsuite.envs.stl.grounding import GroundedSTLVecEnv, StageWeights, TemporalGrounding
 from rlsuite.envs.stl.spec import parse
 
 
@@ -41,7 +43,7 @@ def test_grounding_cuts_windows_at_the_horizon_and_refuses_what_it_cannot_ground
 
 def test_stage_reward_pays_the_bonus_at_the_deadline_only_when_the_reach_holds():
     base = STLVecEnv("Linear", num_envs=2, spec="F[0,63](d0 <= 1)", objects=[(2.0, 0.0, 1.0)], horizon=8)
-    env = TGPOEnv(base, TGPOConfig(w_progress=0.0, w_success=0.0))
+    env = GroundedSTLVecEnv(base, StageWeights(w_progress=0.0, w_success=0.0))
     env.reset(seed=0, options={"state": torch.tensor([[1.5, 0.0], [-4.0, 0.0]])})
     env.set_allocation(torch.tensor([[2 / 7], [2 / 7]]))  # deadline t = 2
     rewards = [env.step(torch.zeros(2, 2))[1] for _ in range(3)]
@@ -52,10 +54,24 @@ def test_tgpo_satisfies_a_reach_avoid_task_on_linear():
     """Reach the disc at (3, 3) between steps 10 and 40 and never enter the disc at (-3, 3); 64 envs, 150k steps
     (about 8 s here). Measured at seeds 0 and 1: success 0.05 before training, 0.92 after (critic-chosen allocations)."""
     torch.manual_seed(0)
-    env = STLVecEnv("Linear", num_envs=64, spec="F[10,40](d0 <= 1.0) & G[0,63](d1 >= 1.0)",
-                    objects=[(3.0, 3.0, 1.0), (-3.0, 3.0, 1.0)], horizon=64)
+    env = make_vec_env("rlsuite/STL-Linear-v0", 64, spec="F[10,40](d0 <= 1.0) & G[0,63](d1 >= 1.0)",
+                       objects=[(3.0, 3.0, 1.0), (-3.0, 3.0, 1.0)], horizon=64, reward_mode="tgpo")
     agent = TGPO(TGPOConfig(), env, seed=0)
     before = agent.solve(seed=123)["success"].float().mean().item()
     agent.learn(150_000, seed=0)
     after = agent.solve(seed=123)["success"].float().mean().item()
     assert before < 0.2 and after >= 0.6, (before, after)
+
+
+def test_tgpo_refuses_an_env_without_grounding():
+    with pytest.raises(TypeError, match="reward_mode='tgpo'"):
+        TGPO(TGPOConfig(), STLVecEnv("Linear", num_envs=2, spec="x > 0"))
+
+
+def test_tgpo_star_chains_use_the_critic():
+    env = make_vec_env("rlsuite/STL-Linear-v0", 8, spec="F[0,30](x > 2) & F[20,60](y > 2)", horizon=64, reward_mode="tgpo")
+    agent = TGPO(TGPOConfig(sampler="mh", num_allocations=8), env, seed=0)
+    assert env.allocation_sampler is not None
+    agent.learn(8 * 63 * 2, seed=0)
+    out = agent.solve(seed=1)
+    assert out["allocation"].shape == (8, 2) and ((out["allocation"] >= 0) & (out["allocation"] <= 1)).all()

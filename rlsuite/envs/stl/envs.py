@@ -24,11 +24,12 @@ features (unicycle: ``x, y, cos theta, sin theta, v``; the others their state), 
 (the task is non-Markovian in the state alone) and the object layout relative to the point ``p``.
 
 ## Rewards (``reward_mode``)
+- ``tgpo`` (vector envs only): TGPO's stage-wise reward on the temporally grounded task, with the
+  augmented observation; see :mod:`rlsuite.envs.stl.grounding`.
 - ``terminal``: 0, then the hard robustness of the whole trace on the last step.
 - ``dense``: robustness shaping ``rho_hold(t) - rho_hold(t - 1)``, where ``rho_hold(t)`` is the hard
   robustness of the trace so far with the last sample held to the horizon. It telescopes to
   ``rho(trace) - rho_hold(0)``, so it is potential-based in the trace-prefix state and keeps the optimum.
-The TGPO stage-wise reward is computed by ``agents/tgpo.py`` from the grounded formula.
 
 ## Episode end
 After ``horizon - 1`` steps, as ``terminated`` (time is part of the observation and nothing follows the
@@ -289,7 +290,8 @@ class STLVecEnv(TorchVecEnv):
         if dynamics not in DYNAMICS:
             raise ValueError(f"unknown dynamics {dynamics!r}; allowed: {', '.join(DYNAMICS)}.")
         if reward_mode not in ("terminal", "dense"):
-            raise ValueError(f"unknown reward_mode {reward_mode!r}; allowed: terminal, dense.")
+            hint = " (tgpo: through gym.make_vec / make_vec_env / make_stl_vec_env)" if reward_mode == "tgpo" else ""
+            raise ValueError(f"unknown reward_mode {reward_mode!r}; allowed: terminal, dense{hint}.")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
         self.dyn = DYNAMICS[dynamics]()
@@ -403,11 +405,24 @@ class STLVecEnv(TorchVecEnv):
         self._load_episode_stats_state(state)
 
 
+def make_stl_vec_env(dynamics: str, num_envs: int = 1, device: torch.device | str = "cpu", reward_mode: str = "terminal",
+                     stage_weights: Any = None, **kwargs: Any) -> TorchVecEnv:
+    """An :class:`STLVecEnv`, or with ``reward_mode="tgpo"`` the same env seen through TGPO's temporal
+    grounding (:class:`rlsuite.envs.stl.grounding.GroundedSTLVecEnv`, stage-wise reward)."""
+    if reward_mode == "tgpo":
+        from rlsuite.envs.stl.grounding import GroundedSTLVecEnv
+
+        base = STLVecEnv(dynamics, num_envs=num_envs, device=device, reward_mode="terminal", **kwargs)
+        return GroundedSTLVecEnv(base, stage_weights)
+    return STLVecEnv(dynamics, num_envs=num_envs, device=device, reward_mode=reward_mode, **kwargs)
+
+
 def _vec_factory(dynamics: str):
-    def make(num_envs: int = 1, device: torch.device | str = "cpu", **kwargs) -> STLVecEnv:
-        return STLVecEnv(dynamics, num_envs=num_envs, device=device, **kwargs)
+    def make(num_envs: int = 1, device: torch.device | str = "cpu", **kwargs) -> TorchVecEnv:
+        return make_stl_vec_env(dynamics, num_envs=num_envs, device=device, **kwargs)
 
     make.__name__ = f"STL{dynamics}VecEnv"
+    make.builds_torch_vec_env = True  # make_vec_env builds it directly on the device
     return make
 
 
