@@ -73,9 +73,9 @@ def cmd_train_tgpo(argv: list[str]) -> int:
 
     from rlsuite.agents.ppo import PPO
     from rlsuite.agents.tgpo import TGPO, TGPOConfig
-    from rlsuite.core.checkpoint import save_checkpoint
+    from rlsuite.core.checkpoint import load_checkpoint, save_checkpoint
     from rlsuite.core.config import config_to_dict
-    from rlsuite.core.seeding import resolve_device
+    from rlsuite.core.seeding import get_rng_state, resolve_device, set_rng_state
     from rlsuite.envs.stl.envs import make_stl_vec_env
     from rlsuite.envs.stl.tasks import FAMILIES
 
@@ -96,6 +96,8 @@ def cmd_train_tgpo(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--run-dir", default=None, help="where to save the checkpoint (default runs/tgpo-<env>-<seed>)")
+    p.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (TGPO)")
+    p.add_argument("--resume", action="store_true", help="continue the TGPO run in --run-dir from its checkpoint (same options)")
     a = p.parse_args(argv)
     device = resolve_device(a.device)
     family = a.task_family or "reach"
@@ -110,6 +112,10 @@ def cmd_train_tgpo(argv: list[str]) -> int:
     cfg = dataclasses.replace(cfg, ppo=ppo_cfg)
     name = a.baseline or ("tgpo-star" if a.sampler == "mh" else "tgpo")
     run_dir = Path(a.run_dir or f"runs/{name}-{envs[a.env].lower()}-{a.seed}")
+    if not a.resume and ((run_dir / "checkpoint").exists() or (run_dir / "final").exists()):
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume (same options) or pick another --run-dir.")
+    if a.resume and not (run_dir / "checkpoint").exists():
+        raise ValueError(f"nothing to resume in {run_dir}: it has no checkpoint/ directory.")
 
     @torch.inference_mode()
     def success_of_baseline(agent: PPO) -> float:
@@ -119,20 +125,39 @@ def cmd_train_tgpo(argv: list[str]) -> int:
         return float(info["success"].float().mean())
 
     if a.baseline:
+        if a.resume:
+            raise ValueError("--resume is for TGPO runs; a baseline run trains in one go.")
         agent = PPO(ppo_cfg, env.single_observation_space, env.single_action_space, device)
         before = success_of_baseline(agent)
         agent.learn(env, a.total_steps, seed=a.seed)
         after = success_of_baseline(agent)
         state = agent.state_dict()
-    else:
-        tg = TGPO(cfg, env, device, seed=a.seed)
-        before = float(tg.solve(seed=10_000)["success"].float().mean())
-        tg.learn(a.total_steps, seed=a.seed)
-        after = float(tg.solve(seed=10_000)["success"].float().mean())
-        state = tg.ppo.state_dict()
     meta = {"algo": name, "env": a.env, "task": task.text, "objects": task.centers.tolist(),
             "radii": task.radii.tolist(), "horizon": a.horizon, "config": config_to_dict(cfg)}
-    path = save_checkpoint(run_dir / "checkpoint", {"agent": state}, meta)
+    if not a.baseline:
+        tg = TGPO(cfg, env, device, seed=a.seed)
+        before = float("nan")
+        if a.resume:
+            saved, saved_meta = load_checkpoint(run_dir / "checkpoint", device=device)
+            if saved_meta.get("task") != task.text or saved_meta.get("algo") != name:
+                raise ValueError(f"{run_dir} holds a {saved_meta.get('algo')} run on {saved_meta.get('task')!r}; resume it with "
+                                 "the options it was started with.")
+            tg.load_state_dict(saved["agent"])
+            tg.load_training_state(saved["training"])
+            set_rng_state(saved["rng"], saved_meta["rng"])
+            print(f"resumed at step {tg.ppo.global_step}")
+        else:
+            before = float(tg.solve(seed=10_000)["success"].float().mean())
+            tg.ppo._obs = None  # solve() used the env: start training from a fresh reset
+        while tg.ppo.global_step < a.total_steps:  # checkpoints on the way, so a crash loses at most one interval
+            tg.learn(min(a.total_steps, tg.ppo.global_step + a.checkpoint_every), seed=a.seed)
+            rng_tensors, rng_meta = get_rng_state()
+            save_checkpoint(run_dir / "checkpoint", {"agent": tg.state_dict(), "training": tg.training_state(), "rng": rng_tensors},
+                            {**meta, "rng": rng_meta, "global_step": tg.ppo.global_step})
+            log.info("step %d: checkpoint %s", tg.ppo.global_step, run_dir / "checkpoint")
+        after = float(tg.solve(seed=10_000)["success"].float().mean())
+        state = tg.state_dict()
+    path = save_checkpoint(run_dir / "final", {"agent": state}, meta)
     print(f"success rate on {a.num_envs} fresh starts: before {before:.3f}, after {after:.3f}")
     print(f"checkpoint: {path}")
     print(f"success_rate={after:.4f}")

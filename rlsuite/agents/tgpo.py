@@ -143,3 +143,17 @@ class TGPO:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ppo.load_state_dict(state)
+
+    def training_state(self) -> dict[str, Any]:
+        """What exact resume needs beyond :meth:`state_dict`: the env (allocations included), its current
+        observation and the MH chains' random state."""
+        st = self.rng.bit_generator.state
+        rng = {"state": str(st["state"]["state"]), "inc": str(st["state"]["inc"]), "has_uint32": int(st["has_uint32"]),
+               "uinteger": int(st["uinteger"])}
+        return {"ppo": self.ppo.training_state(self.env), "rng": rng}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.ppo.load_training_state(state["ppo"], self.env)
+        r = state["rng"]
+        self.rng.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": int(r["state"]), "inc": int(r["inc"])},
+                                        "has_uint32": int(r["has_uint32"]), "uinteger": int(r["uinteger"])}

@@ -75,3 +75,33 @@ def test_tgpo_star_chains_use_the_critic():
     agent.learn(8 * 63 * 2, seed=0)
     out = agent.solve(seed=1)
     assert out["allocation"].shape == (8, 2) and ((out["allocation"] >= 0) & (out["allocation"] <= 1)).all()
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "mh"])
+def test_kill_and_resume_gives_identical_weights(tmp_path, sampler):
+    import dataclasses
+
+    from rlsuite.core.checkpoint import load_checkpoint, save_checkpoint
+    from rlsuite.core.seeding import get_rng_state, set_rng_state
+
+    def make():
+        torch.manual_seed(0)
+        env = make_vec_env("rlsuite/STL-Unicycle-v0", 8, family="until", task_seed=1, horizon=16, reward_mode="tgpo")
+        cfg = TGPOConfig(sampler=sampler)
+        return TGPO(dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, num_envs=8, num_steps=15)), env, seed=0)
+
+    straight = make().learn(8 * 15 * 4, seed=0)  # 4 PPO iterations of one episode each
+    first = make().learn(8 * 15 * 2, seed=0)
+    rng_tensors, rng_meta = get_rng_state()
+    save_checkpoint(tmp_path / "ck", {"agent": first.state_dict(), "training": first.training_state(), "rng": rng_tensors},
+                    {"rng": rng_meta})
+    del first  # the process dies here
+    state, meta = load_checkpoint(tmp_path / "ck")
+    resumed = make()
+    resumed.load_state_dict(state["agent"])
+    resumed.load_training_state(state["training"])
+    set_rng_state(state["rng"], meta["rng"])
+    assert resumed.ppo.global_step == 8 * 15 * 2
+    resumed.learn(8 * 15 * 4, seed=0)
+    for (name, a), b in zip(straight.ppo.policy.state_dict().items(), resumed.ppo.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -157,7 +157,21 @@ def test_train_tgpo_cli(capsys, tmp_path, extra):
     code, out, _ = _run(capsys, "train", "tgpo", "--env", "rlsuite/STL-Unicycle-v0", "--total-steps", "1000", "--num-envs", "8",
                         "--horizon", "32", "--run-dir", str(tmp_path / "r"), *extra)
     assert code == 0 and re.fullmatch(r"success_rate=\d\.\d{4}", out.strip().splitlines()[-1])
-    assert (tmp_path / "r" / "checkpoint" / "meta.json").exists()
+    assert (tmp_path / "r" / "final" / "meta.json").exists()
+    code, _, err = _run(capsys, "train", "tgpo", "--env", "rlsuite/STL-Unicycle-v0", "--total-steps", "1000", "--num-envs", "8",
+                        "--horizon", "32", "--run-dir", str(tmp_path / "r"), *extra)
+    assert code == 2 and "--resume" in err  # a finished run is not overwritten
+
+
+def test_train_tgpo_cli_checkpoints_and_resumes(capsys, tmp_path):
+    args = ["train", "tgpo", "--spec", "F[5,20](x > 2)", "--num-envs", "4", "--horizon", "16", "--checkpoint-every", "60",
+            "--run-dir", str(tmp_path / "r")]
+    code, _, _ = _run(capsys, *args, "--total-steps", "120")
+    assert code == 0 and (tmp_path / "r" / "checkpoint" / "meta.json").exists()
+    code, out, _ = _run(capsys, *args, "--total-steps", "240", "--resume")
+    assert code == 0 and "resumed at step 120" in out
+    code, _, err = _run(capsys, "train", "tgpo", "--spec", "F[5,20](y > 2)", *args[4:], "--total-steps", "240", "--resume")
+    assert code == 2 and "options it was started with" in err
 
 
 def test_train_tgpo_cli_rejects_bad_objects_and_signals(capsys, tmp_path):

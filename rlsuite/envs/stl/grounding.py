@@ -304,6 +304,7 @@ class GroundedSTLVecEnv(TorchVecEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self.rng = np.random.default_rng(seed)
+            self.u = self.uniform_allocations()  # a seeded start for the MH chains as well
         base_obs, info = self.base.reset(seed=seed, options=options)
         self._new_allocations(base_obs)
         self._init_episode_stats()
@@ -348,4 +349,30 @@ class GroundedSTLVecEnv(TorchVecEnv):
         return obs, reward, terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError("GroundedSTLVecEnv has no exact-resume state yet.")
+        """Everything exact resume needs: the base env, the allocations and plans, the stage reached, the RNG."""
+        return {"base": self.base.state_dict(), "u": self.u.clone(), "k": self.k.clone(),
+                "stage_reach": self.stage_reach.clone(), "stage_time": self.stage_time.clone(), "n_stages": self.n_stages.clone(),
+                "inv_lo": self.inv_lo.clone(), "inv_hi": self.inv_hi.clone(), "rng": _rng_state(self.rng),
+                **self._episode_stats_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base.load_state_dict(state["base"])
+        self.u = state["u"].float().cpu().clone()
+        for name in ("k", "stage_reach", "stage_time", "n_stages", "inv_lo", "inv_hi"):
+            setattr(self, name, state[name].to(self.device, torch.long).clone())
+        self.rng = _rng_from_state(state["rng"])
+        self._load_episode_stats_state(state)
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A NumPy generator's state as JSON-able data (the 128-bit PCG64 words as decimal strings)."""
+    st = rng.bit_generator.state
+    return {"bit_generator": st["bit_generator"], "state": str(st["state"]["state"]), "inc": str(st["state"]["inc"]),
+            "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
+
+
+def _rng_from_state(data: dict[str, Any]) -> np.random.Generator:
+    rng = np.random.default_rng()
+    rng.bit_generator.state = {"bit_generator": data["bit_generator"], "state": {"state": int(data["state"]), "inc": int(data["inc"])},
+                               "has_uint32": int(data["has_uint32"]), "uinteger": int(data["uinteger"])}
+    return rng
