@@ -1,4 +1,13 @@
-"""Deployment to robots: policy contract, observation builder, safety filters, control loop, exporters.
+"""Deployment to robots: policy contract, observation builder, safety filters, control loop.
+
+- :mod:`rlsuite.robots.types`: joint specs, robot state and command (robot joint order).
+- :mod:`rlsuite.robots.contract`: the versioned ``PolicyContract`` JSON and the ``ObservationBuilder``.
+- :mod:`rlsuite.robots.interface`: the ``Robot`` protocol, ``FakeRobot``, ``check_robot_conformance``.
+- :mod:`rlsuite.robots.safety`: the safety chain (latched e-stop) and the operating state machine.
+- :mod:`rlsuite.robots.loop`: the control loop on absolute deadlines with timing statistics.
+
+Not built yet: exporters (ONNX, TorchScript), the MuJoCo simulated robot, the network transport, the
+Isaac Gym adapter and the ``export`` / ``deploy`` / ``serve-policy`` commands.
 
 Never imports training code (``rlsuite.agents``); a test enforces it.
 """
