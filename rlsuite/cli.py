@@ -427,6 +427,30 @@ def cmd_stl(argv: list[str]) -> int:
     return 2
 
 
+def cmd_export(argv: list[str]) -> int:
+    """``rlsuite export RUN_DIR --format onnx|torchscript --out FILE``."""
+    p = argparse.ArgumentParser(prog="rlsuite export", description="Export a trained policy (normaliser and action "
+                                "scaling inside) and check it against the torch policy.")
+    p.add_argument("run_dir", help="run directory (its latest checkpoint) or a checkpoint directory")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", required=True, help="file to write (.onnx or .pt)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    a = p.parse_args(argv)
+    from rlsuite.agents.train import load_agent
+    from rlsuite.robots.contract import file_sha256
+    from rlsuite.robots.export import export_policy
+
+    agent, meta = load_agent(a.run_dir, device="cpu")
+    env_id = meta.get("run", {}).get("env")
+    info = {"algo": meta["algo"], "env": env_id, "step": meta.get("step"), "observation_space": meta["observation_space"],
+            "action_space": meta["action_space"]}
+    path, diff = export_policy(agent.deploy_module(), a.out, a.format, agent.obs_dim, info, opset=a.opset)
+    print(f"exported {meta['algo']} ({env_id}) to {path} [{a.format}], sha256 {file_sha256(path)}")
+    print(f"parity on 256 random observations: max abs difference {diff:.3g} (limit 1e-05)")
+    print(f"max_abs_diff={diff:.3g}")
+    return 0
+
+
 USAGE = """usage: rlsuite <command> [options]
 
 commands:
@@ -436,11 +460,12 @@ commands:
   train <algo> [options]    train an agent (rlsuite train <algo> --help)
   train tgpo --env rlsuite/STL-Linear-v0 --spec F  TGPO on an STL task (--task-family, --sampler mh, --baseline)
   eval <run_dir> [options]  evaluate a trained agent (rlsuite eval --help)
+  export RUN_DIR --format onnx|torchscript --out FILE   export a policy, parity-checked
   stl check FORMULA --trace FILE   robustness of a Signal Temporal Logic formula on a CSV trace
   stl sample --family F --seed N   print a generated STL task (reach, andor, chain, until, mixed)
 """
 
-COMMANDS = ("list", "train", "eval", "llm", "stl")
+COMMANDS = ("list", "train", "eval", "llm", "stl", "export")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_llm(rest)
         if cmd == "stl":
             return cmd_stl(rest)
+        if cmd == "export":
+            return cmd_export(rest)
         from rlsuite.core.registry import unknown_name_message
 
         print(f"error: {unknown_name_message('command', cmd, COMMANDS)}", file=sys.stderr)

@@ -180,6 +180,20 @@ class ActorCritic(nn.Module):
 # ----------------------------------------------------------------------------- agent
 
 
+class _DeterministicPPO(nn.Module):
+    def __init__(self, policy: ActorCritic, low: torch.Tensor | None, high: torch.Tensor | None) -> None:
+        super().__init__()
+        self.obs_norm, self.actor_body, self.head = policy.obs_norm, policy.actor_body, policy.head
+        self.clip = low is not None
+        if low is not None:
+            self.register_buffer("low", low.clone().float())
+            self.register_buffer("high", high.clone().float())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        mode = self.head(self.actor_body(self.obs_norm(obs))).mode
+        return torch.max(torch.min(mode, self.high), self.low) if self.clip else mode
+
+
 class PPO:
     """PPO agent: ``learn(env, total_steps)``, ``act(obs)``, ``state_dict()`` / ``load_state_dict()``.
 
@@ -220,6 +234,11 @@ class PPO:
         """Actions for ``obs`` ``(B, *obs_shape)``: ``(B,)`` ints or ``(B, act_dim)`` within the bounds."""
         dist = self.policy.dist(obs.to(self.device, torch.float32).reshape(-1, self.obs_dim))
         return self._to_env(dist.mode if deterministic else dist.sample())
+
+    def deploy_module(self) -> nn.Module:
+        """A self-contained module ``obs (B, obs_dim) -> actions`` for export: the observation normaliser,
+        the deterministic action (mode) and the clip to the action bounds are inside it."""
+        return _DeterministicPPO(self.policy, None if self.discrete else self._low, None if self.discrete else self._high).eval()
 
     # ------------------------------------------------------------------ training
     def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0) -> PPO:

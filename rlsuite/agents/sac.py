@@ -147,6 +147,15 @@ class Actor(nn.Module):
         return squashed * self.action_scale + self.action_bias
 
 
+class _DeterministicSAC(nn.Module):
+    def __init__(self, actor: Actor) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.to_env(self.actor.dist(obs).mode)
+
+
 class TwinQ(nn.Module):
     """``E`` Q-functions ``Q(s, a)`` in one ensemble: ``(B, obs_dim), (B, act_dim) -> (E, B)``."""
 
@@ -203,6 +212,11 @@ class SAC:
     # ------------------------------------------------------------------ acting
     def _obs_in(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.to(self.device, torch.float32).reshape(-1, self.obs_dim)
+
+    def deploy_module(self) -> nn.Module:
+        """A self-contained module ``obs (B, obs_dim) -> actions`` in env units for export (normaliser,
+        deterministic tanh-mean and rescaling inside)."""
+        return _DeterministicSAC(self.actor).eval()
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:

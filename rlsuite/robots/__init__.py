@@ -5,9 +5,11 @@
 - :mod:`rlsuite.robots.interface`: the ``Robot`` protocol, ``FakeRobot``, ``check_robot_conformance``.
 - :mod:`rlsuite.robots.safety`: the safety chain (latched e-stop) and the operating state machine.
 - :mod:`rlsuite.robots.loop`: the control loop on absolute deadlines with timing statistics.
+- :mod:`rlsuite.robots.export`: ONNX and TorchScript exporters with a parity check (also for
+  stable-baselines3 models).
 
-Not built yet: exporters (ONNX, TorchScript), the MuJoCo simulated robot, the network transport, the
-Isaac Gym adapter and the ``export`` / ``deploy`` / ``serve-policy`` commands.
+Not built yet: the MuJoCo simulated robot, the network transport, the Isaac Gym adapter and the
+``deploy`` / ``serve-policy`` commands.
 
 Never imports training code (``rlsuite.agents``); a test enforces it.
 """

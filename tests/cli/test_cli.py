@@ -179,3 +179,17 @@ def test_train_tgpo_cli_rejects_bad_objects_and_signals(capsys, tmp_path):
     assert code == 2 and "cx,cy,r" in err
     code, _, err = _run(capsys, "train", "tgpo", "--spec", "F(d2 <= 1)", "--objects", "3,3,1", "--run-dir", str(tmp_path))
     assert code == 2 and "signals are" in err
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", "onnx"), ("torchscript", "pt")])
+def test_export_cli_writes_a_parity_checked_artifact(capsys, tmp_path, fmt, suffix):
+    pytest.importorskip("onnxruntime")
+    d = tmp_path / "run"
+    assert main(["train", "ppo", "--env", "Pendulum-v1", "--total-steps", "64", "--run-dir", str(d), "--no-progress",
+                 "--eval-episodes", "1", "--num-steps", "64", "--num-minibatches", "4"]) == 0
+    capsys.readouterr()
+    out_file = tmp_path / f"policy.{suffix}"
+    code, out, _ = _run(capsys, "export", str(d), "--format", fmt, "--out", str(out_file))
+    assert code == 0 and out_file.exists() and "sha256" in out
+    assert re.fullmatch(r"max_abs_diff=[0-9.e+-]+", out.strip().splitlines()[-1])
+    assert float(out.strip().splitlines()[-1].split("=")[1]) <= 1e-5
