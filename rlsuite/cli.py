@@ -451,6 +451,31 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
+def cmd_serve_policy(argv: list[str]) -> int:
+    """``rlsuite serve-policy FILE --port N``: answer authenticated action requests for an exported policy."""
+    p = argparse.ArgumentParser(prog="rlsuite serve-policy", description="Serve an exported policy (.onnx or .pt) over "
+                                "ZeroMQ with HMAC-authenticated msgpack messages.")
+    p.add_argument("file", help="an artifact from rlsuite export")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--key-file", default=None, help="file holding the shared key (else $RLSUITE_POLICY_KEY)")
+    p.add_argument("--max-requests", type=int, default=None, help="stop after this many answered requests")
+    a = p.parse_args(argv)
+    from rlsuite.robots.export import load_runner
+    from rlsuite.robots.transport import PolicyServer, load_key
+
+    key = load_key(a.key_file)
+    runner = load_runner(a.file)
+    server = PolicyServer(runner, key, bind=f"tcp://{a.bind}:{a.port}", allow_remote=a.bind != "127.0.0.1")
+    print(f"serving {a.file} on {server.endpoint} (HMAC-SHA256 authenticated; Ctrl-C stops)", flush=True)
+    try:
+        server.serve(max_requests=a.max_requests)
+    finally:
+        server.close()
+    print(f"served={server.served} rejected={server.rx.rejected}")
+    return 0
+
+
 USAGE = """usage: rlsuite <command> [options]
 
 commands:
@@ -461,11 +486,12 @@ commands:
   train tgpo --env rlsuite/STL-Linear-v0 --spec F  TGPO on an STL task (--task-family, --sampler mh, --baseline)
   eval <run_dir> [options]  evaluate a trained agent (rlsuite eval --help)
   export RUN_DIR --format onnx|torchscript --out FILE   export a policy, parity-checked
+  serve-policy FILE --port N            serve an exported policy on loopback (key from file or env)
   stl check FORMULA --trace FILE   robustness of a Signal Temporal Logic formula on a CSV trace
   stl sample --family F --seed N   print a generated STL task (reach, andor, chain, until, mixed)
 """
 
-COMMANDS = ("list", "train", "eval", "llm", "stl", "export")
+COMMANDS = ("list", "train", "eval", "llm", "stl", "export", "serve-policy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stl(rest)
         if cmd == "export":
             return cmd_export(rest)
+        if cmd == "serve-policy":
+            return cmd_serve_policy(rest)
         from rlsuite.core.registry import unknown_name_message
 
         print(f"error: {unknown_name_message('command', cmd, COMMANDS)}", file=sys.stderr)

@@ -7,9 +7,9 @@
 - :mod:`rlsuite.robots.loop`: the control loop on absolute deadlines with timing statistics.
 - :mod:`rlsuite.robots.export`: ONNX and TorchScript exporters with a parity check (also for
   stable-baselines3 models).
+- :mod:`rlsuite.robots.transport`: policy server and client over ZeroMQ, HMAC-authenticated msgpack.
 
-Not built yet: the MuJoCo simulated robot, the network transport, the Isaac Gym adapter and the
-``deploy`` / ``serve-policy`` commands.
+Not built yet: the MuJoCo simulated robot, the Isaac Gym adapter and the ``deploy`` command.
 
 Never imports training code (``rlsuite.agents``); a test enforces it.
 """

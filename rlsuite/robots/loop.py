@@ -29,6 +29,7 @@ import numpy as np
 from rlsuite.robots.contract import ObservationBuilder, PolicyContract
 from rlsuite.robots.interface import Robot
 from rlsuite.robots.safety import OperatingFSM, Phase, SafetyChain, TickContext
+from rlsuite.robots.transport import PolicyUnavailable
 from rlsuite.robots.types import RobotState, projected_gravity
 
 
@@ -102,12 +103,17 @@ class ControlLoop:
         state = self.robot.read_state(timeout_s=self.contract.policy_dt)
         obs = self.builder.push(self.terms(state, self.last_action))
         targets = None
-        if self.fsm.phase == Phase.POLICY:
+        if self.fsm.phase == Phase.POLICY and not self.safety.latched:
             t0 = self.clock()
-            action = np.asarray(self.policy(obs), dtype=np.float32).reshape(-1)
+            try:
+                action = np.asarray(self.policy(obs), dtype=np.float32).reshape(-1)
+            except PolicyUnavailable as e:  # a remote policy went silent: damp, and stay damped
+                self.safety.latch(self.clock(), "policy", str(e))
+                action = None
             self.stats.infer_ns.append(self.clock() - t0)
-            self.last_action = action
-            targets = self.contract.action_to_targets(action, len(self.robot.info.joints), self.robot.info.array("q_default"))
+            if action is not None:
+                self.last_action = action
+                targets = self.contract.action_to_targets(action, len(self.robot.info.joints), self.robot.info.array("q_default"))
         now = self.clock()
         cmd = self.fsm.command(targets, state, now)
         cmd, events = self.safety(cmd, state, TickContext(now, self.consecutive_misses))

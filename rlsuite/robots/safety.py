@@ -227,6 +227,13 @@ class SafetyChain:
         self.events += events
         return cmd, events
 
+    def latch(self, now_ns: int, source: str, detail: str) -> None:
+        """E-stop from outside the filters (e.g. the policy stopped answering)."""
+        event = SafetyEvent(now_ns, source, "estop", detail)
+        log.error("safety %s estop: %s", source, detail)
+        self.events.append(event)
+        self.latched = True
+
     def reset(self) -> None:
         """Operator reset of a latched e-stop (the only way out of it)."""
         if self.latched:

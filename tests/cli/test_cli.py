@@ -193,3 +193,35 @@ def test_export_cli_writes_a_parity_checked_artifact(capsys, tmp_path, fmt, suff
     assert code == 0 and out_file.exists() and "sha256" in out
     assert re.fullmatch(r"max_abs_diff=[0-9.e+-]+", out.strip().splitlines()[-1])
     assert float(out.strip().splitlines()[-1].split("=")[1]) <= 1e-5
+
+
+def test_serve_policy_cli_answers_authenticated_requests(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("zmq")
+    import socket
+    import threading
+
+    import numpy as np
+    import torch
+
+    from rlsuite.robots.transport import PolicyClient
+
+    module = torch.nn.Linear(3, 2)
+    path = tmp_path / "p.pt"
+    torch.jit.save(torch.jit.script(module), str(path))
+    (tmp_path / "key").write_text("s3cret-key-of-32-bytes-length!!!")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t = threading.Thread(target=main, args=(["serve-policy", str(path), "--port", str(port), "--key-file", str(tmp_path / "key"),
+                                             "--max-requests", "1"],), daemon=True)
+    t.start()
+    client = PolicyClient(f"tcp://127.0.0.1:{port}", b"s3cret-key-of-32-bytes-length!!!", timeout_s=10)
+    obs = np.array([[1.0, 2.0, 3.0]], np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(client.act(obs), module(torch.as_tensor(obs)).numpy(), atol=1e-6)
+    t.join(10)
+    client.close()
+    assert "served=1 rejected=0" in capsys.readouterr().out
+    monkeypatch.delenv("RLSUITE_POLICY_KEY", raising=False)
+    code, _, err = _run(capsys, "serve-policy", str(path), "--port", str(port))
+    assert code == 2 and "RLSUITE_POLICY_KEY" in err
