@@ -9,7 +9,9 @@
   stable-baselines3 models).
 - :mod:`rlsuite.robots.transport`: policy server and client over ZeroMQ, HMAC-authenticated msgpack.
 
-Not built yet: the MuJoCo simulated robot, the Isaac Gym adapter and the ``deploy`` command.
+- :mod:`rlsuite.robots.isaacgym_adapter`: Isaac Gym ``VecTask`` / legged_gym tasks as batched envs.
+
+Not built yet: the MuJoCo simulated robot and the ``deploy`` command.
 
 Never imports training code (``rlsuite.agents``); a test enforces it.
 """
