@@ -87,10 +87,8 @@ def bench_loop(rows: list[dict], seconds: float) -> None:
                                                  ObsTerm("cmd", 2)),
                                       joint_names=tuple(f"j{i}" for i in range(ACT_DIM)), robot_joint_map=tuple(range(ACT_DIM)),
                                       action=ActionSpec("joint_position_offset", 0.25, (0.0,) * ACT_DIM), policy_dt=1.0 / hz)
-            base_terms = None
             loop = ControlLoop(robot, lambda o: run(o[None])[0], contract)
-            base_terms = loop.terms
-            loop.terms = lambda s, a: {**base_terms(s, a), "cmd": np.zeros(2, np.float32)}
+            loop.terms = lambda s, a, base=loop.terms: {**base(s, a), "cmd": np.zeros(2, np.float32)}
             loop.fsm.ramp_s = 0.0
             loop.fsm.to(Phase.RAMP, 0, robot.read_state(0.1))
             loop.tick()
