@@ -29,6 +29,8 @@ test-gpu: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/rlsuite train sac --env InvertedPendulum-v5 --seed 0 --total-steps 20000 --eval-every 5000 --run-dir $(DEMO_DIR) --overwrite
 	$(VENV)/bin/rlsuite eval $(DEMO_DIR) --episodes 10
+	$(VENV)/bin/rlsuite export $(DEMO_DIR) --format onnx --out $(DEMO_DIR)/policy.onnx
+	$(VENV)/bin/rlsuite deploy --robot sim:InvertedPendulum-v5 --policy $(DEMO_DIR)/policy.onnx --episodes 3 --compare-gym
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,llm,bench]"

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rlsuite.core.registry import UnknownNameError
 
 log = logging.getLogger("rlsuite")
@@ -451,6 +453,63 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
+def cmd_deploy(argv: list[str]) -> int:
+    """``rlsuite deploy --robot sim:<env> --policy FILE``: run an exported policy on a simulated robot."""
+    p = argparse.ArgumentParser(prog="rlsuite deploy", description="Run an exported policy through contract, observation "
+                                "builder, safety chain and control loop on a simulated robot (lockstep).")
+    p.add_argument("--robot", required=True, help="sim:<Gymnasium MuJoCo id>, e.g. sim:InvertedPendulum-v5")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--policy", help="an artifact from rlsuite export (.onnx or .pt)")
+    src.add_argument("--remote", help="a policy server, e.g. tcp://127.0.0.1:5555 (key from --key-file or $RLSUITE_POLICY_KEY)")
+    p.add_argument("--key-file", default=None)
+    p.add_argument("--rate", type=float, default=None, help="control rate in Hz (must match the robot's policy rate)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time per episode at most")
+    p.add_argument("--episodes", type=int, default=1, help="episodes; with --compare-gym also run them in the Gymnasium env")
+    p.add_argument("--compare-gym", action="store_true", help="sim-to-sim check: same start states in the Gymnasium env")
+    p.add_argument("--latency-steps", type=int, default=0, help="sensor latency in control ticks")
+    p.add_argument("--noise-std", type=float, default=0.0, help="Gaussian sensor noise")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    if not a.robot.startswith("sim:"):
+        raise ValueError(f"--robot {a.robot!r}: only simulated robots (sim:<env id>) can be driven from the command line; "
+                         "drive hardware from Python with your Robot driver and rlsuite.robots.loop.ControlLoop.")
+    from rlsuite.robots.export import load_runner
+    from rlsuite.robots.sim import gym_contract, gym_sim_robot, run_episode, sim_to_sim
+
+    env_id = a.robot[len("sim:") :]
+    contract = gym_contract(env_id)
+    rate = 1.0 / contract.policy_dt
+    if a.rate is not None and abs(a.rate - rate) > 1e-6:
+        raise ValueError(f"--rate {a.rate:g} Hz does not match {env_id}'s policy rate of {rate:g} Hz (the contract's policy_dt).")
+    if a.remote:
+        from rlsuite.robots.transport import PolicyClient, load_key
+
+        client = PolicyClient(a.remote, load_key(a.key_file), timeout_s=max(0.05, contract.policy_dt))
+        policy = lambda o: client.act(o)  # noqa: E731
+    else:
+        runner = load_runner(a.policy)
+        policy = lambda o: runner(o[None])[0]  # noqa: E731
+    ticks = int(a.duration * rate)
+    if a.compare_gym:
+        gym_r, sim_r = sim_to_sim(policy, env_id, a.episodes, a.seed, a.latency_steps, a.noise_std)
+        for i, (g, r) in enumerate(zip(gym_r, sim_r, strict=True)):
+            print(f"episode {i}: gymnasium return {g:.1f}, simulated robot return {r:.1f}")
+        gm, sm = float(np.mean(gym_r)), float(np.mean(sim_r))
+        print(f"mean return: gymnasium {gm:.2f}, simulated robot {sm:.2f} ({100 * (sm - gm) / max(abs(gm), 1e-9):+.1f}%)")
+        print(f"sim_to_sim_gap={abs(sm - gm) / max(abs(gm), 1e-9):.4f}")
+        return 0
+    robot = gym_sim_robot(env_id, a.latency_steps, a.noise_std, a.seed)
+    for ep in range(a.episodes):
+        out = run_episode(robot, policy, contract, max_steps=ticks, seed=a.seed + ep)
+        st = out["stats"]
+        print(f"episode {ep}: return {out['return']:.1f}, ticks {st['ticks']} (lockstep, simulated clock), overruns {st['overruns']}, "
+              f"safety events {len(out['events'])}")
+        for e in out["events"][:10]:
+            print(f"  safety {e.filter} {e.kind}: {e.detail}")
+    print(f"return={out['return']:.1f}")
+    return 0
+
+
 def cmd_serve_policy(argv: list[str]) -> int:
     """``rlsuite serve-policy FILE --port N``: answer authenticated action requests for an exported policy."""
     p = argparse.ArgumentParser(prog="rlsuite serve-policy", description="Serve an exported policy (.onnx or .pt) over "
@@ -486,12 +545,13 @@ commands:
   train tgpo --env rlsuite/STL-Linear-v0 --spec F  TGPO on an STL task (--task-family, --sampler mh, --baseline)
   eval <run_dir> [options]  evaluate a trained agent (rlsuite eval --help)
   export RUN_DIR --format onnx|torchscript --out FILE   export a policy, parity-checked
+  deploy --robot sim:ENV --policy FILE   run an exported policy sim-to-sim (--compare-gym, --remote)
   serve-policy FILE --port N            serve an exported policy on loopback (key from file or env)
   stl check FORMULA --trace FILE   robustness of a Signal Temporal Logic formula on a CSV trace
   stl sample --family F --seed N   print a generated STL task (reach, andor, chain, until, mixed)
 """
 
-COMMANDS = ("list", "train", "eval", "llm", "stl", "export", "serve-policy")
+COMMANDS = ("list", "train", "eval", "llm", "stl", "export", "serve-policy", "deploy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -524,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_export(rest)
         if cmd == "serve-policy":
             return cmd_serve_policy(rest)
+        if cmd == "deploy":
+            return cmd_deploy(rest)
         from rlsuite.core.registry import unknown_name_message
 
         print(f"error: {unknown_name_message('command', cmd, COMMANDS)}", file=sys.stderr)

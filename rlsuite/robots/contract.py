@@ -27,7 +27,7 @@ SCHEMA = "rlsuite.policy_contract/1"
 HISTORY_FILLS = ("zeros", "first")
 HISTORY_ORDERS = ("oldest_first", "newest_first")
 QUATERNIONS = ("wxyz", "xyzw")
-ACTION_TYPES = ("joint_position_offset", "joint_position", "normalized")
+ACTION_TYPES = ("joint_position_offset", "joint_position", "joint_torque", "normalized")
 
 
 class ContractError(ValueError):
@@ -58,7 +58,8 @@ class History:
 @dataclasses.dataclass(frozen=True)
 class ActionSpec:
     """How actions become joint targets: ``joint_position_offset`` means ``q_des = default_q + scale * a``
-    (policy joint order), after clipping ``a`` to ``[-clip, clip]``."""
+    (policy joint order), after clipping ``a`` to ``[-clip, clip]``; ``joint_torque`` means a torque
+    ``tau = scale * a`` (e.g. a MuJoCo motor's gear)."""
 
     type: str
     scale: float
@@ -153,7 +154,8 @@ class PolicyContract:
     # --- actions
     def action_to_targets(self, action: np.ndarray, robot_dof: int, robot_default_q: np.ndarray) -> np.ndarray:
         """Joint position targets ``(robot_dof,)`` in robot order from a policy action ``(action_dim,)``;
-        robot joints the policy does not drive keep ``robot_default_q``."""
+        robot joints the policy does not drive keep ``robot_default_q`` (for ``joint_torque``: torques,
+        0 on joints the policy does not drive)."""
         a = np.asarray(action, dtype=np.float32).reshape(-1)
         if a.shape[0] != self.action_dim:
             raise ContractError(f"action has {a.shape[0]} numbers; the contract's policy drives {self.action_dim} joints.")
@@ -163,6 +165,10 @@ class PolicyContract:
             q = np.asarray(self.action.default_q, np.float32) + self.action.scale * a
         elif self.action.type == "joint_position":
             q = self.action.scale * a
+        elif self.action.type == "joint_torque":
+            tau = np.zeros(robot_dof, dtype=np.float32)
+            tau[list(self.robot_joint_map)] = self.action.scale * a
+            return tau
         else:
             raise ContractError("a 'normalized' action needs the robot's limits: use joint_position_offset or joint_position.")
         out = np.asarray(robot_default_q, np.float32).copy()

@@ -115,7 +115,7 @@ class ControlLoop:
                 self.last_action = action
                 targets = self.contract.action_to_targets(action, len(self.robot.info.joints), self.robot.info.array("q_default"))
         now = self.clock()
-        cmd = self.fsm.command(targets, state, now)
+        cmd = self.fsm.command(targets, state, now, torque=self.contract.action.type == "joint_torque")
         cmd, events = self.safety(cmd, state, TickContext(now, self.consecutive_misses))
         if self.safety.latched and self.fsm.phase != Phase.DAMPING:
             self.fsm.to(Phase.DAMPING)

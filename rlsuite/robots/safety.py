@@ -83,6 +83,8 @@ class JointLimits(Filter):
         self.lo, self.hi = info.array("q_min") + margin, info.array("q_max") - margin
 
     def __call__(self, cmd, state, ctx, chain):
+        if cmd.mode != Mode.POSITION:
+            return cmd, []
         q = np.clip(cmd.q_des, self.lo, self.hi)
         if np.array_equal(q, cmd.q_des):
             return cmd, []
@@ -100,6 +102,8 @@ class TargetStepLimit(Filter):
         self.max_step = max_step
 
     def __call__(self, cmd, state, ctx, chain):
+        if cmd.mode != Mode.POSITION:
+            return cmd, []
         q = np.clip(cmd.q_des, state.q - self.max_step, state.q + self.max_step)
         if np.array_equal(q, cmd.q_des):
             return cmd, []
@@ -134,6 +138,11 @@ class TorqueClamp(Filter):
         self.tau_max = info.array("tau_max")
 
     def __call__(self, cmd, state, ctx, chain):
+        if cmd.mode == Mode.TORQUE:
+            tau = np.clip(cmd.tau_ff, -self.tau_max, self.tau_max)
+            if np.array_equal(tau, cmd.tau_ff):
+                return cmd, []
+            return dataclasses.replace(cmd, tau_ff=tau.astype(np.float32)), [self.event(ctx, "clamped", "feed-forward torque above tau_max")]
         if cmd.mode != Mode.POSITION:
             return cmd, []
         damp = cmd.kd * (cmd.dq_des - state.dq) + cmd.tau_ff
@@ -287,7 +296,7 @@ class OperatingFSM:
         log.info("fsm %s -> %s", self.phase.name, phase.name)
         self.phase = phase
 
-    def command(self, policy_q_des: np.ndarray | None, state: RobotState, now_ns: int) -> RobotCommand:
+    def command(self, policy_q_des: np.ndarray | None, state: RobotState, now_ns: int, torque: bool = False) -> RobotCommand:
         info, n = self.info, len(self.info.joints)
         kp, kd, q0 = info.array("kp"), info.array("kd"), info.array("q_default")
         z = np.zeros(n, dtype=np.float32)
@@ -304,4 +313,6 @@ class OperatingFSM:
             return RobotCommand(Mode.POSITION, q.astype(np.float32), z.copy(), (kp * max(s, 0.1)).astype(np.float32), kd, z.copy())
         if self.phase == Phase.HOLD or policy_q_des is None:
             return RobotCommand(Mode.POSITION, q0.copy(), z.copy(), kp, kd, z.copy())
+        if torque:  # policy_q_des holds torques
+            return RobotCommand(Mode.TORQUE, state.q.copy(), z.copy(), z.copy(), z.copy(), np.asarray(policy_q_des, np.float32))
         return RobotCommand(Mode.POSITION, np.asarray(policy_q_des, np.float32), z.copy(), kp, kd, z.copy())

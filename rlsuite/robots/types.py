@@ -18,6 +18,7 @@ class Mode(enum.Enum):
     PASSIVE = "passive"  # no torque
     POSITION = "position"  # PD toward q_des with kp, kd
     DAMPING = "damping"  # kp = 0, kd > 0: a controlled stop
+    TORQUE = "torque"  # tau_ff only (torque-controlled policies)
 
 
 @dataclasses.dataclass(frozen=True)

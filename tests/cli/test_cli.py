@@ -225,3 +225,22 @@ def test_serve_policy_cli_answers_authenticated_requests(capsys, tmp_path, monke
     monkeypatch.delenv("RLSUITE_POLICY_KEY", raising=False)
     code, _, err = _run(capsys, "serve-policy", str(path), "--port", str(port))
     assert code == 2 and "RLSUITE_POLICY_KEY" in err
+
+
+def test_deploy_cli_sim_to_sim_and_errors(capsys, tmp_path):
+    import torch
+
+    net = torch.nn.Linear(4, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[0.5, 8.0, 0.8, 1.2]]))
+        net.bias.zero_()
+    path = tmp_path / "p.pt"
+    torch.jit.save(torch.jit.script(net), str(path))
+    code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--episodes", "2", "--compare-gym")
+    assert code == 0 and out.strip().splitlines()[-1] == "sim_to_sim_gap=0.0000"
+    code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--duration", "2")
+    assert code == 0 and out.strip().splitlines()[-1] == "return=50.0"  # 2 s at 25 Hz, balanced throughout
+    code, _, err = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--rate", "50")
+    assert code == 2 and "policy rate of 25 Hz" in err
+    code, _, err = _run(capsys, "deploy", "--robot", "unitree:go2", "--policy", str(path))
+    assert code == 2 and "only simulated robots" in err
