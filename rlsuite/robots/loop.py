@@ -48,6 +48,20 @@ def default_terms(contract: PolicyContract) -> Callable[[RobotState, np.ndarray]
     return terms
 
 
+class SimulatedClock:
+    """A clock for lockstep simulation and tests: time advances only when the loop sleeps (or when the
+    caller moves ``t``). Pass it as both ``clock`` and ``sleep_until=clock.sleep_until``."""
+
+    def __init__(self) -> None:
+        self.t = 0
+
+    def __call__(self) -> int:
+        return self.t
+
+    def sleep_until(self, deadline: int) -> None:
+        self.t = max(self.t, deadline)
+
+
 @dataclasses.dataclass
 class LoopStats:
     """Per-run timing figures (nanoseconds in the arrays)."""

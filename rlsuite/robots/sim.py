@@ -167,19 +167,6 @@ def gym_contract(env_id: str) -> PolicyContract:
                           policy_dt=m.opt.timestep * env.frame_skip, sim_dt=float(m.opt.timestep), decimation=int(env.frame_skip))
 
 
-class _LockstepClock:
-    """Simulated time for lockstep runs: advances only when the loop sleeps."""
-
-    def __init__(self) -> None:
-        self.t = 0
-
-    def __call__(self) -> int:
-        return self.t
-
-    def sleep_until(self, deadline: int) -> None:
-        self.t = max(self.t, deadline)
-
-
 def run_episode(robot: MuJoCoRobot, policy, contract: PolicyContract, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None,
                 max_steps: int = 1000, seed: int | None = None, alive=None) -> dict[str, Any]:
     """One lockstep episode through contract + observation builder + state machine + safety chain +
@@ -189,10 +176,10 @@ def run_episode(robot: MuJoCoRobot, policy, contract: PolicyContract, qpos: np.n
     ``alive(qpos, qvel) -> bool`` ends the episode (default: the InvertedPendulum condition, |angle| <= 0.2);
     the return counts the ticks survived, as Gymnasium's InvertedPendulum rewards them.
     """
-    from rlsuite.robots.loop import ControlLoop
+    from rlsuite.robots.loop import ControlLoop, SimulatedClock
     from rlsuite.robots.safety import Phase
 
-    clock = _LockstepClock()
+    clock = SimulatedClock()
     robot.clock = clock
     if not robot.connected:
         robot.connect()

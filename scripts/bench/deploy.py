@@ -15,10 +15,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import platform
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import ROOT, git_commit, machine, write_results  # noqa: E402  (scripts/bench on sys.path)
 
 from rlsuite.robots.contract import ActionSpec, ObsTerm, PolicyContract
 from rlsuite.robots.export import export_onnx, export_torchscript, load_runner
@@ -34,10 +32,7 @@ from rlsuite.robots.loop import ControlLoop
 from rlsuite.robots.safety import Phase
 from rlsuite.robots.transport import PolicyClient, PolicyServer
 
-ROOT = Path(__file__).resolve().parents[2]
 CSV_PATH = ROOT / "docs" / "benchmarks" / "deploy.csv"
-MD_PATH = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- BEGIN deploy -->", "<!-- END deploy -->"
 SIZES = {"64x64": (64, 64), "256x256": (256, 256), "512x512x512": (512, 512, 512)}
 OBS_DIM, ACT_DIM = 48, 12  # a quadruped-sized policy
 
@@ -148,36 +143,13 @@ def main() -> None:
     torch.set_num_threads(1)
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{cpu} ({os.cpu_count()} cores)", "commit": commit,
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": git_commit(),
             "torch": torch.__version__, "ort": onnxruntime.__version__}
     rows: list[dict] = []
     bench_inference(rows, 300 if args.quick else 2000)
     bench_loop(rows, 1.0 if args.quick else 4.0)
     bench_transport(rows, 200 if args.quick else 2000)
-    CSV_PATH.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r} | set(meta))
-    tmp = CSV_PATH.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({**meta, **r})
-    os.replace(tmp, CSV_PATH)
-    text = MD_PATH.read_text()
-    block = f"{BEGIN}\n{render(rows, meta)}\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n## Deployment: inference latency, loop jitter, transport\n\n" + block + "\n"
-    tmp_md = MD_PATH.with_suffix(".tmp")
-    tmp_md.write_text(text)
-    os.replace(tmp_md, MD_PATH)
+    write_results(CSV_PATH, rows, meta, "deploy", render(rows, meta), "Deployment: inference latency, loop jitter, transport")
     print(render(rows, meta))
 
 

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,27 +40,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
+from benchlib import ROOT, git_commit, machine, write_results  # noqa: E402  (scripts/bench on sys.path)
 
-ROOT = Path(__file__).resolve().parents[2]
 CSV_PATH = ROOT / "docs" / "benchmarks" / "llm.csv"
-MD_PATH = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- BEGIN llm -->", "<!-- END llm -->"
 
 PROMPTS, GROUP, MICRO, MAX_NEW, LR, WARMUP = 32, 8, 64, 6, 1e-3, 2
-
-
-def machine(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({os.cpu_count()} cores)"
 
 
 def peak_memory(device: str) -> int:
@@ -242,26 +224,6 @@ def render(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write(rows: list[dict], meta: dict) -> None:
-    CSV_PATH.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r} | set(meta))
-    with open(CSV_PATH.with_suffix(".tmp"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({**meta, **r})
-    os.replace(CSV_PATH.with_suffix(".tmp"), CSV_PATH)
-    text = MD_PATH.read_text()
-    block = f"{BEGIN}\n{render(rows, meta)}\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n## Language models: GRPO step vs TRL, memory of critic-free methods\n\n" + block + "\n"
-    tmp = MD_PATH.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, MD_PATH)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 round x 5 steps")
@@ -285,8 +247,7 @@ def main() -> None:
     from rlsuite.llm.trainer import save_model, sft
 
     rounds, steps = (1, 5) if args.quick else (args.rounds, args.steps)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "device": args.device, "commit": commit,
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "device": args.device, "commit": git_commit(),
             "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -301,7 +262,7 @@ def main() -> None:
                 print(f"round {r} {side}: {res['step_s']:.3f} s/step, peak {res['peak_bytes'] / 2**20:.0f} MiB, "
                       f"reward {res['reward_mean']:.3f}", flush=True)
     rows += memory_accounting(hidden=256, layers=4)
-    write(rows, meta)
+    write_results(CSV_PATH, rows, meta, "llm", render(rows, meta), "Language models: GRPO step vs TRL, memory of critic-free methods")
     print(render(rows, meta))
 
 

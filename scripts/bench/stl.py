@@ -22,16 +22,12 @@ Needs rtamt (dev and bench extras).
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import platform
 import statistics
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import ROOT, git_commit, machine, read_rows, write_results  # noqa: E402  (scripts/bench on sys.path)
 
 from rlsuite.agents.ppo import PPO
 from rlsuite.agents.tgpo import TGPO, TGPOConfig
@@ -40,22 +36,7 @@ from rlsuite.envs.stl.robustness import robustness
 from rlsuite.envs.stl.spec import to_text
 from rlsuite.envs.stl.tasks import FAMILIES, sample_task
 
-ROOT = Path(__file__).resolve().parents[2]
 CSV_PATH = ROOT / "docs" / "benchmarks" / "stl.csv"
-MD_PATH = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- BEGIN stl -->", "<!-- END stl -->"
-
-
-def machine(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rtamt_monitor(text: str, names: list[str]):
@@ -215,8 +196,7 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     import rtamt
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": " / ".join(machine(d) for d in devices), "commit": commit,
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": " / ".join(machine(d) for d in devices), "commit": git_commit(),
             "torch": torch.__version__, "rtamt": getattr(rtamt, "__version__", "0.4")}
     rows: list[dict] = []
     if "robustness" in parts:
@@ -225,41 +205,9 @@ def main() -> None:
         bench_throughput(rows, args.quick, devices)
     if "success" in parts:
         bench_success(rows, args.quick, 20_000 if args.quick else args.steps, 1 if args.quick else args.tasks, args.envs.split(","))
-    previous = []
-    if CSV_PATH.exists():  # keep the rows of the parts not run this time
-        with open(CSV_PATH, newline="") as f:
-            for r in csv.DictReader(f):
-                if r["part"] not in parts:
-                    previous.append({k: _num(v) for k, v in r.items() if v != ""})
-    rows = previous + rows
-    CSV_PATH.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r} | set(meta))
-    tmp = CSV_PATH.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({**meta, **r})
-    os.replace(tmp, CSV_PATH)
-    text = MD_PATH.read_text()
-    block = f"{BEGIN}\n{render(rows, meta)}\n{END}"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n## STL: robustness vs rtamt, env throughput, TGPO success\n\n" + block + "\n"
-    tmp_md = MD_PATH.with_suffix(".tmp")
-    tmp_md.write_text(text)
-    os.replace(tmp_md, MD_PATH)
+    rows = read_rows(CSV_PATH, keep_parts={"robustness", "throughput", "success"} - parts) + rows  # keep the parts not rerun
+    write_results(CSV_PATH, rows, meta, "stl", render(rows, meta), "STL: robustness vs rtamt, env throughput, TGPO success")
     print(render(rows, meta))
-
-
-def _num(v: str):
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
 
 
 if __name__ == "__main__":

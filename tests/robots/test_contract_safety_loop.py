@@ -15,7 +15,7 @@ from rlsuite.robots.contract import (
     PolicyContract,
 )
 from rlsuite.robots.interface import FakeRobot, check_robot_conformance
-from rlsuite.robots.loop import ControlLoop
+from rlsuite.robots.loop import ControlLoop, SimulatedClock
 from rlsuite.robots.safety import (
     IllegalTransition,
     JointLimits,
@@ -183,23 +183,12 @@ def test_fsm_transitions_and_ramp():
 
 # --- robot protocol and loop --------------------------------------------------------------------------
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0
-
-    def __call__(self) -> int:
-        return self.t
-
-    def sleep_until(self, deadline: int) -> None:
-        self.t = max(self.t, deadline)
-
-
 def test_fake_robot_passes_the_conformance_suite():
     check_robot_conformance(FakeRobot(4))
 
 
 def test_loop_deadlines_overruns_and_jitter_with_a_fake_clock():
-    clock = FakeClock()
+    clock = SimulatedClock()
     robot = FakeRobot(3, clock=clock)
     robot.connect()
     work = {"ns": 5_000_000}  # 5 ms of inference per tick, period 20 ms
@@ -223,7 +212,7 @@ def test_loop_deadlines_overruns_and_jitter_with_a_fake_clock():
 
 
 def test_loop_damps_after_repeated_deadline_misses():
-    clock = FakeClock()
+    clock = SimulatedClock()
     robot = FakeRobot(3, clock=clock)
     robot.connect()
 
