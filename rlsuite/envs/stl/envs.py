@@ -61,6 +61,12 @@ from rlsuite.envs.stl.spec import parse, signals, to_text
 from rlsuite.envs.stl.tasks import ARENA, STLTask, sample_task
 
 
+def _version(t: torch.Tensor) -> int:
+    """In-place version counter of a tensor (inference tensors have none and cannot be changed in place
+    outside inference mode; the envs never modify a state tensor in place)."""
+    return -1 if t.is_inference() else t._version
+
+
 class Dynamics:
     """A robot model, batched: ``start``, ``step``, the planar ``point`` predicates read, ``features``."""
 
@@ -197,8 +203,8 @@ class PandaDynamics(Dynamics):
 
     def _flange(self, s: torch.Tensor) -> torch.Tensor:
         """Forward kinematics, computed once per state tensor (signals, features and point all need it)."""
-        if self._cache is None or self._cache[0] is not s or self._cache[1] != s._version:
-            self._cache = (s, s._version, panda_flange_position(s))
+        if self._cache is None or self._cache[0] is not s or self._cache[1] != _version(s):
+            self._cache = (s, _version(s), panda_flange_position(s))
         return self._cache[2]
 
     def start(self, n, gen, device, dtype):
@@ -459,36 +465,17 @@ class STLEnv(gym.Env):
         return obs[0].numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), out
 
 
-class STLLinearEnv(STLEnv):
-    """``rlsuite/STL-Linear-v0`` single env."""
+def _single_factory(dynamics: str):
+    def make(**kwargs: Any) -> STLEnv:
+        return STLEnv(dynamics, **kwargs)
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("Linear", **kwargs)
-
-
-class STLUnicycleEnv(STLEnv):
-    """``rlsuite/STL-Unicycle-v0`` single env."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("Unicycle", **kwargs)
+    make.__name__ = f"STL{dynamics}Env"
+    make.__doc__ = f"``rlsuite/STL-{dynamics}-v0`` single env (an :class:`STLEnv`)."
+    return make
 
 
-class STLPandaEnv(STLEnv):
-    """``rlsuite/STL-Panda-v0`` single env."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("Panda", **kwargs)
-
-
-class STLAntEnv(STLEnv):
-    """``rlsuite/STL-Ant-v0`` single env."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("Ant", **kwargs)
-
-
-class STLQuadrotorEnv(STLEnv):
-    """``rlsuite/STL-Quadrotor-v0`` single env."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__("Quadrotor", **kwargs)
+STLLinearEnv = _single_factory("Linear")
+STLUnicycleEnv = _single_factory("Unicycle")
+STLQuadrotorEnv = _single_factory("Quadrotor")
+STLPandaEnv = _single_factory("Panda")
+STLAntEnv = _single_factory("Ant")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from rlsuite.core.vec_env import TorchVecEnv
-from rlsuite.envs.stl.envs import STLVecEnv
+from rlsuite.envs.stl.envs import STLVecEnv, _version
 from rlsuite.envs.stl.robustness import robustness
 from rlsuite.envs.stl.spec import (
     Always,
@@ -258,10 +258,18 @@ class GroundedSTLVecEnv(TorchVecEnv):
             return torch.zeros((sig.shape[0], 0), device=self.device)
         return torch.stack([robustness(f, sig.unsqueeze(1), self.base.signal_names)[:, 0] for f in formulas], 1).clamp(-RHO_CLIP, RHO_CLIP)
 
+    def _rho(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Robustness of every reach and invariance state formula at ``state`` ``(N, R)``, ``(N, I)``;
+        computed once per state tensor (the reward, the observation and the next step's progress share it)."""
+        c = getattr(self, "_rho_cache", None)
+        if c is None or c[0] is not state or c[1] != _version(state):
+            sig = self.base.signals_of(state)
+            c = (state, _version(state), self._state_rho(self.grounding.reach_formulas, sig), self._state_rho(self.grounding.inv_formulas, sig))
+            self._rho_cache = c
+        return c[2], c[3]
+
     def _features(self, base_obs: torch.Tensor, state: torch.Tensor, t: int, stage_reach, stage_time, n_stages, inv_lo, inv_hi, k):
-        sig = self.base.signals_of(state)
-        rho_r = self._state_rho(self.grounding.reach_formulas, sig)
-        rho_i = self._state_rho(self.grounding.inv_formulas, sig)
+        rho_r, rho_i = self._rho(state)
         idx = k.clamp(max=self.K - 1)
         active = k < n_stages
         cur = stage_reach.gather(1, idx[:, None])[:, 0]
@@ -312,14 +320,12 @@ class GroundedSTLVecEnv(TorchVecEnv):
 
     def step(self, action: torch.Tensor):
         cfg = self.cfg
-        rho_before = self._state_rho(self.grounding.reach_formulas, self.base.signals_of(self.base.state))
+        rho_before = self._rho(self.base.state)[0]
         base_obs, _, terminated, truncated, info = self.base.step(action)
         done = "success" in info  # the base env ends every episode together and auto-resets
         t = self.H - 1 if done else self.base.t
         state = info["final_state"] if done else self.base.state
-        sig = self.base.signals_of(state)
-        rho_r = self._state_rho(self.grounding.reach_formulas, sig)
-        rho_i = self._state_rho(self.grounding.inv_formulas, sig)
+        rho_r, rho_i = self._rho(state)
         reward = torch.zeros(self.num_envs, device=self.device)
         if rho_r.shape[1]:
             active = self.k < self.n_stages
