@@ -457,7 +457,7 @@ def cmd_deploy(argv: list[str]) -> int:
     """``rlsuite deploy --robot sim:<env> --policy FILE``: run an exported policy on a simulated robot."""
     p = argparse.ArgumentParser(prog="rlsuite deploy", description="Run an exported policy through contract, observation "
                                 "builder, safety chain and control loop on a simulated robot (lockstep).")
-    p.add_argument("--robot", required=True, help="sim:<Gymnasium MuJoCo id>, e.g. sim:InvertedPendulum-v5")
+    p.add_argument("--robot", required=True, help="sim:<task>: sim:InvertedPendulum-v5 or sim:quadruped")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--policy", help="an artifact from rlsuite export (.onnx or .pt)")
     src.add_argument("--remote", help="a policy server, e.g. tcp://127.0.0.1:5555 (key from --key-file or $RLSUITE_POLICY_KEY)")
@@ -471,16 +471,16 @@ def cmd_deploy(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if not a.robot.startswith("sim:"):
-        raise ValueError(f"--robot {a.robot!r}: only simulated robots (sim:<env id>) can be driven from the command line; "
+        raise ValueError(f"--robot {a.robot!r}: only simulated robots (sim:InvertedPendulum-v5, sim:quadruped) can be driven from the command line; "
                          "drive hardware from Python with your Robot driver and rlsuite.robots.loop.ControlLoop.")
     from rlsuite.robots.export import load_runner
-    from rlsuite.robots.sim import gym_contract, gym_sim_robot, run_episode, sim_to_sim
+    from rlsuite.robots.sim import run_episode, sim_task, sim_to_sim
 
-    env_id = a.robot[len("sim:") :]
-    contract = gym_contract(env_id)
+    task = sim_task(a.robot[len("sim:") :])
+    contract = task.make_contract()
     rate = 1.0 / contract.policy_dt
     if a.rate is not None and abs(a.rate - rate) > 1e-6:
-        raise ValueError(f"--rate {a.rate:g} Hz does not match {env_id}'s policy rate of {rate:g} Hz (the contract's policy_dt).")
+        raise ValueError(f"--rate {a.rate:g} Hz does not match {task.name}'s policy rate of {rate:g} Hz (the contract's policy_dt).")
     if a.remote:
         from rlsuite.robots.transport import PolicyClient, load_key
 
@@ -491,19 +491,19 @@ def cmd_deploy(argv: list[str]) -> int:
         policy = lambda o: runner(o[None])[0]  # noqa: E731
     ticks = int(a.duration * rate)
     if a.compare_gym:
-        gym_r, sim_r = sim_to_sim(policy, env_id, a.episodes, a.seed, a.latency_steps, a.noise_std)
+        gym_r, sim_r = sim_to_sim(policy, task, a.episodes, a.seed, a.latency_steps, a.noise_std)
         for i, (g, r) in enumerate(zip(gym_r, sim_r, strict=True)):
             print(f"episode {i}: gymnasium return {g:.1f}, simulated robot return {r:.1f}")
         gm, sm = float(np.mean(gym_r)), float(np.mean(sim_r))
         print(f"mean return: gymnasium {gm:.2f}, simulated robot {sm:.2f} ({100 * (sm - gm) / max(abs(gm), 1e-9):+.1f}%)")
         print(f"sim_to_sim_gap={abs(sm - gm) / max(abs(gm), 1e-9):.4f}")
         return 0
-    robot = gym_sim_robot(env_id, a.latency_steps, a.noise_std, a.seed)
+    robot = task.make_robot(a.latency_steps, a.noise_std, a.seed)
     for ep in range(a.episodes):
-        out = run_episode(robot, policy, contract, max_steps=ticks, seed=a.seed + ep)
+        out = run_episode(task, robot, policy, contract, max_steps=ticks, seed=a.seed + ep)
         st = out["stats"]
         print(f"episode {ep}: return {out['return']:.1f}, ticks {st['ticks']} (lockstep, simulated clock), overruns {st['overruns']}, "
-              f"safety events {len(out['events'])}")
+              f"jitter p99 {st['jitter_p99_ms']:.3f} ms, inference p50 {st['infer_p50_ms']:.3f} ms, safety events {len(out['events'])}")
         for e in out["events"][:10]:
             print(f"  safety {e.filter} {e.kind}: {e.detail}")
     print(f"return={out['return']:.1f}")

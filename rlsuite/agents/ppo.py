@@ -393,6 +393,11 @@ AGENTS.register(
             # CleanRL's MuJoCo defaults with observation normalisation.
             "Hopper-v5": dict(normalize_obs=True),
             "InvertedPendulum-v5": dict(normalize_obs=True),
+            # legged-robot style: many envs, short rollouts, few epochs, small initial noise.
+            "rlsuite/Quadruped-Balance-v0": dict(
+                num_envs=16, num_steps=64, num_minibatches=4, update_epochs=5, gamma=0.99, gae_lambda=0.95,
+                learning_rate=3e-4, hidden_sizes=(128, 128), activation="elu", init_log_std=-1.0,
+            ),
         },
     ),
 )

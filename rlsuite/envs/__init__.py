@@ -33,3 +33,11 @@ for _name in ("Linear", "Unicycle", "Quadrotor", "Panda", "Ant"):
         entry_point=f"rlsuite.envs.stl.envs:STL{_name}Env",
         vector_entry_point=f"rlsuite.envs.stl.envs:STL{_name}VecEnv",
     )
+
+# The quadruped lives in rlsuite.robots because it is built from the deploy pieces (simulated robot,
+# policy contract, observation builder): training and deployment share one code path.
+_register(
+    "rlsuite/Quadruped-Balance-v0",
+    entry_point="rlsuite.robots.quadruped:QuadrupedBalanceEnv",
+    max_episode_steps=500,
+)

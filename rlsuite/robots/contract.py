@@ -152,15 +152,18 @@ class PolicyContract:
                 raise ContractError(f"{f} differs: {x!r} vs {y!r}.")
 
     # --- actions
+    def clip_action(self, action: np.ndarray) -> np.ndarray:
+        """``action`` as float32, clipped to ``[-action.clip, action.clip]`` when the contract sets a clip."""
+        a = np.asarray(action, dtype=np.float32).reshape(-1)
+        return np.clip(a, -self.action.clip, self.action.clip) if self.action.clip is not None else a
+
     def action_to_targets(self, action: np.ndarray, robot_dof: int, robot_default_q: np.ndarray) -> np.ndarray:
         """Joint position targets ``(robot_dof,)`` in robot order from a policy action ``(action_dim,)``;
         robot joints the policy does not drive keep ``robot_default_q`` (for ``joint_torque``: torques,
         0 on joints the policy does not drive)."""
-        a = np.asarray(action, dtype=np.float32).reshape(-1)
+        a = self.clip_action(action)
         if a.shape[0] != self.action_dim:
             raise ContractError(f"action has {a.shape[0]} numbers; the contract's policy drives {self.action_dim} joints.")
-        if self.action.clip is not None:
-            a = np.clip(a, -self.action.clip, self.action.clip)
         if self.action.type == "joint_position_offset":
             q = np.asarray(self.action.default_q, np.float32) + self.action.scale * a
         elif self.action.type == "joint_position":

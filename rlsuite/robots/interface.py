@@ -99,6 +99,12 @@ def check_robot_conformance(robot: Robot) -> None:
     for j in robot.info.joints:
         assert j.q_min < j.q_max and j.dq_max > 0 and j.tau_max > 0, f"joint {j.name}: limits must be ordered and positive."
         assert j.q_min <= j.q_default <= j.q_max, f"joint {j.name}: default position outside its limits."
+    try:
+        robot.read_state(0.01)
+    except StaleState:
+        pass
+    else:
+        raise AssertionError("read_state before connect() must raise StaleState, not return a state.")
     robot.connect()
     try:
         assert robot.healthy, "robot reports unhealthy right after connect()."
@@ -112,6 +118,7 @@ def check_robot_conformance(robot: Robot) -> None:
         hold = RobotCommand(Mode.POSITION, s2.q.copy(), np.zeros(n, np.float32), robot.info.array("kp"), robot.info.array("kd"), np.zeros(n, np.float32))
         sent = robot.send_command(hold)
         assert isinstance(sent, RobotCommand) and sent.q_des.shape == (n,), "send_command must return the command actually sent."
+        assert sent.mode == Mode.POSITION and np.isfinite(sent.q_des).all(), "send_command returned another mode or non-finite targets."
         robot.damp()
         robot.passive()
     finally:

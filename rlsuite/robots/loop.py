@@ -126,7 +126,7 @@ class ControlLoop:
                 action = None
             self.stats.infer_ns.append(self.clock() - t0)
             if action is not None:
-                self.last_action = action
+                self.last_action = self.contract.clip_action(action)  # what was commanded (the 'last_action' term)
                 targets = self.contract.action_to_targets(action, len(self.robot.info.joints), self.robot.info.array("q_default"))
         now = self.clock()
         cmd = self.fsm.command(targets, state, now, torque=self.contract.action.type == "joint_torque")

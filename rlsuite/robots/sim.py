@@ -17,8 +17,10 @@ contract + observation builder + safety chain + control loop.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,9 @@ class MuJoCoRobot:
         self.joint_ids, self.actuator_ids, self.info = joint_ids, actuator_ids, info
         self.qadr = [int(model.jnt_qposadr[j]) for j in joint_ids]
         self.vadr = [int(model.jnt_dofadr[j]) for j in joint_ids]
+        free = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        # a floating base: its orientation (wxyz) and body-frame angular velocity are the IMU's readings
+        self.base = (int(model.jnt_qposadr[free[0]]), int(model.jnt_dofadr[free[0]])) if free else None
         self.gear = np.array([model.actuator_gear[a, 0] for a in actuator_ids], dtype=np.float64)
         self.decimation, self.latency_steps, self.noise_std = decimation, latency_steps, noise_std
         self.init_qpos, self.init_qvel, self.reset_noise = init_qpos.copy(), init_qvel.copy(), reset_noise
@@ -74,7 +79,14 @@ class MuJoCoRobot:
             q = q + self.rng.normal(0, self.noise_std, q.shape).astype(np.float32)
             qpos = qpos + self.rng.normal(0, self.noise_std, qpos.shape).astype(np.float32)
         tau = (self.data.ctrl[self.actuator_ids] * self.gear).astype(np.float32)
-        return RobotState(self.clock(), self.seq, q, dq, tau, extras={"qpos": qpos, "qvel": qvel})
+        state = RobotState(self.clock(), self.seq, q, dq, tau, extras={"qpos": qpos, "qvel": qvel})
+        if self.base is not None:
+            qa, va = self.base
+            state.quat_wxyz = self.data.qpos[qa + 3 : qa + 7].astype(np.float32)
+            state.gyro = self.data.qvel[va + 3 : va + 6].astype(np.float32)
+            if self.noise_std > 0:
+                state.gyro = state.gyro + self.rng.normal(0, self.noise_std, 3).astype(np.float32)
+        return state
 
     # Robot protocol
     def connect(self) -> None:
@@ -167,14 +179,75 @@ def gym_contract(env_id: str) -> PolicyContract:
                           policy_dt=m.opt.timestep * env.frame_skip, sim_dt=float(m.opt.timestep), decimation=int(env.frame_skip))
 
 
-def run_episode(robot: MuJoCoRobot, policy, contract: PolicyContract, qpos: np.ndarray | None = None, qvel: np.ndarray | None = None,
-                max_steps: int = 1000, seed: int | None = None, alive=None) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class SimTask:
+    """What a sim-to-sim check needs to know about a task besides the robot.
+
+    ``make_robot(latency_steps, noise_std, seed)`` and ``make_contract()`` build the simulated robot and
+    the policy's contract; ``reward(robot, action, prev_action)`` is the training env's reward for the
+    step just taken and ``alive(robot)`` its termination test, both computed from the simulator's state
+    exactly as the env computes them; ``disturb(robot, disturbances, tick)`` replays the env's external
+    disturbances (e.g. pushes) before control tick ``tick``; ``start(env, info)`` reads the start state
+    ``(qpos, qvel, disturbances)`` of a freshly reset env; ``make_env()`` builds the training env and
+    ``max_steps`` is its episode length in control ticks.
+    """
+
+    name: str
+    env_id: str
+    make_env: Callable[[], Any]
+    max_steps: int
+    make_robot: Callable[..., MuJoCoRobot]
+    make_contract: Callable[[], PolicyContract]
+    reward: Callable[[MuJoCoRobot, np.ndarray, np.ndarray], float]
+    alive: Callable[[MuJoCoRobot], bool]
+    disturb: Callable[[MuJoCoRobot, Any, int], None] | None = None
+    start: Callable[[Any, dict], tuple[np.ndarray, np.ndarray, Any]] | None = None
+
+
+def _gym_make(env_id: str) -> Any:
+    import gymnasium as gym
+
+    return gym.make(env_id)
+
+
+def _pendulum_alive(robot: MuJoCoRobot) -> bool:
+    qp = robot.data.qpos
+    return bool(np.isfinite(qp).all() and abs(qp[1]) <= 0.2)
+
+
+def _gym_start(env: Any, info: dict) -> tuple[np.ndarray, np.ndarray, Any]:
+    if "qpos" in info:
+        return info["qpos"], info["qvel"], info.get("pushes")
+    return env.unwrapped.data.qpos.copy(), env.unwrapped.data.qvel.copy(), None
+
+
+INVERTED_PENDULUM_TASK = SimTask(
+    name="InvertedPendulum-v5", env_id="InvertedPendulum-v5", make_env=lambda: _gym_make("InvertedPendulum-v5"), max_steps=1000,
+    make_robot=lambda latency_steps=0, noise_std=0.0, seed=0: gym_sim_robot("InvertedPendulum-v5", latency_steps, noise_std, seed),
+    make_contract=lambda: gym_contract("InvertedPendulum-v5"),
+    reward=lambda robot, action, prev: 1.0 if _pendulum_alive(robot) else 0.0,  # Gymnasium v5: 1 per step not terminated
+    alive=_pendulum_alive,
+)
+
+
+def sim_task(name: str) -> SimTask:
+    """The sim-to-sim task called ``name``: ``InvertedPendulum-v5`` or ``quadruped``."""
+    from rlsuite.robots.quadruped import QUADRUPED_TASK
+
+    tasks = {t.name: t for t in (INVERTED_PENDULUM_TASK, QUADRUPED_TASK)}
+    if name not in tasks:
+        raise ValueError(f"no simulated robot task {name!r}; available: {', '.join(tasks)} (e.g. --robot sim:quadruped).")
+    return tasks[name]
+
+
+def run_episode(task: SimTask, robot: MuJoCoRobot, policy, contract: PolicyContract, qpos: np.ndarray | None = None,
+                qvel: np.ndarray | None = None, disturbances: Any = None, max_steps: int = 1000, seed: int | None = None) -> dict[str, Any]:
     """One lockstep episode through contract + observation builder + state machine + safety chain +
     control loop on the simulated robot. The state machine is walked PASSIVE -> RAMP -> HOLD -> POLICY
     before the episode starts (in simulation only: on hardware the ramp and hold take their time).
 
-    ``alive(qpos, qvel) -> bool`` ends the episode (default: the InvertedPendulum condition, |angle| <= 0.2);
-    the return counts the ticks survived, as Gymnasium's InvertedPendulum rewards them.
+    The return adds ``task.reward`` after every tick; the episode ends when ``task.alive`` fails, the
+    safety chain latches, or after ``max_steps`` ticks.
     """
     from rlsuite.robots.loop import ControlLoop, SimulatedClock
     from rlsuite.robots.safety import Phase
@@ -189,34 +262,39 @@ def run_episode(robot: MuJoCoRobot, policy, contract: PolicyContract, qpos: np.n
     loop.fsm.command(None, robot.read_state(0.1), clock())  # ramp of zero length: now HOLD
     loop.fsm.to(Phase.POLICY)
     robot.reset(seed=seed, qpos=qpos, qvel=qvel)
-    alive = alive or (lambda qp, qv: bool(np.isfinite(qp).all() and abs(qp[1]) <= 0.2))
-    ret = 0.0
-    for _ in range(max_steps):
+    ret, ticks = 0.0, 0
+    for tick in range(max_steps):
+        if task.disturb is not None and disturbances is not None:
+            task.disturb(robot, disturbances, tick)
+        prev = loop.last_action.copy()
         loop.run(1)
-        if not alive(robot.data.qpos, robot.data.qvel) or loop.safety.latched:
+        ticks += 1
+        ret += task.reward(robot, loop.last_action, prev)
+        if not task.alive(robot) or loop.safety.latched:
             break
-        ret += 1.0
-    return {"return": ret, "stats": loop.stats.summary(), "events": list(loop.safety.events)}
+    return {"return": ret, "ticks": ticks, "stats": loop.stats.summary(), "events": list(loop.safety.events)}
 
 
-def sim_to_sim(policy, env_id: str = "InvertedPendulum-v5", episodes: int = 5, seed: int = 0, latency_steps: int = 0,
+def sim_to_sim(policy, task: SimTask | str = "InvertedPendulum-v5", episodes: int = 5, seed: int = 0, latency_steps: int = 0,
                noise_std: float = 0.0) -> tuple[list[float], list[float]]:
-    """Returns of ``policy`` (``obs (obs_dim,) -> action``) in the Gymnasium env and, from the same start
-    states, on the simulated robot through the full deploy path."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    robot = gym_sim_robot(env_id, latency_steps, noise_std, seed)
-    contract = gym_contract(env_id)
+    """Returns of ``policy`` (``obs (obs_dim,) -> action``) in the task's Gymnasium env and, from the same
+    start states and with the same disturbances, on the simulated robot through the full deploy path."""
+    task = sim_task(task) if isinstance(task, str) else task
+    env = task.make_env()
+    robot = task.make_robot(latency_steps, noise_std, seed)
+    contract = task.make_contract()
+    start = task.start or _gym_start
     gym_returns, sim_returns = [], []
     for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        qpos, qvel = env.unwrapped.data.qpos.copy(), env.unwrapped.data.qvel.copy()
-        total, done = 0.0, False
+        obs, info = env.reset(seed=seed + ep)
+        qpos, qvel, disturbances = start(env, info)
+        total, done, steps = 0.0, False, 0
         while not done:
             obs, r, term, trunc, _ = env.step(np.asarray(policy(obs.astype(np.float32)), dtype=np.float32))
             total += float(r)
+            steps += 1
             done = term or trunc
         gym_returns.append(total)
-        sim_returns.append(run_episode(robot, policy, contract, qpos, qvel, max_steps=env.spec.max_episode_steps or 1000)["return"])
+        out = run_episode(task, robot, policy, contract, qpos, qvel, disturbances, max_steps=task.max_steps)
+        sim_returns.append(out["return"])
     return gym_returns, sim_returns

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlsuite.robots.interface import check_robot_conformance
-from rlsuite.robots.sim import gym_contract, gym_sim_robot, run_episode, sim_to_sim
+from rlsuite.robots.sim import INVERTED_PENDULUM_TASK, gym_contract, gym_sim_robot, run_episode, sim_task, sim_to_sim
 
 STABILISER = np.array([0.5, 8.0, 0.8, 1.2], np.float32)  # hand-tuned linear feedback that balances the pendulum
 
@@ -47,6 +47,12 @@ def test_sim_to_sim_returns_match_the_gymnasium_env(kind, tmp_path):
 def test_latency_and_noise_are_injected():
     robot = gym_sim_robot("InvertedPendulum-v5", latency_steps=2, noise_std=0.0)
     policy = lambda o: np.clip([STABILISER @ o], -3, 3)  # noqa: E731
-    clean = run_episode(gym_sim_robot("InvertedPendulum-v5"), policy, gym_contract("InvertedPendulum-v5"), seed=1, max_steps=300)
-    late = run_episode(robot, policy, gym_contract("InvertedPendulum-v5"), seed=1, max_steps=300)
+    task, contract = INVERTED_PENDULUM_TASK, gym_contract("InvertedPendulum-v5")
+    clean = run_episode(task, gym_sim_robot("InvertedPendulum-v5"), policy, contract, seed=1, max_steps=300)
+    late = run_episode(task, robot, policy, contract, seed=1, max_steps=300)
     assert clean["return"] == 300 and late["return"] < clean["return"]  # two ticks of delay destabilise this controller
+
+
+def test_unknown_sim_task_names_the_available_ones():
+    with pytest.raises(ValueError, match="available: InvertedPendulum-v5, quadruped"):
+        sim_task("cheetah")
