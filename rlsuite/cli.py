@@ -462,6 +462,8 @@ def cmd_deploy(argv: list[str]) -> int:
     src.add_argument("--policy", help="an artifact from rlsuite export (.onnx or .pt)")
     src.add_argument("--remote", help="a policy server, e.g. tcp://127.0.0.1:5555 (key from --key-file or $RLSUITE_POLICY_KEY)")
     p.add_argument("--key-file", default=None)
+    p.add_argument("--remote-timeout", type=float, default=None,
+                   help="seconds to wait for each remote action before damping (default: one control period, at least 0.05)")
     p.add_argument("--rate", type=float, default=None, help="control rate in Hz (must match the robot's policy rate)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time per episode at most")
     p.add_argument("--episodes", type=int, default=1, help="episodes; with --compare-gym also run them in the Gymnasium env")
@@ -484,7 +486,8 @@ def cmd_deploy(argv: list[str]) -> int:
     if a.remote:
         from rlsuite.robots.transport import PolicyClient, load_key
 
-        client = PolicyClient(a.remote, load_key(a.key_file), timeout_s=max(0.05, contract.policy_dt))
+        timeout = a.remote_timeout if a.remote_timeout is not None else max(0.05, contract.policy_dt)
+        client = PolicyClient(a.remote, load_key(a.key_file), timeout_s=timeout)
         policy = lambda o: client.act(o)  # noqa: E731
     else:
         runner = load_runner(a.policy)

@@ -268,7 +268,8 @@ def test_deploy_remote_drives_the_simulated_robot_through_serve_policy(capsys, t
     server = threading.Thread(target=main, args=(["serve-policy", str(path), "--port", str(port), "--max-requests", str(ticks)],),
                               daemon=True)
     server.start()
-    code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--remote", f"tcp://127.0.0.1:{port}", "--duration", "2")
+    code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--remote", f"tcp://127.0.0.1:{port}", "--duration", "2",
+                        "--remote-timeout", "5")  # lockstep simulation: a loaded test machine must not trip the watchdog
     server.join(20)
     assert not server.is_alive()
     assert code == 0 and out.strip().splitlines()[-1] == "return=50.0", out

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from rlsuite.robots.interface import check_robot_conformance
-from rlsuite.robots.sim import INVERTED_PENDULUM_TASK, gym_contract, gym_sim_robot, run_episode, sim_task, sim_to_sim
+from rlsuite.robots.sim import (
+    INVERTED_PENDULUM_TASK,
+    gym_contract,
+    gym_sim_robot,
+    run_episode,
+    sim_task,
+    sim_to_sim,
+)
 
 STABILISER = np.array([0.5, 8.0, 0.8, 1.2], np.float32)  # hand-tuned linear feedback that balances the pendulum
 
