@@ -48,6 +48,7 @@ KP, KD, TAU_MAX, DQ_MAX = 20.0, 0.5, 25.0, 20.0
 SIM_DT, DECIMATION = 0.005, 4
 ACTION_SCALE = 0.25
 STAND_HEIGHT, FALL_HEIGHT, MAX_TILT = 0.30, 0.15, 0.8
+FALL_PENALTY = 50.0
 
 
 def _leg(leg: str) -> str:
@@ -153,11 +154,12 @@ def balance_reward(robot: MuJoCoRobot, action: np.ndarray, prev_action: np.ndarr
     """The task reward of one 50 Hz step from the simulator's state (see the module docstring)."""
     d = robot.data
     g = projected_gravity(d.qpos[3:7])
-    upright = max(0.0, float(-g[2]))
+    upright = math.exp(-float(g[0] ** 2 + g[1] ** 2) / 0.02)  # 1 when level, 0.6 at 0.1 rad, 0.1 at 0.3 rad
     height = math.exp(-(((float(d.qpos[2]) - STAND_HEIGHT) / 0.05) ** 2))
     still = math.exp(-(float(d.qvel[0]) ** 2 + float(d.qvel[1]) ** 2 + float(d.qvel[5]) ** 2) / 0.25)
     rate = float(np.sum((np.asarray(action, np.float64) - prev_action) ** 2))
-    return 0.4 * upright + 0.4 * height + 0.2 * still - 0.02 * rate
+    fall = FALL_PENALTY if not balance_alive(robot) else 0.0
+    return 0.4 * upright + 0.4 * height + 0.2 * still - 0.02 * rate - fall
 
 
 def balance_alive(robot: MuJoCoRobot) -> bool:
