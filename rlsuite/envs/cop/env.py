@@ -1,0 +1,200 @@
+"""Batched constructive environments for TSP, ATSP, CVRP, OP and KP, with action masks and the
+bisimulation-quotiented (BQ) state views of BQ-NCO.
+
+Generator (:func:`rlsuite.envs.cop.problems.generate`), environment (this module) and policy
+(:mod:`rlsuite.agents.bq_nco`) are kept apart: the env only knows instances and partial solutions.
+
+Actions, one per instance and step (``(B,)`` long tensors; finished instances ignore theirs):
+
+* TSP / ATSP: the next node ``0..N-1``. Instances are *path* problems from ``origin`` to
+  ``destination`` (a TSP tour is the path from node ``start`` back to itself).
+* CVRP: ``j`` in ``0..N-1`` goes directly to client ``j + 1``; ``N + j`` goes via the depot (refill)
+  to client ``j + 1``. The direct move is masked when the client's demand exceeds the remaining load.
+* OP: the next node ``1..N``, or ``0`` to return to the depot and stop; nodes that cannot be reached
+  and still return within the budget are masked.
+* KP: the next item ``0..N-1``; items heavier than the remaining capacity are masked; the episode ends
+  when nothing fits.
+
+BQ views (``bq_view()``) describe the *tail sub-instance* that remains, the only thing an optimal
+policy needs (BQ-NCO, Prop. 2): rows ``[origin, remaining nodes in index order..., destination]``
+(TSP, ATSP, CVRP, OP) with features ``xy`` (TSP), ``xy, demand / C, remaining load / C`` (CVRP),
+``xy, prize, remaining budget`` (OP), the sub-matrix of distances (ATSP); for KP the remaining items
+``weight, value, remaining capacity``. ``view["index"]`` maps rows back to node indices and
+``view["mask"]`` marks rows that are padding (OP, where the remaining sets differ in size).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlsuite.envs.cop.problems import check_problem, distance_matrix, instance_size
+
+
+class COPEnv:
+    """One batch of instances of one problem; see the module docstring."""
+
+    def __init__(self, problem: str, instances: dict[str, torch.Tensor], start: torch.Tensor | int = 0,
+                 destination: torch.Tensor | int | None = None, load: torch.Tensor | None = None) -> None:
+        """``start`` / ``destination`` (TSP, ATSP): path end points (a closed tour when they are equal,
+        the default). ``load`` (CVRP): the load left at the start (default: a full vehicle at the depot)."""
+        self.problem = check_problem(problem)
+        self.inst = instances
+        ref = next(iter(instances.values()))
+        self.device, self.B = ref.device, ref.shape[0]
+        self.n = instance_size(problem, instances)
+        self.dist = distance_matrix(instances) if problem != "kp" else None
+        ar = torch.arange(self.B, device=self.device)
+        self._ar = ar
+        full = lambda v: (torch.full((self.B,), v, dtype=torch.long, device=self.device) if isinstance(v, int)  # noqa: E731
+                          else v.to(self.device).long())
+        if problem in ("tsp", "atsp"):
+            self.origin = full(start)
+            self.destination = self.origin.clone() if destination is None else full(destination)
+            self.visited = torch.zeros(self.B, self.n, dtype=torch.bool, device=self.device)
+            self.visited[ar, self.origin] = True
+            self.visited[ar, self.destination] = True
+            self.current = self.origin.clone()
+        elif problem in ("cvrp", "op"):
+            self.current = torch.zeros(self.B, dtype=torch.long, device=self.device)
+            self.visited = torch.zeros(self.B, self.n + 1, dtype=torch.bool, device=self.device)
+            self.visited[:, 0] = True
+            if problem == "cvrp":
+                cap = instances["capacity"]
+                self.load = cap.clone() if load is None else load.to(self.device).clone()
+            else:
+                self.budget = instances["max_length"].clone()
+        else:
+            self.taken = torch.zeros(self.B, self.n, dtype=torch.bool, device=self.device)
+            self.room = instances["capacity"].clone()
+        self.actions: list[torch.Tensor] = []
+        self.done = torch.zeros(self.B, dtype=torch.bool, device=self.device)
+        self._update_done()
+
+    # --- masks and steps
+    def action_mask(self) -> torch.Tensor:
+        """``(B, A)`` bool: allowed actions (A = N, 2N for CVRP, N + 1 for OP)."""
+        p = self.problem
+        if p in ("tsp", "atsp"):
+            m = ~self.visited
+            # the destination may only be entered last: it is marked visited, so a path ends by itself
+            return m
+        if p == "cvrp":
+            free = ~self.visited[:, 1:]
+            demand = self.inst["demand"][:, 1:]
+            direct = free & (demand <= self.load[:, None] + 1e-6)
+            return torch.cat([direct, free], dim=1)
+        if p == "op":
+            d = self.dist
+            go = d[self._ar, self.current]  # (B, N + 1)
+            back = d[:, :, 0]
+            ok = ~self.visited & (go + back <= self.budget[:, None] + 1e-6)
+            ok[:, 0] = True
+            return ok
+        return ~self.taken & (self.inst["weight"] <= self.room[:, None] + 1e-6)
+
+    def _update_done(self) -> None:
+        p = self.problem
+        if p in ("tsp", "atsp", "cvrp"):
+            self.done = self.visited.all(dim=1)
+        elif p == "kp":
+            self.done = ~self.action_mask().any(dim=1)
+
+    def step(self, action: torch.Tensor) -> torch.Tensor:
+        """Apply ``action (B,)``; returns ``done (B,)``. Finished instances are left unchanged."""
+        a = action.to(self.device).long()
+        live = ~self.done
+        mask = self.action_mask()
+        if not bool(mask[self._ar[live], a[live]].all()):
+            bad = int(self._ar[live][~mask[self._ar[live], a[live]]][0])
+            raise ValueError(f"instance {bad}: action {int(a[bad])} is masked (not allowed) in this state.")
+        p, ar = self.problem, self._ar[live]
+        a_live = a[live]
+        if p in ("tsp", "atsp"):
+            self.visited[ar, a_live] = True
+            self.current[ar] = a_live
+        elif p == "cvrp":
+            via = a_live >= self.n
+            node = a_live % self.n + 1
+            self.load[ar] = torch.where(via, self.inst["capacity"][ar], self.load[ar]) - self.inst["demand"][ar, node]
+            self.visited[ar, node] = True
+            self.current[ar] = node
+        elif p == "op":
+            self.budget[ar] -= self.dist[ar, self.current[ar], a_live]
+            self.visited[ar, a_live] = True
+            self.current[ar] = a_live
+            self.done[ar] = a_live == 0
+        else:
+            self.taken[ar, a_live] = True
+            self.room[ar] -= self.inst["weight"][ar, a_live]
+        self.actions.append(torch.where(live, a, torch.full_like(a, -1)))
+        self._update_done()
+        return self.done
+
+    # --- solutions
+    def solutions(self) -> list[list[int]]:
+        """The solutions built so far, in the formats of :mod:`rlsuite.envs.cop.problems`."""
+        acts = torch.stack(self.actions, 1).tolist() if self.actions else [[] for _ in range(self.B)]
+        out = []
+        for b in range(self.B):
+            seq = [x for x in acts[b] if x >= 0]
+            if self.problem in ("tsp", "atsp"):
+                o, d = int(self.origin[b]), int(self.destination[b])
+                out.append([o] + seq + ([] if o == d else [d]))
+            elif self.problem == "cvrp":
+                s: list[int] = []
+                for x in seq:
+                    if x >= self.n and s:
+                        s.append(0)
+                    s.append(x % self.n + 1)
+                out.append(s)
+            elif self.problem == "op":
+                out.append([x for x in seq if x != 0])
+            else:
+                out.append(seq)
+        return out
+
+    # --- BQ views
+    def bq_view(self) -> dict[str, torch.Tensor]:
+        """The tail sub-instance (see the module docstring): ``feats (B, R, F)`` (ATSP: ``dist (B, R, R)``),
+        ``index (B, R)`` node (item) indices, ``pad (B, R)`` True on padding rows."""
+        p = self.problem
+        if p == "kp":
+            rem = ~self.taken
+            idx, pad = _gather_rows(rem)
+            w, v = self.inst["weight"].gather(1, idx), self.inst["value"].gather(1, idx)
+            feats = torch.stack([w, v, self.room[:, None].expand_as(w)], dim=-1)
+            return {"feats": feats, "index": idx, "pad": pad}
+        if p in ("tsp", "atsp"):
+            rem = ~self.visited
+            start, end = self.current, self.destination
+        else:
+            rem = ~self.visited
+            rem[:, 0] = False
+            start, end = self.current, torch.zeros_like(self.current)
+        mid, pad_mid = _gather_rows(rem)
+        idx = torch.cat([start[:, None], mid, end[:, None]], dim=1)
+        pad = torch.cat([torch.zeros_like(pad_mid[:, :1]), pad_mid, torch.zeros_like(pad_mid[:, :1])], dim=1)
+        if p == "atsp":
+            sub = self.dist.gather(1, idx[:, :, None].expand(-1, -1, self.n)).gather(2, idx[:, None, :].expand(-1, idx.shape[1], -1))
+            return {"dist": sub, "index": idx, "pad": pad}
+        xy = self.inst["locs"].gather(1, idx[:, :, None].expand(-1, -1, 2))
+        if p == "tsp":
+            feats = xy
+        elif p == "cvrp":
+            cap = self.inst["capacity"][:, None]
+            dem = self.inst["demand"].gather(1, idx) / cap
+            feats = torch.cat([xy, dem[..., None], (self.load[:, None] / cap).expand_as(dem)[..., None]], dim=-1)
+        else:
+            prize = self.inst["prize"].gather(1, idx)
+            feats = torch.cat([xy, prize[..., None], self.budget[:, None, None].expand(-1, idx.shape[1], 1)], dim=-1)
+        return {"feats": feats, "index": idx, "pad": pad}
+
+
+def _gather_rows(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the True entries of ``keep (B, M)`` in ascending order, left-aligned and padded to the
+    largest count (padding index 0, flagged True in the second tensor)."""
+    count = keep.sum(1)
+    width = int(count.max()) if keep.numel() else 0
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
+    pad = torch.arange(width, device=keep.device)[None, :] >= count[:, None]
+    return torch.where(pad, torch.zeros_like(order), order), pad
