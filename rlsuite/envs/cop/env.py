@@ -153,7 +153,49 @@ class COPEnv:
                 out.append(seq)
         return out
 
+    # --- reordering (beam search)
+    def index_select(self, idx: torch.Tensor) -> COPEnv:
+        """A new env whose instance ``i`` is this env's instance ``idx[i]`` with its partial solution."""
+        new = object.__new__(COPEnv)
+        for k, v in self.__dict__.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == self.B and k != "_ar":
+                setattr(new, k, v[idx].clone())
+            elif k == "inst":
+                new.inst = {kk: vv[idx] for kk, vv in v.items()}
+            elif k == "actions":
+                new.actions = [a[idx].clone() for a in v]
+            else:
+                setattr(new, k, v)
+        new.B = int(idx.shape[0])
+        new._ar = torch.arange(new.B, device=self.device)
+        return new
+
     # --- BQ views
+    def view_mask(self, view: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(B, R, K)`` bool: which (row, choice) of ``view`` are allowed actions (K = 2 for CVRP:
+        direct, via the depot; 1 otherwise). Origin, destination and padding rows are never allowed."""
+        mask = self.action_mask()
+        idx = view["index"]
+        if self.problem == "cvrp":
+            node = (idx - 1).clamp(min=0)
+            m = torch.stack([mask[:, : self.n].gather(1, node), mask[:, self.n :].gather(1, node)], dim=-1)
+        else:
+            m = mask.gather(1, idx)[..., None]
+        m = m & ~view["pad"][..., None]
+        if self.problem != "kp":
+            m[:, 0] = False
+            m[:, -1] = False
+        if self.problem == "op":  # the depot row is the 'return and stop' action
+            m[:, -1, 0] = mask[:, 0]
+        return m
+
+    def view_action(self, view: dict[str, torch.Tensor], row: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """The env action ``(B,)`` for ``row`` of ``view`` and ``choice`` (CVRP: 0 direct, 1 via the depot)."""
+        node = view["index"].gather(1, row[:, None]).squeeze(1)
+        if self.problem == "cvrp":
+            return node - 1 + self.n * choice
+        return node
+
     def bq_view(self) -> dict[str, torch.Tensor]:
         """The tail sub-instance (see the module docstring): ``feats (B, R, F)`` (ATSP: ``dist (B, R, R)``),
         ``index (B, R)`` node (item) indices, ``pad (B, R)`` True on padding rows."""

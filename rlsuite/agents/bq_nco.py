@@ -1,0 +1,294 @@
+"""BQ-NCO: a transformer policy over bisimulation-quotiented states, trained by imitation.
+
+Drakulic et al., "BQ-NCO: Bisimulation Quotienting for Efficient Neural Combinatorial Optimization",
+NeurIPS 2023. The state is the *tail sub-instance* that remains (an env's ``bq_view()``: rows
+``[origin, remaining nodes..., destination]``); the network is an encoder only, re-applied to the
+shrinking instance at every step, with no positional encoding (so it is equivariant to the order of
+the rows) and ReZero residuals (each residual branch scaled by a learned scalar that starts at 0).
+
+Network: ``Linear(F, d)`` embedding, plus learned origin and destination embeddings on the first and
+last rows; ``L`` layers of ``x = x + a * MHA(x)``, ``x = x + a * FF(x)`` (ReLU); a linear head giving
+one score per row (two for CVRP: go directly, or via the depot). Paper sizes: 9 layers, 12 heads,
+``d = 192``, ``d_ff = 512``; the defaults here are smaller (:class:`BQNCOConfig`) so that CPU training
+takes minutes. Deviation, documented: attention is PyTorch's scaled dot-product attention (the
+authors' code uses its own bilinear attention without the ``1/sqrt(d)`` scaling).
+
+Imitation data (:func:`tsp_tail_batch`, :func:`cvrp_tail_batch`): from a solved instance, the state
+after a random prefix of the (re-ordered) solution, with the next node as label. One sub-path length
+per minibatch, as the method requires. The solution is rotated and reversed at random (TSP) and the
+CVRP subtours are sorted by the load left after them, fullest first (paper, App. E.3).
+
+Decoding (:meth:`BQNCO.solve`): greedy or beam search (finished beams ranked by their cost), on any
+env exposing ``bq_view``, ``view_mask``, ``view_action``, ``step``, ``done``, ``index_select`` and
+``solutions`` (:class:`rlsuite.envs.cop.env.COPEnv`); optional k-nearest-neighbour restriction: only
+the origin's ``knn`` nearest remaining nodes (plus origin and destination) are fed to the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEATURES = {"tsp": 2, "cvrp": 4, "op": 4, "kp": 3}
+CHOICES = {"tsp": 1, "cvrp": 2, "op": 1, "kp": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class BQNCOConfig:
+    """BQ-NCO network and training settings (paper: 9 layers, 12 heads, dim 192, ff 512, batch 1024,
+    Adam 7.5e-4 decayed x0.98 every 50 epochs)."""
+
+    problem: str = "tsp"
+    dim: int = 128
+    layers: int = 6
+    heads: int = 8
+    ff: int = 512
+    learning_rate: float = 7.5e-4
+    batch_size: int = 256
+    lr_decay: float = 0.98
+    lr_decay_every: int = 1000  # optimizer steps
+
+
+class ReZeroLayer(nn.Module):
+    """``x + a * MHA(x)`` then ``x + a * FF(x)``, ``a`` a learned scalar per branch initialised to 0."""
+
+    def __init__(self, dim: int, heads: int, ff: int) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(dim, ff), nn.ReLU(), nn.Linear(ff, dim))
+        self.alpha = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+        a, _ = self.attn(x, x, x, key_padding_mask=pad, need_weights=False)
+        x = x + self.alpha[0] * a
+        return x + self.alpha[1] * self.ff(x)
+
+
+class BQPolicy(nn.Module):
+    """Scores ``(B, R, K)`` for the rows of a BQ view ``feats (B, R, F)`` (``pad (B, R)`` True on padding)."""
+
+    def __init__(self, cfg: BQNCOConfig) -> None:
+        super().__init__()
+        if cfg.problem not in FEATURES:
+            raise ValueError(f"BQ-NCO handles {', '.join(FEATURES)}; got {cfg.problem!r} (ATSP needs edge features, not built).")
+        self.cfg = cfg
+        self.embed = nn.Linear(FEATURES[cfg.problem], cfg.dim)
+        self.ends = nn.Parameter(torch.zeros(2, cfg.dim))  # origin, destination
+        nn.init.normal_(self.ends, std=0.1)
+        self.layers = nn.ModuleList(ReZeroLayer(cfg.dim, cfg.heads, cfg.ff) for _ in range(cfg.layers))
+        self.head = nn.Linear(cfg.dim, CHOICES[cfg.problem])
+
+    def forward(self, feats: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed(feats)
+        if self.cfg.problem != "kp":
+            x = torch.cat([x[:, :1] + self.ends[0], x[:, 1:-1], x[:, -1:] + self.ends[1]], dim=1)
+        if pad is not None and not bool(pad.any()):
+            pad = None
+        for layer in self.layers:
+            x = layer(x, pad)
+        return self.head(x)
+
+
+def masked_log_probs(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, R * K)`` log-probabilities over the allowed (row, choice) pairs."""
+    s = scores.flatten(1).masked_fill(~mask.flatten(1), float("-inf"))
+    return torch.log_softmax(s, dim=1)
+
+
+def imitation_loss(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of the expert's (row, choice) ``target (B,)`` (flat index ``row * K + choice``)."""
+    s = scores.flatten(1)
+    if mask is not None:
+        s = s.masked_fill(~mask.flatten(1), float("-inf"))
+    return F.cross_entropy(s, target)
+
+
+# --- imitation data
+def tsp_tail_batch(locs: torch.Tensor, tours: torch.Tensor, remaining: int, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BQ states of TSP ``locs (B, N, 2)`` with expert ``tours (B, N)`` after ``N - 1 - remaining`` steps.
+
+    Each tour is rotated to a random start and reversed with probability 1/2 (both leave it optimal).
+    Returns ``feats (B, remaining + 2, 2)`` = rows ``[current, remaining in tour order, start]`` and the
+    target row ``(B,)``, always 1 (the network cannot see row order)."""
+    B, N = tours.shape
+    if not 1 <= remaining <= N - 1:
+        raise ValueError(f"remaining must be in 1..{N - 1}, got {remaining}.")
+    shift = torch.randint(0, N, (B, 1), generator=generator).to(tours.device)
+    pos = (torch.arange(N, device=tours.device)[None] + shift) % N
+    flip = torch.rand(B, 1, generator=generator).to(tours.device) < 0.5
+    pos = torch.where(flip, pos.flip(1).roll(1, dims=1), pos)
+    t = tours.gather(1, pos)  # a rotated / reversed optimal tour
+    rows = torch.cat([t[:, N - 1 - remaining : N], t[:, :1]], dim=1)
+    feats = locs.gather(1, rows[..., None].expand(-1, -1, 2))
+    return feats, torch.ones(B, dtype=torch.long, device=locs.device)
+
+
+def cvrp_order(routes: list[list[int]], demand: list[float], capacity: float) -> tuple[list[int], list[int]]:
+    """A CVRP solution as a client sequence and via-depot flags, subtours sorted by the load left after
+    them, ascending (fullest first)."""
+    trips = sorted(routes, key=lambda r: capacity - sum(demand[c] for c in r))
+    seq, via = [], []
+    for r in trips:
+        for k, c in enumerate(r):
+            seq.append(c)
+            via.append(1 if k == 0 else 0)
+    return seq, via
+
+
+def cvrp_tail_batch(locs: torch.Tensor, demand: torch.Tensor, capacity: torch.Tensor, seqs: torch.Tensor, via: torch.Tensor,
+                    start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """BQ states of CVRP instances (``locs (B, N + 1, 2)``, ``demand (B, N + 1)``, ``capacity (B,)``)
+    with expert client sequences ``seqs (B, N)`` and via-depot flags ``via (B, N)``, after ``start``
+    clients (``0 <= start <= N - 2``). Rows ``[origin, clients start..N-1 in order, depot]``, features
+    ``x, y, demand / C, load left / C``; target ``(B,)`` = ``1 * 2 + via[start]``."""
+    B, N = seqs.shape
+    if not 0 <= start <= N - 2:
+        raise ValueError(f"start must be in 0..{N - 2}, got {start}.")
+    dev = locs.device
+    origin = seqs[:, start - 1] if start > 0 else torch.zeros(B, dtype=torch.long, device=dev)
+    # load left at the origin: capacity minus the demand served since the last refill
+    d_seq = demand.gather(1, seqs)
+    trip_id = via.cumsum(1)
+    load = capacity.clone()
+    if start > 0:
+        cur_trip = trip_id[:, start - 1 : start]
+        served = (d_seq[:, :start] * (trip_id[:, :start] == cur_trip)).sum(1)
+        load = capacity - served
+    rows = torch.cat([origin[:, None], seqs[:, start:], torch.zeros(B, 1, dtype=torch.long, device=dev)], dim=1)
+    xy = locs.gather(1, rows[..., None].expand(-1, -1, 2))
+    dem = demand.gather(1, rows) / capacity[:, None]
+    feats = torch.cat([xy, dem[..., None], (load / capacity)[:, None, None].expand(-1, rows.shape[1], 1)], dim=-1)
+    return feats, 2 + via[:, start].long()
+
+
+# --- the agent
+class BQNCO:
+    """Policy + training step + decoding. ``device`` as everywhere in rlsuite."""
+
+    def __init__(self, cfg: BQNCOConfig, device: str | torch.device = "cpu", seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.cfg, self.device = cfg, torch.device(device)
+        self.policy = BQPolicy(cfg).to(self.device)
+        self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.steps = 0
+
+    def train_step(self, feats: torch.Tensor, target: torch.Tensor) -> float:
+        """One Adam step of the imitation loss on a batch of BQ states; returns the loss."""
+        self.policy.train()
+        loss = imitation_loss(self.policy(feats.to(self.device)), target.to(self.device))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.steps += 1
+        if self.cfg.lr_decay_every and self.steps % self.cfg.lr_decay_every == 0:
+            for g in self.opt.param_groups:
+                g["lr"] *= self.cfg.lr_decay
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _log_probs(self, env, knn: int | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        view = env.bq_view()
+        if knn is not None and "feats" in view and view["feats"].shape[1] - 2 > knn and self.cfg.problem != "kp":
+            view = knn_view(view, knn)
+        mask = env.view_mask(view)
+        scores = self.policy(view["feats"], view["pad"])
+        return view, masked_log_probs(scores, mask)
+
+    @torch.no_grad()
+    def solve(self, env, beam: int = 1, knn: int | None = None, cost_fn: Callable[[list[list[int]]], torch.Tensor] | None = None
+              ) -> list[list[int]]:
+        """Decode a solution for every instance of ``env`` (greedy when ``beam == 1``). With a beam,
+        ``cost_fn(solutions) -> (B * beam,)`` ranks the finished beams (required)."""
+        self.policy.eval()
+        K = CHOICES[self.cfg.problem]
+        if beam <= 1:
+            while not bool(env.done.all()):
+                view, logp = self._log_probs(env, knn)
+                flat = logp.argmax(1)
+                env.step(env.view_action(view, flat // K, flat % K))
+            return env.solutions()
+        if cost_fn is None:
+            raise ValueError("beam search needs cost_fn to rank the finished beams.")
+        B = env.B
+        env = env.index_select(torch.arange(B, device=env.device).repeat_interleave(beam))
+        score = torch.full((B, beam), float("-inf"), device=env.device)
+        score[:, 0] = 0.0  # all beams start identical: expand only the first
+        while not bool(env.done.all()):
+            view, logp = self._log_probs(env, knn)
+            done = env.done
+            # a finished beam keeps its score through one "stay" choice
+            logp = torch.where(done[:, None], torch.full_like(logp, float("-inf")), logp)
+            logp[done, 0] = 0.0
+            A = logp.shape[1]
+            total = (score.reshape(-1, 1) + logp).reshape(B, beam * A)
+            top, arg = total.topk(beam, dim=1)
+            parent = arg // A
+            choice = arg % A
+            rows = (torch.arange(B, device=env.device)[:, None] * beam + parent).reshape(-1)
+            env = env.index_select(rows)
+            view = {k: v[rows] for k, v in view.items()}
+            flat = choice.reshape(-1)
+            action = env.view_action(view, flat // K, flat % K)
+            env.step(action)
+            score = top
+        sols = env.solutions()
+        costs = cost_fn(sols).reshape(B, beam)
+        costs = torch.where(torch.isfinite(score), costs, torch.full_like(costs, math.inf))
+        best = costs.argmin(1)
+        return [sols[b * beam + int(best[b])] for b in range(B)]
+
+    # --- persistence (safetensors + JSON; never pickle)
+    def save(self, path) -> None:
+        """Write ``path`` (a directory): ``model.safetensors`` and ``config.json``, atomically."""
+        import json
+        import os
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / "model.safetensors.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}, str(tmp))
+        os.replace(tmp, path / "model.safetensors")
+        tmpj = path / "config.json.tmp"
+        tmpj.write_text(json.dumps({"algo": "bq-nco", "config": dataclasses.asdict(self.cfg), "steps": self.steps}, indent=2))
+        os.replace(tmpj, path / "config.json")
+
+    @staticmethod
+    def load(path, device: str | torch.device = "cpu") -> BQNCO:
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
+            raise FileNotFoundError(f"{path} is not a BQ-NCO checkpoint (needs config.json and model.safetensors); "
+                                    "train one with `rlsuite cop train`.")
+        meta = json.loads((path / "config.json").read_text())
+        if meta.get("algo") != "bq-nco":
+            raise ValueError(f"{path}: config.json is not a BQ-NCO checkpoint (algo {meta.get('algo')!r}).")
+        agent = BQNCO(BQNCOConfig(**meta["config"]), device)
+        agent.policy.load_state_dict(load_file(str(path / "model.safetensors"), device=str(agent.device)))
+        agent.steps = int(meta.get("steps", 0))
+        return agent
+
+
+def knn_view(view: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """Keep the origin, the ``k`` remaining rows nearest to it (by the first two features, the
+    coordinates) and the destination."""
+    xy = view["feats"][..., :2]
+    d = (xy[:, 1:-1] - xy[:, :1]).norm(dim=-1).masked_fill(view["pad"][:, 1:-1], float("inf"))
+    near = d.topk(k, dim=1, largest=False).indices + 1
+    R = view["feats"].shape[1]
+    rows = torch.cat([torch.zeros_like(near[:, :1]), near.sort(1).values, torch.full_like(near[:, :1], R - 1)], dim=1)
+    out = {"feats": view["feats"].gather(1, rows[..., None].expand(-1, -1, view["feats"].shape[2])),
+           "index": view["index"].gather(1, rows), "pad": view["pad"].gather(1, rows)}
+    return out
