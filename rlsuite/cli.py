@@ -538,6 +538,187 @@ def cmd_serve_policy(argv: list[str]) -> int:
     return 0
 
 
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def cmd_cop(argv: list[str]) -> int:
+    """``rlsuite cop generate|label|train|solve``: combinatorial optimisation (see docs/cop.md)."""
+    sub, rest = (argv[0], argv[1:]) if argv else ("", [])
+    handlers = {"generate": _cop_generate, "label": _cop_label, "train": _cop_train, "solve": _cop_solve}
+    if sub not in handlers:
+        print("usage: rlsuite cop generate|label|train|solve [options]  (rlsuite cop <command> --help)", file=sys.stderr)
+        return 2
+    return handlers[sub](rest)
+
+
+def _cop_generate(argv: list[str]) -> int:
+    from rlsuite.envs.cop.dataset import save_instances
+    from rlsuite.envs.cop.problems import PROBLEMS, generate
+
+    p = argparse.ArgumentParser(prog="rlsuite cop generate", description="Write random instances (safetensors + JSON).")
+    p.add_argument("--problem", required=True, choices=PROBLEMS)
+    p.add_argument("--size", type=int, required=True, help="nodes (TSP, ATSP), clients (CVRP, OP) or items (KP)")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    inst = generate(a.problem, a.count, a.size, a.seed)
+    d = save_instances(a.out, a.problem, inst, {"seed": a.seed, "generator": "rlsuite.envs.cop.problems.generate"}, a.overwrite)
+    print(f"wrote {a.count} {a.problem}{a.size} instances (seed {a.seed}) to {d}")
+    return 0
+
+
+def _cop_label(argv: list[str]) -> int:
+    import time
+
+    from rlsuite.envs.cop.dataset import load_instances, save_labels
+    from rlsuite.envs.cop.problems import cost, validate
+    from rlsuite.envs.cop.solvers import SOLVERS, solve
+
+    p = argparse.ArgumentParser(prog="rlsuite cop label", description="Solve every instance of a set with a reference solver.")
+    p.add_argument("dir")
+    p.add_argument("--solver", required=True, choices=list(SOLVERS))
+    p.add_argument("--time-limit", type=float, default=1.0, help="seconds per instance (pyvrp, ortools; LKH: 10 x restarts)")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    problem, inst, meta = load_instances(a.dir)
+    B = meta["count"]
+    sols: list[list[int]] = []
+    t0 = time.monotonic()
+    chunk = max(1, B // 10)
+    for i in range(0, B, chunk):
+        part = {k: v[i : i + chunk] for k, v in inst.items()}
+        sols += solve(problem, part, a.solver, a.time_limit, a.seed)
+        print(f"labelled {len(sols)}/{B} with {a.solver} ({time.monotonic() - t0:.0f} s)", flush=True)
+    validate(problem, inst, sols)
+    costs = cost(problem, inst, sols).double()
+    save_labels(a.dir, sols, costs, {"solver": a.solver, "time_limit": a.time_limit, "seconds": time.monotonic() - t0})
+    print(f"mean cost {float(costs.mean()):.4f} over {B} instances; labels in {a.dir}")
+    print(f"mean_cost={float(costs.mean()):.6g}")
+    return 0
+
+
+def _cop_train(argv: list[str]) -> int:
+    import time
+
+    from rlsuite.agents.bq_nco import BQNCO, BQNCOConfig, fit, imitation_data
+    from rlsuite.core.seeding import resolve_device
+    from rlsuite.envs.cop.dataset import load_instances, load_labels
+    from rlsuite.envs.cop.env import COPEnv
+    from rlsuite.envs.cop.problems import cost, generate
+    from rlsuite.envs.cop.solvers import solve
+
+    p = argparse.ArgumentParser(prog="rlsuite cop train", description="Train BQ-NCO by imitation of solved instances.")
+    p.add_argument("--problem", required=True, choices=["tsp", "cvrp"])
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--data", default=None, help="a labelled instance set (rlsuite cop generate + label); "
+                   "without it, --instances are generated and solved first")
+    p.add_argument("--instances", type=int, default=2000, help="instances to generate and label when --data is not given")
+    p.add_argument("--solver", default=None, help="labelling solver when --data is not given (default lkh / pyvrp)")
+    p.add_argument("--label-time-limit", type=float, default=0.1)
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--heads", type=int, default=8)
+    p.add_argument("--ff", type=int, default=512)
+    p.add_argument("--lr", type=float, default=7.5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--eval-instances", type=int, default=100)
+    a = p.parse_args(argv)
+    device = resolve_device(a.device)
+    if a.data:
+        problem, inst, meta = load_instances(a.data)
+        if problem != a.problem or meta["size"] != a.size:
+            raise ValueError(f"{a.data} holds {problem}{meta['size']} instances; --problem {a.problem} --size {a.size} asked for.")
+        sols, _, info = load_labels(a.data)
+        print(f"training on {len(sols)} instances labelled by {info.get('solver')}")
+    else:
+        solver = a.solver or ("lkh" if a.problem == "tsp" else "pyvrp")
+        inst = generate(a.problem, a.instances, a.size, a.seed)
+        t0 = time.monotonic()
+        sols = solve(a.problem, inst, solver, a.label_time_limit, a.seed)
+        print(f"labelled {a.instances} {a.problem}{a.size} instances with {solver} in {time.monotonic() - t0:.0f} s", flush=True)
+    cfg = BQNCOConfig(problem=a.problem, dim=a.dim, layers=a.layers, heads=a.heads, ff=a.ff, learning_rate=a.lr,
+                      batch_size=a.batch_size)
+    agent = BQNCO(cfg, device, seed=a.seed)
+    data = imitation_data(a.problem, inst, sols)
+    t0 = time.monotonic()
+    fit(agent, data, a.steps, a.seed, a.time_limit,
+        on_log=lambda i, loss: print(f"step {i}: imitation loss {loss:.4f} ({time.monotonic() - t0:.0f} s)", flush=True))
+    agent.save(a.out)
+    test = {k: v.to(device) for k, v in generate(a.problem, a.eval_instances, a.size, a.seed + 1_000_000).items()}
+    model_cost = cost(a.problem, test, agent.solve(COPEnv(a.problem, test))).mean()
+    nn_cost = cost(a.problem, test, solve(a.problem, test, "nn")).mean()
+    print(f"saved {a.out}; on {a.eval_instances} fresh instances: greedy mean cost {float(model_cost):.4f}, "
+          f"nearest neighbour {float(nn_cost):.4f}")
+    print(f"greedy_cost={float(model_cost):.6g}")
+    return 0
+
+
+def _cop_solve(argv: list[str]) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from rlsuite.agents.bq_nco import BQNCO
+    from rlsuite.envs.cop.env import COPEnv
+    from rlsuite.envs.cop.io import normalised_coords, read_instance
+    from rlsuite.envs.cop.solvers import SOLVERS, solve
+
+    p = argparse.ArgumentParser(prog="rlsuite cop solve", description="Solve a TSPLIB / CVRPLIB file with a BQ-NCO model "
+                                "(the shipped one by default) or a reference solver; the last line is cost=<number>.")
+    p.add_argument("file")
+    p.add_argument("--problem", required=True, choices=["tsp", "atsp", "cvrp"])
+    p.add_argument("--model", default=None, help="checkpoint directory (default: the shipped model for the problem)")
+    p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--knn", type=int, default=None, help="feed only the K nearest remaining nodes (large instances)")
+    p.add_argument("--solver", default=None, choices=list(SOLVERS))
+    p.add_argument("--time-limit", type=float, default=1.0)
+    p.add_argument("--optimum", type=float, default=None, help="known optimal cost: also print the gap")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    inst = read_instance(a.file)
+    if inst.type.lower() != a.problem:
+        raise ValueError(f"{a.file} is a {inst.type} instance but --problem {a.problem} was given.")
+    t0 = time.monotonic()
+    if a.solver:
+        tens = {"dist": torch.as_tensor(inst.weights)[None]}
+        if a.problem == "cvrp":
+            xy = inst.coords if inst.coords is not None else np.zeros((inst.dimension, 2))
+            tens.update(locs=torch.as_tensor(xy)[None], demand=torch.as_tensor(inst.demand)[None],
+                        capacity=torch.tensor([inst.capacity]))
+        sol = solve(a.problem, tens, a.solver, a.time_limit)[0]
+        how = a.solver
+    else:
+        if a.problem == "atsp":
+            raise ValueError("no BQ-NCO model for ATSP (it needs edge features); use --solver lkh or --solver nn.")
+        model_dir = Path(a.model) if a.model else PRETRAINED_DIR / f"bq_nco_{a.problem}"
+        if not (model_dir / "config.json").exists():
+            raise FileNotFoundError(f"no model at {model_dir}; train one with `rlsuite cop train --problem {a.problem} --size 50 "
+                                    f"--out DIR` and pass --model DIR, or use --solver.")
+        agent = BQNCO.load(model_dir, a.device)
+        xy = torch.as_tensor(normalised_coords(inst), dtype=torch.float32)[None].to(agent.device)
+        tens = {"locs": xy}
+        if a.problem == "cvrp":
+            tens.update(demand=torch.as_tensor(inst.demand, dtype=torch.float32)[None].to(agent.device),
+                        capacity=torch.tensor([inst.capacity], dtype=torch.float32, device=agent.device))
+        file_cost = lambda sols: torch.tensor([inst.tour_cost(s) for s in sols])  # noqa: E731
+        sol = agent.solve(COPEnv(a.problem, tens), beam=a.beam, knn=a.knn, cost_fn=file_cost)[0]
+        how = f"BQ-NCO {'greedy' if a.beam <= 1 else f'beam {a.beam}'} ({model_dir})"
+    value = inst.tour_cost(sol)
+    print(f"{inst.name}: {inst.type} with {inst.dimension} nodes, solved by {how} in {time.monotonic() - t0:.2f} s")
+    if a.optimum is not None:
+        print(f"gap={100 * (value - a.optimum) / a.optimum:.3f}%")
+    print(f"cost={value:g}")
+    return 0
+
+
 USAGE = """usage: rlsuite <command> [options]
 
 commands:
@@ -552,9 +733,10 @@ commands:
   serve-policy FILE --port N            serve an exported policy on loopback (key from file or env)
   stl check FORMULA --trace FILE   robustness of a Signal Temporal Logic formula on a CSV trace
   stl sample --family F --seed N   print a generated STL task (reach, andor, chain, until, mixed)
+  cop generate|label|train|solve   combinatorial problems: instances, reference solvers, BQ-NCO
 """
 
-COMMANDS = ("list", "train", "eval", "llm", "stl", "export", "serve-policy", "deploy")
+COMMANDS = ("list", "train", "eval", "llm", "stl", "cop", "export", "serve-policy", "deploy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -583,6 +765,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_llm(rest)
         if cmd == "stl":
             return cmd_stl(rest)
+        if cmd == "cop":
+            return cmd_cop(rest)
         if cmd == "export":
             return cmd_export(rest)
         if cmd == "serve-policy":
@@ -593,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"error: {unknown_name_message('command', cmd, COMMANDS)}", file=sys.stderr)
         return 2
-    except (UnknownNameError, ValueError, FileExistsError) as e:
+    except (UnknownNameError, ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

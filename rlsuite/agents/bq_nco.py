@@ -292,3 +292,61 @@ def knn_view(view: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     out = {"feats": view["feats"].gather(1, rows[..., None].expand(-1, -1, view["feats"].shape[2])),
            "index": view["index"].gather(1, rows), "pad": view["pad"].gather(1, rows)}
     return out
+
+
+# --- imitation training
+def imitation_data(problem: str, inst: dict[str, torch.Tensor], solutions: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Tensors for :func:`sample_batch` from instances and expert solutions (TSP tours; CVRP client
+    sequences with 0 marking depot returns)."""
+    if problem == "tsp":
+        return {"locs": inst["locs"].float(), "tours": torch.tensor(solutions, dtype=torch.long)}
+    if problem == "cvrp":
+        seqs, vias = [], []
+        for b, s in enumerate(solutions):
+            routes, cur = [], []
+            for x in s:
+                if x == 0:
+                    if cur:
+                        routes.append(cur)
+                    cur = []
+                else:
+                    cur.append(x)
+            if cur:
+                routes.append(cur)
+            seq, via = cvrp_order(routes, inst["demand"][b].tolist(), float(inst["capacity"][b]))
+            seqs.append(seq)
+            vias.append(via)
+        return {"locs": inst["locs"].float(), "demand": inst["demand"].float(), "capacity": inst["capacity"].float(),
+                "seqs": torch.tensor(seqs, dtype=torch.long), "via": torch.tensor(vias, dtype=torch.long)}
+    raise ValueError(f"imitation training is built for tsp and cvrp, not {problem!r}.")
+
+
+def sample_batch(problem: str, data: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A minibatch of BQ states with one sub-path length for the whole batch (TSP: 2..N-1 nodes left,
+    CVRP: any start 0..N-2)."""
+    key = "tours" if problem == "tsp" else "seqs"
+    count, N = data[key].shape
+    idx = torch.randint(0, count, (batch_size,), generator=generator)
+    if problem == "tsp":
+        remaining = int(torch.randint(2, N, (1,), generator=generator)) if N > 2 else 1
+        return tsp_tail_batch(data["locs"][idx], data["tours"][idx], remaining, generator)
+    start = int(torch.randint(0, N - 1, (1,), generator=generator))
+    return cvrp_tail_batch(data["locs"][idx], data["demand"][idx], data["capacity"][idx], data["seqs"][idx], data["via"][idx], start)
+
+
+def fit(agent: BQNCO, data: dict[str, torch.Tensor], steps: int, seed: int = 0, time_limit_s: float | None = None,
+        on_log: Callable[[int, float], None] | None = None, log_every: int = 100) -> list[float]:
+    """Imitation training for ``steps`` optimizer steps (or until ``time_limit_s``); returns the losses."""
+    import time
+
+    g = torch.Generator().manual_seed(seed)
+    losses, t0 = [], time.monotonic()
+    for i in range(steps):
+        feats, target = sample_batch(agent.cfg.problem, data, agent.cfg.batch_size, g)
+        losses.append(agent.train_step(feats, target))
+        if on_log is not None and (i + 1) % log_every == 0:
+            on_log(i + 1, sum(losses[-log_every:]) / log_every)
+        if time_limit_s is not None and time.monotonic() - t0 > time_limit_s:
+            break
+    return losses

@@ -19,10 +19,11 @@ The task, ``rlsuite/Quadruped-Balance-v0``: start from a perturbed pose (joints 
 default, trunk tilted up to 0.25 rad, dropped from up to 5 cm above the standing height), stand up and
 stay standing for 10 s while the trunk is pushed (a horizontal velocity change of up to
 ``push_vel`` m/s every ``push_interval_s`` s, as legged_gym's push_robots). Reward per 50 Hz step, at
-most 1: ``0.4 upright + 0.4 height + 0.2 still - 0.02 |a - a_prev|^2``, with ``upright`` the cosine of
-the tilt, ``height`` a Gaussian of the trunk height around 0.30 m (width 5 cm) and ``still`` a Gaussian
-of the horizontal trunk velocity and yaw rate. The episode ends when the trunk tilts more than 0.8 rad
-or drops below 0.15 m. The pushes are drawn at reset and returned in ``info["pushes"]`` so a sim-to-sim
+most 1: ``0.4 upright + 0.4 height + 0.2 still - 0.02 |a - a_prev|^2``, with ``upright``
+``exp(-|g_xy|^2 / 0.02)`` of the projected gravity's horizontal part (1 when level, 0.1 at 0.3 rad),
+``height`` a Gaussian of the trunk height around 0.30 m (width 5 cm) and ``still`` a Gaussian of the
+horizontal trunk velocity and yaw rate; a fall costs ``FALL_PENALTY`` (50) once. The episode ends when
+the trunk tilts more than 0.8 rad or drops below 0.15 m. The pushes are drawn at reset and returned in ``info["pushes"]`` so a sim-to-sim
 run can replay them.
 """
 

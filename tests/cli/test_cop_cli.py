@@ -1,0 +1,75 @@
+"""`rlsuite cop generate | label | train | solve` end to end on small instances."""
+
+import pytest
+
+from rlsuite.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_generate_label_train_and_solve(capsys, tmp_path):
+    d = tmp_path / "tsp10"
+    code, out, _ = _run(capsys, "cop", "generate", "--problem", "tsp", "--size", "10", "--count", "40", "--seed", "0", "--out", str(d))
+    assert code == 0 and "wrote 40 tsp10 instances" in out
+    code, _, err = _run(capsys, "cop", "generate", "--problem", "tsp", "--size", "10", "--count", "40", "--out", str(d))
+    assert code == 2 and "already holds an instance set" in err
+    code, out, _ = _run(capsys, "cop", "label", str(d), "--solver", "lkh", "--time-limit", "0.1")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("mean_cost=")
+    code, _, err = _run(capsys, "cop", "label", str(d), "--solver", "pyvrp")
+    assert code == 2 and "for tsp use lkh, nn" in err
+    ck = tmp_path / "ck"
+    code, out, _ = _run(capsys, "cop", "train", "--problem", "tsp", "--size", "10", "--data", str(d), "--steps", "20", "--dim", "32",
+                        "--layers", "2", "--heads", "4", "--ff", "64", "--batch-size", "32", "--out", str(ck), "--eval-instances", "5")
+    assert code == 0 and (ck / "model.safetensors").exists() and out.strip().splitlines()[-1].startswith("greedy_cost=")
+    code, _, err = _run(capsys, "cop", "train", "--problem", "cvrp", "--size", "10", "--data", str(d), "--out", str(ck))
+    assert code == 2 and "holds tsp10 instances" in err
+
+    f = tmp_path / "sq.tsp"
+    f.write_text("NAME : sq\nTYPE : TSP\nDIMENSION : 5\nEDGE_WEIGHT_TYPE : EUC_2D\nNODE_COORD_SECTION\n"
+                 "1 0 0\n2 10 0\n3 10 10\n4 0 10\n5 5 5\nEOF\n")
+    code, out, _ = _run(capsys, "cop", "solve", "--problem", "tsp", str(f), "--solver", "lkh", "--optimum", "44")
+    assert code == 0 and out.strip().splitlines()[-2:] == ["gap=0.000%", "cost=44"]
+    code, out, _ = _run(capsys, "cop", "solve", "--problem", "tsp", str(f), "--model", str(ck), "--beam", "4")
+    cost = float(out.strip().splitlines()[-1].removeprefix("cost="))
+    assert code == 0 and cost >= 44
+    code, _, err = _run(capsys, "cop", "solve", "--problem", "cvrp", str(f), "--solver", "pyvrp")
+    assert code == 2 and "is a TSP instance" in err
+    code, _, err = _run(capsys, "cop", "solve", "--problem", "tsp", str(f), "--model", str(tmp_path / "none"))
+    assert code == 2 and "rlsuite cop train" in err
+
+
+def test_solve_a_cvrplib_file_with_pyvrp(capsys, tmp_path):
+    f = tmp_path / "small.vrp"
+    f.write_text("NAME : small\nTYPE : CVRP\nDIMENSION : 5\nEDGE_WEIGHT_TYPE : EUC_2D\nCAPACITY : 10\nNODE_COORD_SECTION\n"
+                 "1 0 0\n2 10 0\n3 10 10\n4 0 10\n5 -10 0\nDEMAND_SECTION\n1 0\n2 6\n3 6\n4 6\n5 6\nDEPOT_SECTION\n1\n-1\nEOF\n")
+    code, out, _ = _run(capsys, "cop", "solve", "--problem", "cvrp", str(f), "--solver", "pyvrp", "--time-limit", "0.2")
+    # every client needs its own trip (6 + 6 > 10): 2 * (10 + 14 + 10 + 10)
+    assert code == 0 and out.strip().splitlines()[-1] == "cost=88"
+
+
+@pytest.mark.parametrize("problem", ["tsp", "cvrp"])
+def test_shipped_models_solve_out_of_the_box(capsys, tmp_path, problem):
+    from rlsuite.cli import PRETRAINED_DIR
+
+    if not (PRETRAINED_DIR / f"bq_nco_{problem}" / "model.safetensors").exists():
+        pytest.fail(f"the shipped {problem} model is missing from {PRETRAINED_DIR}")
+    from rlsuite.envs.cop.io import Instance, write_instance
+    from rlsuite.envs.cop.problems import generate
+
+    inst = generate(problem, 1, 20, seed=5)
+    xy = (inst["locs"][0].double().numpy() * 1000).round()
+    import numpy as np
+
+    d = np.floor(np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) + 0.5)
+    demand = inst["demand"][0].double().numpy() if problem == "cvrp" else None
+    cap = float(inst["capacity"][0]) if problem == "cvrp" else None
+    f = write_instance(Instance("r", problem.upper(), d, xy, demand, cap), tmp_path / f"r.{problem}")
+    code, out, _ = _run(capsys, "cop", "solve", "--problem", problem, str(f))
+    model = float(out.strip().splitlines()[-1].removeprefix("cost="))
+    code2, out2, _ = _run(capsys, "cop", "solve", "--problem", problem, str(f), "--solver", "nn")
+    nn = float(out2.strip().splitlines()[-1].removeprefix("cost="))
+    assert code == code2 == 0 and model > 0 and nn > 0
