@@ -30,3 +30,19 @@ def test_sac_update_on_cuda():
     agent = SAC(SACConfig(num_envs=16, learning_starts=256, batch_size=128), env.single_observation_space, env.single_action_space, "cuda")
     agent.learn(env, 2048, seed=0)
     assert agent.buffer.obs.device.type == "cuda" and agent.updates > 0
+
+
+def test_bq_nco_decodes_on_cuda_like_on_cpu():
+    from rlsuite.agents.bq_nco import BQNCO, BQNCOConfig
+    from rlsuite.envs.cop.env import COPEnv
+    from rlsuite.envs.cop.problems import generate, validate
+
+    for problem in ("tsp", "cvrp"):
+        inst = generate(problem, 64, 30, seed=0)
+        cpu = BQNCO(BQNCOConfig(problem=problem, dim=32, layers=2, heads=4, ff=64), "cpu", seed=0)
+        gpu = BQNCO(cpu.cfg, "cuda", seed=0)
+        gpu.policy.load_state_dict(cpu.policy.state_dict())
+        sols = gpu.solve(COPEnv(problem, {k: v.cuda() for k, v in inst.items()}))
+        validate(problem, inst, sols)
+        same = sum(a == b for a, b in zip(sols, cpu.solve(COPEnv(problem, inst)), strict=True))
+        assert same >= 60  # float differences may flip a near-tie on a few instances
