@@ -52,24 +52,23 @@ def test_solve_a_cvrplib_file_with_pyvrp(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("problem", ["tsp", "cvrp"])
-def test_shipped_models_solve_out_of_the_box(capsys, tmp_path, problem):
-    from rlsuite.cli import PRETRAINED_DIR
+def test_shipped_models_solve_out_of_the_box_and_beat_nearest_neighbour(capsys, tmp_path, problem):
+    import numpy as np
 
-    if not (PRETRAINED_DIR / f"bq_nco_{problem}" / "model.safetensors").exists():
-        pytest.fail(f"the shipped {problem} model is missing from {PRETRAINED_DIR}")
+    from rlsuite.cli import PRETRAINED_DIR
     from rlsuite.envs.cop.io import Instance, write_instance
     from rlsuite.envs.cop.problems import generate
 
-    inst = generate(problem, 1, 20, seed=5)
-    xy = (inst["locs"][0].double().numpy() * 1000).round()
-    import numpy as np
-
-    d = np.floor(np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) + 0.5)
-    demand = inst["demand"][0].double().numpy() if problem == "cvrp" else None
-    cap = float(inst["capacity"][0]) if problem == "cvrp" else None
-    f = write_instance(Instance("r", problem.upper(), d, xy, demand, cap), tmp_path / f"r.{problem}")
-    code, out, _ = _run(capsys, "cop", "solve", "--problem", problem, str(f))
-    model = float(out.strip().splitlines()[-1].removeprefix("cost="))
-    code2, out2, _ = _run(capsys, "cop", "solve", "--problem", problem, str(f), "--solver", "nn")
-    nn = float(out2.strip().splitlines()[-1].removeprefix("cost="))
-    assert code == code2 == 0 and model > 0 and nn > 0
+    assert (PRETRAINED_DIR / f"bq_nco_{problem}" / "model.safetensors").exists(), "the shipped model is missing"
+    inst = generate(problem, 6, 30, seed=5)
+    totals = {"model": 0.0, "nn": 0.0}
+    for b in range(6):
+        xy = (inst["locs"][b].double().numpy() * 1000).round()
+        d = np.floor(np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) + 0.5)
+        extra = (inst["demand"][b].double().numpy(), float(inst["capacity"][b])) if problem == "cvrp" else (None, None)
+        f = write_instance(Instance(f"r{b}", problem.upper(), d, xy, *extra), tmp_path / f"r{b}.{problem}")
+        for key, args in (("model", []), ("nn", ["--solver", "nn"])):
+            code, out, _ = _run(capsys, "cop", "solve", "--problem", problem, str(f), *args)
+            assert code == 0
+            totals[key] += float(out.strip().splitlines()[-1].removeprefix("cost="))
+    assert totals["model"] < totals["nn"], totals

@@ -1,0 +1,450 @@
+"""D4RL-style datasets made locally and stored in the Minari format.
+
+Nothing is downloaded: the suite collects the data itself with behaviour policies it trains (SAC),
+and writes Minari datasets that any Minari reader opens (``minari.load_dataset(id)`` with
+``MINARI_DATASETS_PATH`` set to :func:`data_dir`). Ids look like ``rlsuite/hopper/medium-v0``.
+
+Levels, as D4RL defined them:
+
+* ``random``: a uniformly random policy.
+* ``medium``: a SAC policy stopped when its evaluation return first reaches about a third of the
+  expert's (``MEDIUM_FRACTION`` of the reference expert return).
+* ``expert``: the fully trained SAC policy.
+* ``medium-replay``: every transition the SAC agent saw while training up to the medium policy.
+* ``medium-expert``: the medium and expert datasets together (half each).
+
+Behaviour policies are trained once per env and seed and cached under ``data_dir()/behaviour`` (a
+SAC checkpoint, safetensors + JSON, and the replay episodes); a dataset's metadata records the
+checkpoint path, its SHA-256 and the training steps (provenance).
+
+Normalised scores follow D4RL: ``100 * (R - R_random) / (R_expert - R_random)``. For the envs D4RL had
+(hopper, halfcheetah, walker2d, ant) the constants are D4RL's (``d4rl/infos.py``; our envs are
+Gymnasium's ``-v5``, so the numbers compare only roughly); for the others they are measured: the mean
+return of the random policy and of our own expert, recorded in the dataset metadata.
+
+Writes are atomic: a dataset is built in a temporary directory next to its final place and renamed
+into it, and an existing dataset is never replaced unless asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+MEDIUM_FRACTION = 1.0 / 3.0
+#: D4RL's reference returns (random, expert), from d4rl/infos.py (gym-mujoco v0/v1/v2).
+D4RL_REF = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 12135.0), "walker2d": (1.629008, 4592.3),
+            "ant": (-325.6, 3879.7)}
+#: Gymnasium ids and the short names used in dataset ids.
+ENV_NAMES = {"Hopper-v5": "hopper", "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Ant-v5": "ant",
+             "InvertedPendulum-v5": "invertedpendulum", "InvertedDoublePendulum-v5": "inverteddoublependulum",
+             "Pendulum-v1": "pendulum", "rlsuite/Pendulum-v0": "rlsuite-pendulum"}
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, malformed or does not match what it is used with."""
+
+
+def data_dir() -> Path:
+    """Where datasets live: ``$RLSUITE_DATA_DIR``, else ``$XDG_DATA_HOME/rlsuite``, else
+    ``~/.local/share/rlsuite``."""
+    if os.environ.get("RLSUITE_DATA_DIR"):
+        return Path(os.environ["RLSUITE_DATA_DIR"]).expanduser()
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "rlsuite"
+
+
+@contextlib.contextmanager
+def _minari_root(root: Path) -> Iterator[None]:
+    """Point Minari at ``root`` for the duration (Minari reads ``MINARI_DATASETS_PATH`` at each call)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def env_name(env_id: str) -> str:
+    if env_id not in ENV_NAMES:
+        raise DatasetError(f"no dataset recipe for env {env_id!r}; supported: {', '.join(ENV_NAMES)}.")
+    return ENV_NAMES[env_id]
+
+
+def dataset_id(env_id: str, level: str) -> str:
+    """``rlsuite/<env name>/<level>-v0``."""
+    if level not in LEVELS:
+        raise DatasetError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}.")
+    return f"rlsuite/{env_name(env_id)}/{level}-v0"
+
+
+def normalized_score(returns: np.ndarray | float, ref_min: float, ref_max: float) -> np.ndarray | float:
+    """D4RL's normalised score, x100: ``100 (R - ref_min) / (ref_max - ref_min)``."""
+    if not ref_max > ref_min:
+        raise DatasetError(f"reference returns must satisfy max > min, got min {ref_min}, max {ref_max}.")
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
+
+
+# --- episodes
+Episode = dict[str, np.ndarray]  # observations (T+1, obs), actions (T, act), rewards, terminations, truncations (T,)
+
+
+def rollout(env_id: str, policy: Callable[[np.ndarray], np.ndarray], steps: int, seed: int) -> list[Episode]:
+    """Whole episodes of ``policy`` in ``env_id`` until at least ``steps`` transitions (the last
+    episode is completed, so datasets hold whole episodes only)."""
+    import gymnasium as gym
+
+    import rlsuite.envs  # noqa: F401  (registers rlsuite's ids)
+
+    env = gym.make(env_id)
+    episodes: list[Episode] = []
+    total, ep = 0, 0
+    while total < steps:
+        obs, _ = env.reset(seed=seed + ep)
+        obs_l, act_l, rew_l, term_l, trunc_l = [obs], [], [], [], []
+        done = False
+        while not done:
+            a = np.asarray(policy(obs), dtype=np.float32).reshape(env.action_space.shape)
+            obs, r, term, trunc, _ = env.step(a)
+            obs_l.append(obs)
+            act_l.append(a)
+            rew_l.append(r)
+            term_l.append(term)
+            trunc_l.append(trunc)
+            done = term or trunc
+        episodes.append({"observations": np.asarray(obs_l, np.float32), "actions": np.asarray(act_l, np.float32),
+                         "rewards": np.asarray(rew_l, np.float64), "terminations": np.asarray(term_l, bool),
+                         "truncations": np.asarray(trunc_l, bool), "seed": np.asarray(seed + ep)})
+        total += len(act_l)
+        ep += 1
+    env.close()
+    return episodes
+
+
+def random_policy(env_id: str, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    import gymnasium as gym
+
+    import rlsuite.envs  # noqa: F401
+
+    space = gym.make(env_id).action_space
+    rng = np.random.default_rng(seed)
+    return lambda obs: rng.uniform(space.low, space.high).astype(np.float32)
+
+
+# --- writing and reading
+def write_dataset(ds_id: str, env_id: str, episodes: list[Episode], ref_min: float, ref_max: float, metadata: dict[str, Any],
+                  overwrite: bool = False, root: Path | None = None) -> Path:
+    """Write ``episodes`` as the Minari dataset ``ds_id`` under ``root`` (default :func:`data_dir`),
+    atomically; refuses to replace an existing dataset unless ``overwrite``."""
+    import json
+
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    root = Path(root or data_dir())
+    final = root / ds_id
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"dataset {ds_id} already exists at {final}; pass --overwrite to replace it.")
+    if not episodes:
+        raise DatasetError("no episodes to write.")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=".writing-", dir=root))
+    try:
+        buffers = [EpisodeBuffer(id=i, seed=int(e["seed"]), observations=e["observations"], actions=e["actions"],
+                                 rewards=list(map(float, e["rewards"])), terminations=list(map(bool, e["terminations"])),
+                                 truncations=list(map(bool, e["truncations"])), infos={}) for i, e in enumerate(episodes)]
+        import warnings
+
+        with _minari_root(tmp_root), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Minari's reminders about author e-mail and permalinks
+            minari.create_dataset_from_buffers(
+                ds_id, buffers, env=env_id, algorithm_name=str(metadata.get("algorithm", "rlsuite")), author="rlsuite",
+                ref_min_score=float(ref_min), ref_max_score=float(ref_max), description=json.dumps(metadata, sort_keys=True),
+                data_format="hdf5")
+        built = tmp_root / ds_id
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _copy_namespace_metadata(tmp_root, root, ds_id)
+        if final.exists():
+            backup = final.with_name(final.name + ".old")
+            os.replace(final, backup)
+            os.replace(built, final)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(built, final)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return final
+
+
+def _copy_namespace_metadata(src_root: Path, dst_root: Path, ds_id: str) -> None:
+    parts = ds_id.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        src = src_root.joinpath(*parts[:i], "namespace_metadata.json")
+        dst = dst_root.joinpath(*parts[:i], "namespace_metadata.json")
+        if src.exists() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+
+
+def load_dataset(ds_id: str, root: Path | None = None):
+    """The Minari dataset ``ds_id`` (clear errors for a missing or damaged one)."""
+    import minari
+
+    root = Path(root or data_dir())
+    if not (root / ds_id / "data").exists():
+        have = ", ".join(list_datasets(root)) or "none"
+        raise DatasetError(f"no dataset {ds_id!r} under {root} (have: {have}); create it with "
+                           f"`rlsuite data collect --env <id> --level <level>`.")
+    try:
+        with _minari_root(root):
+            ds = minari.load_dataset(ds_id)
+            next(ds.iterate_episodes())  # read one episode: a truncated file fails here, not later
+            return ds
+    except (OSError, KeyError, ValueError, StopIteration) as e:
+        raise DatasetError(f"dataset {ds_id} under {root} cannot be read ({type(e).__name__}: {e}); it is truncated or "
+                           "corrupted: collect it again with --overwrite.") from None
+
+
+def list_datasets(root: Path | None = None) -> list[str]:
+    root = Path(root or data_dir())
+    out = []
+    if not (root / "rlsuite").exists():
+        return out
+    for meta in sorted((root / "rlsuite").glob("*/*/data/metadata.json")):
+        out.append(str(meta.parent.parent.relative_to(root)))
+    return out
+
+
+def dataset_arrays(ds) -> dict[str, np.ndarray]:
+    """Flat transition arrays ``observations, actions, rewards, next_observations, terminals, timeouts``
+    (``(N, ...)``) from a Minari dataset; ``timeouts`` marks time-limit truncations (bootstrap them)."""
+    obs, act, rew, nxt, term, trunc = [], [], [], [], [], []
+    for ep in ds.iterate_episodes():
+        o = np.asarray(ep.observations, np.float32)
+        obs.append(o[:-1])
+        nxt.append(o[1:])
+        act.append(np.asarray(ep.actions, np.float32))
+        rew.append(np.asarray(ep.rewards, np.float32))
+        term.append(np.asarray(ep.terminations, bool))
+        trunc.append(np.asarray(ep.truncations, bool))
+    return {"observations": np.concatenate(obs), "actions": np.concatenate(act), "rewards": np.concatenate(rew),
+            "next_observations": np.concatenate(nxt), "terminals": np.concatenate(term), "timeouts": np.concatenate(trunc)}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    for p in sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]:
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+# --- behaviour policies (SAC), cached
+class _RecordingEnv:
+    """Wraps a batched env (one env) and keeps every transition as whole episodes (for medium-replay)."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+        self.episodes: list[Episode] = []
+        self._cur: dict[str, list] = {}
+        self.steps_at_episode_end: list[int] = []
+        self.steps = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, *args, **kwargs):
+        obs, info = self.env.reset(*args, **kwargs)
+        self._cur = {"observations": [obs[0].cpu().numpy()], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+        return obs, info
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        self.steps += 1
+        c = self._cur
+        c["actions"].append(action[0].cpu().numpy())
+        c["rewards"].append(float(r[0]))
+        c["terminations"].append(bool(term[0]))
+        c["truncations"].append(bool(trunc[0]))
+        done = bool(term[0] or trunc[0])
+        c["observations"].append((info["final_obs"] if done else obs)[0].cpu().numpy())
+        if done:
+            self.episodes.append({"observations": np.asarray(c["observations"], np.float32), "actions": np.asarray(c["actions"], np.float32),
+                                  "rewards": np.asarray(c["rewards"]), "terminations": np.asarray(c["terminations"]),
+                                  "truncations": np.asarray(c["truncations"]), "seed": np.asarray(len(self.episodes))})
+            self.steps_at_episode_end.append(self.steps)
+            self._cur = {"observations": [obs[0].cpu().numpy()], "actions": [], "rewards": [], "terminations": [], "truncations": []}
+        return obs, r, term, trunc, info
+
+
+def _evaluate(env_id: str, policy, episodes: int, seed: int) -> float:
+    eps = rollout(env_id, policy, 1, seed)  # at least one episode
+    rets = [float(e["rewards"].sum()) for e in eps]
+    while len(rets) < episodes:
+        rets += [float(e["rewards"].sum()) for e in rollout(env_id, policy, 1, seed + len(rets))]
+    return float(np.mean(rets))
+
+
+def _actor_policy(agent, deterministic: bool):
+    import torch
+
+    return lambda obs: agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=deterministic)[0].cpu().numpy()
+
+
+def train_behaviour(env_id: str, seed: int = 0, steps: int = 300_000, eval_every: int | None = None, eval_episodes: int = 5,
+                    root: Path | None = None, log: Callable[[str], None] | None = None) -> Path:
+    """Train (or reuse) the SAC behaviour agent of ``env_id``: the expert (after ``steps``), the medium
+    snapshot (the first evaluation at or above ``MEDIUM_FRACTION`` of the final expert's return) and
+    the replay episodes up to it; evaluations every ``eval_every`` steps (default: 20 over the run).
+    Returns the cache directory, keyed by env, seed and steps."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from rlsuite.agents import AGENTS
+    from rlsuite.agents.sac import SAC
+    from rlsuite.core.vec_env import make_vec_env
+
+    root = Path(root or data_dir())
+    cache = root / "behaviour" / env_name(env_id) / f"sac-seed{seed}-steps{steps}"
+    if (cache / "behaviour.json").exists():
+        return cache
+    log = log or (lambda msg: None)
+    eval_every = eval_every or max(1000, steps // 20)
+    spec = AGENTS.get("sac")
+    cfg = spec.config_cls(**{**spec.presets.get(env_id, {}), "num_envs": 1})
+    torch.manual_seed(seed)
+    env = _RecordingEnv(make_vec_env(env_id, num_envs=1, seed=seed))
+    agent = SAC(cfg, env.single_observation_space, env.single_action_space, "cpu")
+    snapshots: list[tuple[int, float, dict[str, torch.Tensor]]] = []
+    random_return = _evaluate(env_id, random_policy(env_id, seed), eval_episodes, seed + 10_000)
+    for target in range(eval_every, steps + eval_every, eval_every):
+        agent.learn(env, min(target, steps), seed=seed)
+        ret = _evaluate(env_id, _actor_policy(agent, True), eval_episodes, seed + 20_000)
+        snapshots.append((agent.global_step, ret, {k: v.detach().clone() for k, v in agent.actor.state_dict().items()}))
+        log(f"behaviour SAC {env_id}: step {agent.global_step}, evaluation return {ret:.1f}")
+    expert_step, expert_return, expert_actor = max(snapshots, key=lambda s: s[1])
+    threshold = random_return + MEDIUM_FRACTION * (expert_return - random_return)
+    medium_step, medium_return, medium_actor = next(s for s in snapshots if s[1] >= threshold)
+    replay = [e for e, end in zip(env.episodes, env.steps_at_episode_end, strict=True) if end <= medium_step]
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".behaviour-", dir=root))
+    try:
+        save_file({k: v.contiguous() for k, v in expert_actor.items()}, str(tmp / "expert_actor.safetensors"))
+        save_file({k: v.contiguous() for k, v in medium_actor.items()}, str(tmp / "medium_actor.safetensors"))
+        _save_episodes(tmp / "medium_replay.safetensors", replay)
+        meta = {"env": env_id, "seed": seed, "steps": steps, "algorithm": "rlsuite SAC", "config": {k: v for k, v in vars(cfg).items()},
+                "random_return": random_return, "expert_return": expert_return, "expert_step": expert_step,
+                "medium_return": medium_return, "medium_step": medium_step, "medium_fraction": MEDIUM_FRACTION,
+                "evaluations": [[s, r] for s, r, _ in snapshots], "replay_episodes": len(replay)}
+        (tmp / "behaviour.json").write_text(json.dumps(meta, indent=2, default=str))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, cache)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
+def _save_episodes(path: Path, episodes: list[Episode]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    if not episodes:
+        save_file({"lengths": torch.zeros(0, dtype=torch.long)}, str(path))
+        return
+    cat = lambda k: torch.as_tensor(np.concatenate([e[k] for e in episodes]))  # noqa: E731
+    save_file({"observations": cat("observations"), "actions": cat("actions"), "rewards": cat("rewards"),
+               "terminations": cat("terminations").to(torch.uint8), "truncations": cat("truncations").to(torch.uint8),
+               "lengths": torch.tensor([len(e["actions"]) for e in episodes])}, str(path))
+
+
+def _load_episodes(path: Path) -> list[Episode]:
+    from safetensors.numpy import load_file
+
+    t = load_file(str(path))
+    out, o, a = [], 0, 0
+    for i, n in enumerate(t["lengths"].tolist()):
+        out.append({"observations": t["observations"][o : o + n + 1], "actions": t["actions"][a : a + n],
+                    "rewards": t["rewards"][a : a + n], "terminations": t["terminations"][a : a + n].astype(bool),
+                    "truncations": t["truncations"][a : a + n].astype(bool), "seed": np.asarray(i)})
+        o += n + 1
+        a += n
+    return out
+
+
+def load_behaviour_actor(cache: Path, which: str):
+    """The cached SAC agent with the ``expert`` or ``medium`` actor loaded."""
+    import json
+
+    import gymnasium as gym
+    from safetensors.torch import load_file
+
+    import rlsuite.envs  # noqa: F401
+    from rlsuite.agents import AGENTS
+    from rlsuite.agents.sac import SAC
+
+    meta = json.loads((cache / "behaviour.json").read_text())
+    spec = AGENTS.get("sac")
+    cfg = spec.config_cls(**{**spec.presets.get(meta["env"], {}), "num_envs": 1})
+    env = gym.make(meta["env"])
+    agent = SAC(cfg, env.observation_space, env.action_space, "cpu")
+    agent.actor.load_state_dict(load_file(str(cache / f"{which}_actor.safetensors")))
+    return agent, meta
+
+
+def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps: int = 300_000, overwrite: bool = False,
+            root: Path | None = None, log: Callable[[str], None] | None = None) -> tuple[str, Path]:
+    """Make the dataset ``rlsuite/<env>/<level>-v0`` (see the module docstring); returns its id and path."""
+    root = Path(root or data_dir())
+    ds_id = dataset_id(env_id, level)
+    if (root / ds_id).exists() and not overwrite:
+        raise FileExistsError(f"dataset {ds_id} already exists at {root / ds_id}; pass --overwrite to replace it.")
+    if steps < 1:
+        raise DatasetError(f"--steps must be positive, got {steps}.")
+    name = env_name(env_id)
+    meta: dict[str, Any] = {"env": env_id, "level": level, "steps_requested": steps, "seed": seed}
+    cache = None
+    if level != "random" or name not in D4RL_REF:
+        cache = train_behaviour(env_id, seed, behaviour_steps, root=root, log=log)
+        _, bmeta = load_behaviour_actor(cache, "expert")
+        meta["behaviour"] = {"cache": str(cache), "sha256": file_sha256(cache), **{k: bmeta[k] for k in (
+            "algorithm", "steps", "expert_return", "expert_step", "medium_return", "medium_step", "random_return")}}
+    if name in D4RL_REF:
+        ref_min, ref_max = D4RL_REF[name]
+        meta["reference"] = "D4RL d4rl/infos.py constants (D4RL used -v2 envs; ours are Gymnasium -v5)"
+    else:
+        ref_min, ref_max = meta["behaviour"]["random_return"], meta["behaviour"]["expert_return"]
+        meta["reference"] = "measured: mean return of the uniform random policy and of our SAC expert"
+    if level == "random":
+        episodes = rollout(env_id, random_policy(env_id, seed), steps, seed)
+    elif level in ("medium", "expert"):
+        agent, _ = load_behaviour_actor(cache, level)
+        episodes = rollout(env_id, _actor_policy(agent, False), steps, seed)
+    elif level == "medium-replay":
+        episodes = _load_episodes(cache / "medium_replay.safetensors")
+        if not episodes:
+            raise DatasetError(f"the behaviour agent reached the medium level before finishing an episode; nothing to replay "
+                               f"(train longer with --behaviour-steps, now {behaviour_steps}).")
+    else:
+        med, _ = load_behaviour_actor(cache, "medium")
+        exp, _ = load_behaviour_actor(cache, "expert")
+        episodes = rollout(env_id, _actor_policy(med, False), steps // 2, seed) + \
+            rollout(env_id, _actor_policy(exp, False), steps - steps // 2, seed + 1_000_000)
+    meta["episodes"] = len(episodes)
+    meta["transitions"] = int(sum(len(e["actions"]) for e in episodes))
+    meta["mean_return"] = float(np.mean([e["rewards"].sum() for e in episodes]))
+    path = write_dataset(ds_id, env_id, episodes, ref_min, ref_max, meta, overwrite, root)
+    return ds_id, path

@@ -1,0 +1,90 @@
+"""Locally made D4RL-style datasets in the Minari format."""
+
+import json
+
+import minari
+import numpy as np
+import pytest
+
+from rlsuite.offline import datasets as D
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """All five levels for InvertedPendulum-v5 from a briefly trained behaviour agent (plumbing, not quality)."""
+    root = tmp_path_factory.mktemp("data")
+    ids = {lvl: D.collect("InvertedPendulum-v5", lvl, 300, seed=0, behaviour_steps=1500, root=root)[0] for lvl in D.LEVELS}
+    return root, ids
+
+
+def test_ids_levels_and_scores():
+    assert D.dataset_id("Hopper-v5", "medium-replay") == "rlsuite/hopper/medium-replay-v0"
+    with pytest.raises(D.DatasetError, match="unknown level 'meduim'"):
+        D.dataset_id("Hopper-v5", "meduim")
+    with pytest.raises(D.DatasetError, match="no dataset recipe for env 'Foo-v0'"):
+        D.dataset_id("Foo-v0", "random")
+    lo, hi = D.D4RL_REF["hopper"]
+    assert D.normalized_score(hi, lo, hi) == pytest.approx(100.0) and D.normalized_score(lo, lo, hi) == pytest.approx(0.0)
+    assert D.normalized_score(1628.0, -20.272305, 3234.3) == pytest.approx(100 * (1628 + 20.272305) / (3234.3 + 20.272305))
+    with pytest.raises(D.DatasetError, match="max > min"):
+        D.normalized_score(1.0, 5.0, 5.0)
+
+
+def test_round_trip_identical_arrays_and_metadata(tmp_path):
+    eps = D.rollout("InvertedPendulum-v5", D.random_policy("InvertedPendulum-v5", 0), 200, seed=3)
+    meta = {"env": "InvertedPendulum-v5", "level": "random", "note": "round trip"}
+    D.write_dataset("rlsuite/invertedpendulum/random-v0", "InvertedPendulum-v5", eps, 1.0, 50.0, meta, root=tmp_path)
+    ds = D.load_dataset("rlsuite/invertedpendulum/random-v0", tmp_path)
+    back = list(ds.iterate_episodes())
+    assert len(back) == len(eps)
+    for e, b in zip(eps, back, strict=True):
+        np.testing.assert_array_equal(np.asarray(b.observations), e["observations"])
+        np.testing.assert_array_equal(np.asarray(b.actions), e["actions"])
+        np.testing.assert_array_equal(np.asarray(b.rewards), e["rewards"])
+        np.testing.assert_array_equal(np.asarray(b.terminations), e["terminations"])
+        np.testing.assert_array_equal(np.asarray(b.truncations), e["truncations"])
+    md = ds.storage.metadata
+    assert md["ref_min_score"] == 1.0 and md["ref_max_score"] == 50.0 and json.loads(md["description"]) == meta
+    # other Minari readers see it too
+    with D._minari_root(tmp_path):
+        assert minari.load_dataset("rlsuite/invertedpendulum/random-v0").total_episodes == len(eps)
+    assert minari.get_normalized_score(ds, np.array([50.0]))[0] == pytest.approx(1.0)  # Minari's fraction, no x100
+
+
+def test_existing_datasets_are_not_overwritten_and_damage_is_reported(tmp_path):
+    eps = D.rollout("InvertedPendulum-v5", D.random_policy("InvertedPendulum-v5", 0), 50, seed=0)
+    ds_id = "rlsuite/invertedpendulum/random-v0"
+    path = D.write_dataset(ds_id, "InvertedPendulum-v5", eps, 0.0, 1.0, {}, root=tmp_path)
+    before = sorted(p.read_bytes() for p in path.rglob("*") if p.is_file())
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        D.write_dataset(ds_id, "InvertedPendulum-v5", eps[:1], 0.0, 1.0, {}, root=tmp_path)
+    assert sorted(p.read_bytes() for p in path.rglob("*") if p.is_file()) == before
+    data_file = next(p for p in (path / "data").iterdir() if p.suffix in (".hdf5", ".h5"))
+    data_file.write_bytes(data_file.read_bytes()[:200])
+    with pytest.raises(D.DatasetError, match="truncated or corrupted"):
+        D.load_dataset(ds_id, tmp_path)
+    with pytest.raises(D.DatasetError, match="no dataset 'rlsuite/hopper/medium-v0'"):
+        D.load_dataset("rlsuite/hopper/medium-v0", tmp_path)
+
+
+def test_every_level_is_made_with_provenance(made):
+    root, ids = made
+    assert sorted(D.list_datasets(root)) == sorted(ids.values())
+    for lvl, ds_id in ids.items():
+        ds = D.load_dataset(ds_id, root)
+        desc = json.loads(ds.storage.metadata["description"])
+        assert desc["level"] == lvl and desc["env"] == "InvertedPendulum-v5"
+        b = desc["behaviour"]  # InvertedPendulum has no D4RL constants: references come from our own agents
+        assert ds.storage.metadata["ref_min_score"] == pytest.approx(b["random_return"])
+        assert ds.storage.metadata["ref_max_score"] == pytest.approx(b["expert_return"])
+        assert len(b["sha256"]) == 64 and b["steps"] == 1500
+        arr = D.dataset_arrays(ds)
+        assert arr["observations"].shape == (desc["transitions"], 4) and arr["actions"].shape == (desc["transitions"], 1)
+        np.testing.assert_array_equal(arr["next_observations"][:-1][~(arr["terminals"] | arr["timeouts"])[:-1]],
+                                      arr["observations"][1:][~(arr["terminals"] | arr["timeouts"])[:-1]])
+
+
+def test_medium_replay_stops_at_the_medium_snapshot(made):
+    root, ids = made
+    desc = json.loads(D.load_dataset(ids["medium-replay"], root).storage.metadata["description"])
+    assert desc["transitions"] <= desc["behaviour"]["medium_step"]
