@@ -593,6 +593,31 @@ def cmd_data(argv: list[str]) -> int:
     return 2
 
 
+def cmd_train_offline(algo: str, argv: list[str]) -> int:
+    """``rlsuite train bc|iql --dataset ID --offline-steps N [--online-steps M]``."""
+    from rlsuite.offline.train import train_offline
+
+    p = argparse.ArgumentParser(prog=f"rlsuite train {algo}", description=f"Train {algo.upper()} on a local Minari dataset "
+                                "(rlsuite data collect), offline and then (IQL) online, logging normalized scores.")
+    p.add_argument("--dataset", required=True, help="e.g. rlsuite/hopper/medium-v0 (see rlsuite data list)")
+    p.add_argument("--offline-steps", type=int, default=100_000)
+    p.add_argument("--online-steps", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=5000, help="updates (offline) / env steps (online) between evaluations")
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    out = train_offline(algo, a.dataset, a.offline_steps, a.online_steps, a.seed, a.eval_every, a.eval_episodes, a.run_dir,
+                        Path(a.data_dir) if a.data_dir else None, a.device, log=lambda m: print(m, flush=True))
+    print(f"run directory: {out['run_dir']} (metrics.csv, curve.png, checkpoints/)")
+    print(f"offline normalized score {out['offline_score']:.1f}"
+          + (f", after online fine-tuning {out['online_score']:.1f}" if out["online_score"] is not None else ""))
+    print(f"offline_score={out['offline_score']:.3f}" + (f" online_score={out['online_score']:.3f}" if out["online_score"] is not None else ""))
+    return 0
+
+
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
@@ -790,6 +815,7 @@ commands:
   stl sample --family F --seed N   print a generated STL task (reach, andor, chain, until, mixed)
   cop generate|label|train|solve   combinatorial problems: instances, reference solvers, BQ-NCO
   data collect|list|info    D4RL-style datasets made locally (Minari format)
+  train bc|iql --dataset ID --offline-steps N [--online-steps M]   offline (then online) training
 """
 
 COMMANDS = ("list", "train", "eval", "llm", "stl", "cop", "data", "export", "serve-policy", "deploy")
@@ -814,6 +840,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             if rest[0] == "tgpo":
                 return cmd_train_tgpo(rest[1:])
+            if rest[0] in ("bc", "iql"):
+                return cmd_train_offline(rest[0], rest[1:])
             return cmd_train(rest[0], rest[1:])
         if cmd == "eval":
             return cmd_eval(rest)

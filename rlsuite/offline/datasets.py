@@ -159,6 +159,7 @@ def write_dataset(ds_id: str, env_id: str, episodes: list[Episode], ref_min: flo
         raise FileExistsError(f"dataset {ds_id} already exists at {final}; pass --overwrite to replace it.")
     if not episodes:
         raise DatasetError("no episodes to write.")
+    _check_spaces(env_id, episodes)
     root.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=".writing-", dir=root))
     try:
@@ -186,6 +187,19 @@ def write_dataset(ds_id: str, env_id: str, episodes: list[Episode], ref_min: flo
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     return final
+
+
+def _check_spaces(env_id: str, episodes: list[Episode]) -> None:
+    import gymnasium as gym
+
+    import rlsuite.envs  # noqa: F401
+
+    env = gym.make(env_id)
+    for i, e in enumerate(episodes):
+        o, a = e["observations"], e["actions"]
+        if o.shape[1:] != env.observation_space.shape or a.shape[1:] != env.action_space.shape or len(o) != len(a) + 1:
+            raise DatasetError(f"episode {i}: observations {o.shape} and actions {a.shape} do not match {env_id} (observation "
+                               f"{env.observation_space.shape}, action {env.action_space.shape}, one more observation than actions).")
 
 
 def _copy_namespace_metadata(src_root: Path, dst_root: Path, ds_id: str) -> None:

@@ -88,3 +88,21 @@ def test_medium_replay_stops_at_the_medium_snapshot(made):
     root, ids = made
     desc = json.loads(D.load_dataset(ids["medium-replay"], root).storage.metadata["description"])
     assert desc["transitions"] <= desc["behaviour"]["medium_step"]
+
+
+def test_train_offline_runs_both_phases_and_checks_spaces(made, tmp_path):
+    from rlsuite.offline.train import train_offline
+
+    root, ids = made
+    out = train_offline("iql", ids["medium"], 300, 300, seed=0, eval_every=300, eval_episodes=2, run_dir=tmp_path / "run", root=root)
+    assert [r["phase"] for r in out["rows"]] == ["offline", "online"]
+    assert (tmp_path / "run" / "metrics.csv").exists() and (tmp_path / "run" / "checkpoints" / "online" / "meta.json").exists()
+    with pytest.raises(D.DatasetError, match="BC has no online phase"):
+        train_offline("bc", ids["medium"], 10, 10, root=root)
+    # a dataset whose spaces do not match its env
+    eps = D.rollout("InvertedPendulum-v5", D.random_policy("InvertedPendulum-v5", 0), 20, seed=0)
+    for e in eps:
+        e["observations"] = np.concatenate([e["observations"], e["observations"][:, :1]], axis=1)
+    with pytest.raises(D.DatasetError, match=r"do not match InvertedPendulum-v5 \(observation \(4,\)"):
+        D.write_dataset("rlsuite/invertedpendulum/random-v0", "InvertedPendulum-v5", eps, 0.0, 1.0, {}, root=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "rlsuite").exists()  # nothing written

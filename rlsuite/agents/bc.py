@@ -1,0 +1,90 @@
+"""Behaviour cloning: regress the dataset's actions from its observations.
+
+A deterministic MLP with a tanh output over actions scaled to [-1, 1], trained with the mean squared
+error (:func:`bc_loss`) on standardised observations; 2 x 256 ReLU layers, Adam 3e-4, batch 256. The
+offline-RL papers' BC baseline; with ``top_fraction < 1`` it is "%BC" (only the best episodes by return).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlsuite.agents.iql import OfflineData, episode_returns
+from rlsuite.core.nets import MLP, adam
+from rlsuite.core.seeding import resolve_device
+
+
+@dataclasses.dataclass(frozen=True)
+class BCConfig:
+    lr: float = 3e-4
+    batch_size: int = 256
+    hidden: tuple[int, ...] = (256, 256)
+    top_fraction: float = 1.0  # 1.0: plain BC; 0.1: 10%BC
+
+
+def bc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between predicted and dataset actions ``(B, act)``."""
+    return (pred - target).pow(2).sum(-1).mean()
+
+
+def top_episodes(arrays: dict[str, np.ndarray], fraction: float) -> dict[str, np.ndarray]:
+    """The transitions of the best ``fraction`` of episodes by return (at least one episode)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"top_fraction must be in (0, 1], got {fraction}.")
+    if fraction == 1:
+        return arrays
+    ends = arrays["terminals"] | arrays["timeouts"]
+    rets = episode_returns(arrays["rewards"], ends)
+    ep_id = np.concatenate([[0], np.cumsum(ends)[:-1]])
+    keep_eps = np.argsort(-rets)[: max(1, int(round(fraction * len(rets))))]
+    keep = np.isin(ep_id, keep_eps)
+    return {k: v[keep] for k, v in arrays.items()}
+
+
+class BC:
+    """Behaviour cloning agent: ``set_data``, ``learn_offline(steps)``, ``act(obs)``."""
+
+    algo = "bc"
+
+    def __init__(self, cfg: BCConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu", seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.cfg, self.device = cfg, resolve_device(device)
+        self.actor = MLP(obs_dim, act_dim, cfg.hidden).to(self.device)
+        self.opt = adam(self.actor.parameters(), cfg.lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.data: OfflineData | None = None
+        self.steps = 0
+
+    def set_data(self, arrays: dict[str, np.ndarray], low: np.ndarray, high: np.ndarray) -> None:
+        self.data = OfflineData(top_episodes(arrays, self.cfg.top_fraction), low, high, self.device, normalize_reward=False)
+
+    def learn_offline(self, steps: int, total_steps: int | None = None, log: Callable[[int, dict[str, float]], None] | None = None,
+                      log_every: int = 1000) -> None:
+        """``steps`` updates (``total_steps`` is accepted for the common interface; BC has no schedule)."""
+        if self.data is None:
+            raise RuntimeError("call set_data(dataset arrays, action low, action high) before learn_offline.")
+        for i in range(steps):
+            b = self.data.sample(self.cfg.batch_size, self.generator)
+            loss = bc_loss(torch.tanh(self.actor(b["obs"])), b["act"])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.steps += 1
+            if log is not None and (i + 1) % log_every == 0:
+                log(i + 1, {"bc_loss": float(loss.detach())})
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        assert self.data is not None
+        return self.data.unscale_action(torch.tanh(self.actor(self.data.norm_obs(obs)))).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.data is not None
+        return {"actor": self.actor.state_dict(), "obs_mean": torch.as_tensor(self.data.mean), "obs_std": torch.as_tensor(self.data.std),
+                "action_low": torch.as_tensor(self.data.low), "action_high": torch.as_tensor(self.data.high),
+                "steps": torch.tensor(self.steps)}

@@ -1,0 +1,264 @@
+"""IQL: Implicit Q-Learning (Kostrikov, Nair, Levine, ICLR 2022), offline and then online fine-tuning.
+
+Losses (pure functions below; ``u = Q_target(s, a) - V(s)``):
+
+* value: expectile regression ``|tau - 1(u < 0)| u^2`` (``tau = 0.7`` for locomotion), so ``V``
+  approaches an upper expectile of ``Q`` over the dataset's actions without querying other actions;
+* Q: ``(r + gamma (1 - terminal) V(s') - Q_i(s, a))^2`` for both critics; time-limit truncations are
+  **not** terminals (they bootstrap);
+* policy: advantage-weighted regression ``- exp(beta u).clip(max=100) log pi(a | s)`` (``beta = 3``).
+
+Set-up as in the paper's locomotion runs: 2 x 256 MLPs, Adam 3e-4, batch 256, Polyak 0.005, cosine
+decay of the actor's learning rate over the offline phase, Gaussian policy with a tanh mean and a
+state-independent log-std, observations standardised with the dataset's statistics and rewards scaled
+by ``1000 / (max episode return - min episode return)`` of the dataset. Actions are handled in
+``[-1, 1]`` and rescaled to the env's bounds at the output.
+
+Online fine-tuning continues the same updates on the dataset plus the transitions collected by the
+stochastic policy (one update per env step), as in the paper's fine-tuning experiments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlsuite.core.nets import MLP, adam, soft_update
+from rlsuite.core.seeding import resolve_device
+
+
+@dataclasses.dataclass(frozen=True)
+class IQLConfig:
+    """IQL hyper-parameters (the paper's locomotion settings)."""
+
+    expectile: float = 0.7
+    beta: float = 3.0
+    max_weight: float = 100.0
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    batch_size: int = 256
+    hidden: tuple[int, ...] = (256, 256)
+    normalize_reward: bool = True
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Mean of ``|expectile - 1(diff < 0)| diff^2`` over ``diff (B,)``."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+def iql_q_loss(q1: torch.Tensor, q2: torch.Tensor, rewards: torch.Tensor, terminals: torch.Tensor, next_v: torch.Tensor,
+               gamma: float) -> torch.Tensor:
+    """Both critics' squared TD errors against ``r + gamma (1 - terminal) V(s')`` (all ``(B,)``)."""
+    target = (rewards + gamma * (1.0 - terminals.float()) * next_v).detach()
+    return ((q1 - target).pow(2) + (q2 - target).pow(2)).mean()
+
+
+def awr_policy_loss(log_prob: torch.Tensor, advantage: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
+    """``- mean(exp(beta * advantage).clip(max) * log_prob)``; the weights carry no gradient."""
+    weight = torch.exp(beta * advantage.detach()).clamp(max=max_weight)
+    return -(weight * log_prob).mean()
+
+
+class GaussianPolicy(nn.Module):
+    """``N(tanh(mlp(s)), exp(log_std))`` over actions in [-1, 1]; ``(B, obs) -> mean (B, act)``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = MLP(obs_dim, act_dim, hidden)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self(obs), self.log_std.clamp(-5.0, 2.0)
+        return (-0.5 * ((actions - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mean = self(obs)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        return (mean + noise * self.log_std.clamp(-5.0, 2.0).exp()).clamp(-1.0, 1.0)
+
+
+class _Twin(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.q1, self.q2 = MLP(obs_dim + act_dim, 1, hidden), MLP(obs_dim + act_dim, 1, hidden)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([obs, act], -1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+class OfflineData:
+    """The dataset as tensors on ``device`` (actions scaled to [-1, 1], observations standardised,
+    rewards optionally scaled), with uniform minibatch sampling; :meth:`add` appends online data."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], low: np.ndarray, high: np.ndarray, device: torch.device,
+                 normalize_reward: bool, obs_stats: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        obs = arrays["observations"].astype(np.float32)
+        self.mean, self.std = obs_stats or (obs.mean(0), obs.std(0) + 1e-3)
+        self.reward_scale = 1.0
+        if normalize_reward:
+            rets = episode_returns(arrays["rewards"], arrays["terminals"] | arrays["timeouts"])
+            spread = float(rets.max() - rets.min()) if len(rets) > 1 else 0.0
+            self.reward_scale = 1000.0 / spread if spread > 0 else 1.0
+        self.device = device
+        self.t = {k: torch.empty(0, device=device) for k in ("obs", "act", "rew", "next_obs", "term")}
+        self.add(arrays)
+
+    def norm_obs(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return (o - torch.as_tensor(self.mean, device=self.device)) / torch.as_tensor(self.std, device=self.device)
+
+    def scale_action(self, act: np.ndarray) -> np.ndarray:
+        return 2.0 * (act - self.low) / (self.high - self.low) - 1.0
+
+    def unscale_action(self, act: torch.Tensor) -> np.ndarray:
+        return self.low + (act.detach().cpu().numpy() + 1.0) * 0.5 * (self.high - self.low)
+
+    def add(self, arrays: dict[str, np.ndarray]) -> None:
+        new = {"obs": self.norm_obs(arrays["observations"]),
+               "act": torch.as_tensor(np.clip(self.scale_action(arrays["actions"]), -1, 1), dtype=torch.float32, device=self.device),
+               "rew": torch.as_tensor(arrays["rewards"] * self.reward_scale, dtype=torch.float32, device=self.device),
+               "next_obs": self.norm_obs(arrays["next_observations"]),
+               "term": torch.as_tensor(arrays["terminals"], dtype=torch.float32, device=self.device)}
+        self.t = {k: torch.cat([self.t[k].reshape(0, *new[k].shape[1:]) if self.t[k].numel() == 0 else self.t[k], new[k]]) for k in new}
+
+    def __len__(self) -> int:
+        return int(self.t["obs"].shape[0])
+
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(0, len(self), (n,), generator=generator).to(self.device)
+        return {k: v[idx] for k, v in self.t.items()}
+
+
+def episode_returns(rewards: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Undiscounted returns of the episodes in flat ``rewards`` whose last steps are marked by ``ends``."""
+    out, acc = [], 0.0
+    for r, e in zip(rewards, ends, strict=True):
+        acc += float(r)
+        if e:
+            out.append(acc)
+            acc = 0.0
+    return np.asarray(out)
+
+
+class IQL:
+    """IQL agent: ``learn_offline(data, steps)``, ``learn_online(env_id, steps)``, ``act(obs)``."""
+
+    algo = "iql"
+
+    def __init__(self, cfg: IQLConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu", seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.cfg, self.device = cfg, resolve_device(device)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.actor = GaussianPolicy(obs_dim, act_dim, cfg.hidden).to(self.device)
+        self.q = _Twin(obs_dim, act_dim, cfg.hidden).to(self.device)
+        self.q_target = _Twin(obs_dim, act_dim, cfg.hidden).to(self.device)
+        self.q_target.load_state_dict(self.q.state_dict())
+        self.q_target.requires_grad_(False)
+        self.v = MLP(obs_dim, 1, cfg.hidden).to(self.device)
+        self.actor_opt, self.q_opt, self.v_opt = adam(self.actor.parameters(), cfg.lr), adam(self.q.parameters(), cfg.lr), adam(self.v.parameters(), cfg.lr)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.data: OfflineData | None = None
+        self.steps = 0
+        self._sched: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._offline_end = 0
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One step on the value, the critics and the policy; returns the losses."""
+        cfg = self.cfg
+        with torch.no_grad():
+            tq = torch.minimum(*self.q_target(batch["obs"], batch["act"]))
+            next_v = self.v(batch["next_obs"]).squeeze(-1)
+        v = self.v(batch["obs"]).squeeze(-1)
+        v_loss = expectile_loss(tq - v, cfg.expectile)
+        self.v_opt.zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.v_opt.step()
+        q1, q2 = self.q(batch["obs"], batch["act"])
+        q_loss = iql_q_loss(q1, q2, batch["rew"], batch["term"], next_v, cfg.gamma)
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_opt.step()
+        soft_update(self.q_target, self.q, cfg.tau)
+        pi_loss = awr_policy_loss(self.actor.log_prob(batch["obs"], batch["act"]), tq - v.detach(), cfg.beta, cfg.max_weight)
+        self.actor_opt.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        self.actor_opt.step()
+        self.steps += 1
+        return {"value_loss": float(v_loss.detach()), "q_loss": float(q_loss.detach()), "actor_loss": float(pi_loss.detach())}
+
+    def set_data(self, arrays: dict[str, np.ndarray], low: np.ndarray, high: np.ndarray) -> None:
+        self.data = OfflineData(arrays, low, high, self.device, self.cfg.normalize_reward)
+
+    def learn_offline(self, steps: int, total_steps: int | None = None, log: Callable[[int, dict[str, float]], None] | None = None,
+                      log_every: int = 1000) -> None:
+        """``steps`` updates on the dataset (set with :meth:`set_data`). The actor's lr follows one cosine
+        decay over ``total_steps`` (default ``steps``; pass the phase's total when calling in chunks) and
+        returns to the base rate when the phase ends, for online fine-tuning."""
+        if self.data is None:
+            raise RuntimeError("call set_data(dataset arrays, action low, action high) before learn_offline.")
+        if self._sched is None:
+            self._offline_end = self.steps + (total_steps or steps)
+            self._sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, max(1, total_steps or steps))
+        for i in range(steps):
+            stats = self.update(self.data.sample(self.cfg.batch_size, self.generator))
+            self._sched.step()
+            if log is not None and (i + 1) % log_every == 0:
+                log(i + 1, stats)
+        if self.steps >= self._offline_end:
+            for g in self.actor_opt.param_groups:
+                g["lr"] = self.cfg.lr
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Env-unit actions ``(B, act)`` for raw observations ``(B, obs)``."""
+        assert self.data is not None
+        o = self.data.norm_obs(obs)
+        a = self.actor(o) if deterministic else self.actor.sample(o, None)
+        return self.data.unscale_action(a).astype(np.float32)
+
+    def learn_online(self, env_id: str, steps: int, seed: int = 0, log: Callable[[int, dict[str, float]], None] | None = None,
+                     log_every: int = 1000) -> list[float]:
+        """``steps`` env steps with the stochastic policy, one update per step on dataset + new data;
+        returns the finished episodes' returns. Truncations bootstrap (only terminations cut)."""
+        import gymnasium as gym
+
+        assert self.data is not None
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=seed)
+        returns, ep_ret = [], 0.0
+        for i in range(steps):
+            a = self.act(obs[None], deterministic=False)[0]
+            nxt, r, term, trunc, _ = env.step(a)
+            self.data.add({"observations": obs[None], "actions": a[None], "rewards": np.array([r]), "next_observations": nxt[None],
+                           "terminals": np.array([term])})
+            ep_ret += float(r)
+            obs = nxt
+            if term or trunc:
+                returns.append(ep_ret)
+                ep_ret = 0.0
+                obs, _ = env.reset()
+            stats = self.update(self.data.sample(self.cfg.batch_size, self.generator))
+            if log is not None and (i + 1) % log_every == 0:
+                log(i + 1, {**stats, "episode_return": returns[-1] if returns else float("nan")})
+        env.close()
+        return returns
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.data is not None
+        return {"actor": self.actor.state_dict(), "q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
+                "v": self.v.state_dict(), "obs_mean": torch.as_tensor(self.data.mean), "obs_std": torch.as_tensor(self.data.std),
+                "action_low": torch.as_tensor(self.data.low), "action_high": torch.as_tensor(self.data.high),
+                "reward_scale": torch.tensor(self.data.reward_scale), "steps": torch.tensor(self.steps)}

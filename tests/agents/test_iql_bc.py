@@ -1,0 +1,103 @@
+"""IQL and BC: loss functions, data handling, and the offline / online training path."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlsuite.agents.bc import BC, BCConfig, bc_loss, top_episodes
+from rlsuite.agents.iql import IQL, IQLConfig, OfflineData, awr_policy_loss, episode_returns, expectile_loss, iql_q_loss
+
+
+def test_expectile_loss_weights_the_two_sides():
+    d = torch.tensor([2.0, -2.0])
+    assert float(expectile_loss(d, 0.7)) == pytest.approx((0.7 * 4 + 0.3 * 4) / 2)
+    assert float(expectile_loss(torch.tensor([1.0]), 0.9)) == pytest.approx(0.9)
+    # minimising over a constant v gives the expectile: above the mean for tau > 0.5
+    x = torch.tensor([0.0, 0.0, 0.0, 10.0])
+    v = torch.zeros((), requires_grad=True)
+    opt = torch.optim.SGD([v], lr=0.1)
+    for _ in range(2000):
+        opt.zero_grad()
+        expectile_loss(x - v, 0.9).backward()
+        opt.step()
+    assert float(v.detach()) > float(x.mean()) + 2
+
+
+def test_q_loss_bootstraps_truncations_and_cuts_terminals():
+    q = torch.tensor([1.0, 1.0])
+    loss_term = iql_q_loss(q, q, torch.zeros(2), torch.tensor([1.0, 1.0]), torch.tensor([5.0, 5.0]), 0.9)
+    loss_boot = iql_q_loss(q, q, torch.zeros(2), torch.tensor([0.0, 0.0]), torch.tensor([5.0, 5.0]), 0.9)
+    assert float(loss_term) == pytest.approx(2 * 1.0) and float(loss_boot) == pytest.approx(2 * (4.5 - 1) ** 2)
+
+
+def test_awr_weights_carry_no_gradient_and_are_clipped():
+    adv = torch.tensor([10.0, -1.0], requires_grad=True)
+    logp = torch.tensor([-1.0, -2.0], requires_grad=True)
+    loss = awr_policy_loss(logp, adv, beta=3.0, max_weight=100.0)
+    loss.backward()
+    assert adv.grad is None or float(adv.grad.abs().sum()) == 0
+    assert logp.grad.tolist() == pytest.approx([-100.0 / 2, -float(np.exp(-3.0)) / 2])
+
+
+def _arrays(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    ends = np.zeros(n, bool)
+    ends[49::50] = True
+    return {"observations": rng.normal(size=(n, 3)).astype(np.float32), "actions": rng.uniform(-2, 2, (n, 1)).astype(np.float32),
+            "rewards": rng.uniform(0, 1, n).astype(np.float32), "next_observations": rng.normal(size=(n, 3)).astype(np.float32),
+            "terminals": np.zeros(n, bool), "timeouts": ends}
+
+
+def test_offline_data_scales_actions_observations_and_rewards():
+    arr = _arrays()
+    data = OfflineData(arr, np.array([-2.0]), np.array([2.0]), torch.device("cpu"), normalize_reward=True)
+    assert data.t["act"].abs().max() <= 1.0
+    torch.testing.assert_close(data.t["obs"].mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    rets = episode_returns(arr["rewards"], arr["timeouts"])
+    assert len(rets) == 4 and data.reward_scale == pytest.approx(1000.0 / (rets.max() - rets.min()))
+    np.testing.assert_allclose(data.unscale_action(torch.tensor([[1.0], [-1.0]])), [[2.0], [-2.0]])
+
+
+def test_top_fraction_keeps_the_best_episodes():
+    arr = _arrays()
+    arr["rewards"][50:100] += 10  # episode 1 is the best
+    top = top_episodes(arr, 0.25)
+    assert len(top["rewards"]) == 50 and np.array_equal(top["observations"], arr["observations"][50:100])
+    with pytest.raises(ValueError, match="top_fraction"):
+        top_episodes(arr, 0.0)
+
+
+def test_bc_fits_a_linear_expert():
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(2000, 3)).astype(np.float32)
+    act = np.tanh(obs @ np.array([[0.5], [-0.3], [0.2]], np.float32))
+    ends = np.zeros(2000, bool)
+    ends[99::100] = True
+    arr = {"observations": obs, "actions": act, "rewards": np.zeros(2000, np.float32), "next_observations": obs,
+           "terminals": np.zeros(2000, bool), "timeouts": ends}
+    bc = BC(BCConfig(hidden=(64, 64), lr=1e-3), 3, 1, seed=0)
+    bc.set_data(arr, np.array([-1.0]), np.array([1.0]))
+    test = rng.normal(size=(100, 3)).astype(np.float32)
+    before = float(np.mean((bc.act(test) - np.tanh(test @ np.array([[0.5], [-0.3], [0.2]]))) ** 2))
+    bc.learn_offline(1500)
+    after = float(np.mean((bc.act(test) - np.tanh(test @ np.array([[0.5], [-0.3], [0.2]]))) ** 2))
+    assert after < 0.05 * before and after < 1e-3
+    assert float(bc_loss(torch.zeros(2, 1), torch.ones(2, 1))) == 1.0
+
+
+def test_iql_prefers_the_better_action_in_a_bandit():
+    """One state, actions -0.8 (reward 0) and +0.8 (reward 1), equally often in the data: IQL's policy
+    moves to the rewarded action, where BC would average them."""
+    n = 4000
+    rng = np.random.default_rng(1)
+    act = np.where(rng.random(n) < 0.5, -0.8, 0.8).astype(np.float32)[:, None]
+    arr = {"observations": np.zeros((n, 1), np.float32), "actions": act, "rewards": (act[:, 0] > 0).astype(np.float32),
+           "next_observations": np.zeros((n, 1), np.float32), "terminals": np.ones(n, bool), "timeouts": np.zeros(n, bool)}
+    iql = IQL(IQLConfig(hidden=(32, 32), normalize_reward=False, batch_size=128), 1, 1, seed=0)
+    iql.set_data(arr, np.array([-1.0]), np.array([1.0]))
+    iql.learn_offline(1500)
+    assert float(iql.act(np.zeros((1, 1), np.float32))[0, 0]) > 0.5
+    bc = BC(BCConfig(hidden=(32, 32)), 1, 1, seed=0)
+    bc.set_data(arr, np.array([-1.0]), np.array([1.0]))
+    bc.learn_offline(1500)
+    assert abs(float(bc.act(np.zeros((1, 1), np.float32))[0, 0])) < 0.3
