@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from rlsuite.agents.bc import BC, BCConfig, bc_loss, top_episodes
-from rlsuite.agents.iql import IQL, IQLConfig, OfflineData, awr_policy_loss, episode_returns, expectile_loss, iql_q_loss
+from rlsuite.agents.iql import (
+    IQL,
+    IQLConfig,
+    OfflineData,
+    awr_policy_loss,
+    episode_returns,
+    expectile_loss,
+    iql_q_loss,
+)
 
 
 def test_expectile_loss_weights_the_two_sides():
