@@ -96,11 +96,21 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 # ----------------------------------------------------------------------------- atomic files
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_tree(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a directory: every file's relative path and content hash, in sorted order."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(root)).encode() + b"\0" + sha256_file(p).encode() + b"\n")
     return h.hexdigest()
 
 
@@ -164,7 +174,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any] | 
         doc = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "sha256": {TENSOR_FILE: _sha256(tmp / TENSOR_FILE)},
+            "sha256": {TENSOR_FILE: sha256_file(tmp / TENSOR_FILE)},
             "skeleton": skeleton,
             "meta": meta or {},
         }
@@ -223,7 +233,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if not tfile.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} has no {TENSOR_FILE}; it is incomplete.")
     expected = doc.get("sha256", {}).get(TENSOR_FILE)
-    actual = _sha256(tfile)
+    actual = sha256_file(tfile)
     if expected != actual:
         raise CheckpointError(
             f"checkpoint file {str(tfile)!r} is corrupted or truncated: sha256 {actual[:12]}... does not match "

@@ -29,7 +29,6 @@ into it, and an existing dataset is never replaced unless asked.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rlsuite.core.checkpoint import sha256_tree
 
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 MEDIUM_FRACTION = 1.0 / 3.0
@@ -257,14 +258,6 @@ def dataset_arrays(ds) -> dict[str, np.ndarray]:
             "next_observations": np.concatenate(nxt), "terminals": np.concatenate(term), "timeouts": np.concatenate(trunc)}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    for p in sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]:
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 # --- behaviour policies (SAC), cached
 class _RecordingEnv:
     """Wraps a batched env (one env) and keeps every transition as whole episodes (for medium-replay)."""
@@ -303,12 +296,9 @@ class _RecordingEnv:
         return obs, r, term, trunc, info
 
 
-def _evaluate(env_id: str, policy, episodes: int, seed: int) -> float:
-    eps = rollout(env_id, policy, 1, seed)  # at least one episode
-    rets = [float(e["rewards"].sum()) for e in eps]
-    while len(rets) < episodes:
-        rets += [float(e["rewards"].sum()) for e in rollout(env_id, policy, 1, seed + len(rets))]
-    return float(np.mean(rets))
+def mean_return(env_id: str, policy: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> float:
+    """Mean undiscounted return of ``policy`` over ``episodes`` episodes (seeds ``seed, seed + 1, ...``)."""
+    return float(np.mean([rollout(env_id, policy, 1, seed + ep)[0]["rewards"].sum() for ep in range(episodes)]))
 
 
 def _actor_policy(agent, deterministic: bool):
@@ -344,10 +334,10 @@ def train_behaviour(env_id: str, seed: int = 0, steps: int = 300_000, eval_every
     env = _RecordingEnv(make_vec_env(env_id, num_envs=1, seed=seed))
     agent = SAC(cfg, env.single_observation_space, env.single_action_space, "cpu")
     snapshots: list[tuple[int, float, dict[str, torch.Tensor]]] = []
-    random_return = _evaluate(env_id, random_policy(env_id, seed), eval_episodes, seed + 10_000)
+    random_return = mean_return(env_id, random_policy(env_id, seed), eval_episodes, seed + 10_000)
     for target in range(eval_every, steps + eval_every, eval_every):
         agent.learn(env, min(target, steps), seed=seed)
-        ret = _evaluate(env_id, _actor_policy(agent, True), eval_episodes, seed + 20_000)
+        ret = mean_return(env_id, _actor_policy(agent, True), eval_episodes, seed + 20_000)
         snapshots.append((agent.global_step, ret, {k: v.detach().clone() for k, v in agent.actor.state_dict().items()}))
         log(f"behaviour SAC {env_id}: step {agent.global_step}, evaluation return {ret:.1f}")
     expert_step, expert_return, expert_actor = max(snapshots, key=lambda s: s[1])
@@ -434,7 +424,7 @@ def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps:
     if level != "random" or name not in D4RL_REF:
         cache = train_behaviour(env_id, seed, behaviour_steps, root=root, log=log)
         _, bmeta = load_behaviour_actor(cache, "expert")
-        meta["behaviour"] = {"cache": str(cache), "sha256": file_sha256(cache), **{k: bmeta[k] for k in (
+        meta["behaviour"] = {"cache": str(cache), "sha256": sha256_tree(cache), **{k: bmeta[k] for k in (
             "algorithm", "steps", "expert_return", "expert_step", "medium_return", "medium_step", "random_return")}}
     if name in D4RL_REF:
         ref_min, ref_max = D4RL_REF[name]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsuite.offline.datasets import DatasetError, dataset_arrays, load_dataset, normalized_score
+from rlsuite.offline.datasets import DatasetError, dataset_arrays, load_dataset, mean_return, normalized_score
 
 OFFLINE_ALGOS = ("bc", "iql")
 
@@ -38,23 +38,8 @@ def _make_agent(algo: str, obs_dim: int, act_dim: int, device: str, seed: int):
 
 
 def evaluate(agent, env_id: str, episodes: int, seed: int) -> float:
-    """Mean undiscounted return of the deterministic policy over ``episodes`` episodes."""
-    import gymnasium as gym
-
-    import rlsuite.envs  # noqa: F401
-
-    env = gym.make(env_id)
-    rets = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(agent.act(obs[None])[0])
-            total += float(r)
-            done = term or trunc
-        rets.append(total)
-    env.close()
-    return float(np.mean(rets))
+    """Mean undiscounted return of the agent's deterministic policy over ``episodes`` episodes."""
+    return mean_return(env_id, lambda obs: agent.act(obs[None])[0], episodes, seed)
 
 
 def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int = 0, seed: int = 0, eval_every: int = 5000,

@@ -15,13 +15,14 @@ reports: a term of another size, a different joint order, another quaternion con
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rlsuite.core.checkpoint import sha256_file
 
 SCHEMA = "rlsuite.policy_contract/1"
 HISTORY_FILLS = ("zeros", "first")
@@ -243,11 +244,7 @@ def _term_at(c: PolicyContract, i: int) -> str:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file (the artifact hash a contract records)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 class ObservationBuilder:
