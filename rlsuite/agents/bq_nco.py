@@ -238,7 +238,7 @@ class BQNCO:
             env.step(action)
             score = top
         sols = env.solutions()
-        costs = cost_fn(sols).reshape(B, beam)
+        costs = cost_fn(sols).to(score.device, torch.float32).reshape(B, beam)
         costs = torch.where(torch.isfinite(score), costs, torch.full_like(costs, math.inf))
         best = costs.argmin(1)
         return [sols[b * beam + int(best[b])] for b in range(B)]
