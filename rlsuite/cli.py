@@ -249,6 +249,9 @@ def cmd_list() -> int:
     for name in AGENTS.names():
         spec = AGENTS.get(name)
         print(f"  {name:<10} {spec.summary} (default env {spec.default_env})")
+    print("  tgpo       TGPO / TGPO* on STL tasks (rlsuite train tgpo --help)")
+    print("  iql, bc    offline (then online) on a local Minari dataset (rlsuite train iql --dataset ID)")
+    print("  bq-nco     neural combinatorial optimisation (rlsuite cop train --problem tsp|cvrp)")
     print("environments (rlsuite):")
     width = max(len(e) for e in ENV_IDS)
     for env_id in ENV_IDS:

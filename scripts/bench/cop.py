@@ -13,7 +13,7 @@ Writes docs/benchmarks/cop.csv and the table between the ``cop`` markers of docs
 
 Usage:
     python scripts/bench/cop.py                          # TSP and CVRP at 20, 50, 100
-    python scripts/bench/cop.py --sizes 20,50,100,200 --count 16
+    python scripts/bench/cop.py --sizes 200 --count 16     # adds rows; other sizes' rows are kept
     python scripts/bench/cop.py --tsp-model DIR --cvrp-model DIR --device cuda
 """
 
@@ -23,7 +23,7 @@ import argparse
 import time
 
 import torch
-from benchlib import ROOT, git_commit, machine, write_results  # noqa: E402  (scripts/bench on sys.path)
+from benchlib import ROOT, git_commit, machine, read_rows, write_results  # noqa: E402  (scripts/bench on sys.path)
 
 from rlsuite.agents.bq_nco import BQNCO
 from rlsuite.envs.cop.env import COPEnv
@@ -56,7 +56,7 @@ def bench_problem(rows: list[dict], problem: str, model_dir, sizes, count, args)
         rep = {k: v.repeat_interleave(args.beam, 0) for k, v in dev_inst.items()}
         methods[f"BQ-NCO beam {args.beam}"] = lambda: agent.solve(COPEnv(problem, dev_inst), beam=args.beam, knn=knn,  # noqa: B023
                                                                    cost_fn=lambda s: cost(problem, rep, s).cpu())  # noqa: B023
-        rows.append({"problem": problem, "size": n, "method": f"{ref_solver} (reference)", "gap_pct": 0.0,
+        rows.append({"part": f"{problem}{n}", "problem": problem, "size": n, "method": f"{ref_solver} (reference)", "gap_pct": 0.0,
                      "seconds_per_instance": ref_t / count, "count": count, "mean_cost": float(ref.mean()), "device": "cpu"})
         for name, fn in methods.items():
             sol, t = timed(fn)
@@ -64,13 +64,14 @@ def bench_problem(rows: list[dict], problem: str, model_dir, sizes, count, args)
             c = cost(problem, inst, sol).double()
             gap = float(((c / ref) - 1).mean() * 100)
             dev = "cpu" if name == "nearest neighbour" else str(agent.device)
-            rows.append({"problem": problem, "size": n, "method": name, "gap_pct": gap, "seconds_per_instance": t / count,
+            rows.append({"part": f"{problem}{n}", "problem": problem, "size": n, "method": name, "gap_pct": gap, "seconds_per_instance": t / count,
                          "count": count, "mean_cost": float(c.mean()), "device": dev})
             print(f"{problem}{n} {name}: gap {gap:.2f}% ({t / count:.3f} s/instance)", flush=True)
 
 
 def render(rows: list[dict], meta: dict) -> str:
-    out = [f"Machine: {meta['machine']}; commit {meta['commit']}; {meta['date']}. Models: {meta['models']}. "
+    commits = sorted({str(r.get("commit", meta["commit"])) for r in rows})
+    out = [f"Machine: {meta['machine']}; commit {', '.join(commits)}; {meta['date']}. Models: {meta['models']}. "
            "Gap = mean over instances of cost / reference - 1; time per instance (model: batch decode time / count).", "",
            "| problem | size | method | gap | s / instance | instances |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -98,8 +99,12 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(args.device), "commit": git_commit(), "torch": torch.__version__,
             "models": ", ".join(f"{p}: {models[p]}" for p in problems).replace(str(ROOT) + "/", "")}
     rows: list[dict] = []
+    sizes = [int(s) for s in args.sizes.split(",")]
     for p in problems:
-        bench_problem(rows, p, models[p], [int(s) for s in args.sizes.split(",")], args.count, args)
+        bench_problem(rows, p, models[p], sizes, args.count, args)
+    done = {f"{p}{n}" for p in problems for n in sizes}
+    old = [r for r in read_rows(CSV_PATH) if r.get("part") not in done]  # keep the sizes not rerun
+    rows = sorted(old + rows, key=lambda r: (r["problem"] != "tsp", int(r["size"])))
     write_results(CSV_PATH, rows, meta, "cop", render(rows, meta), "Combinatorial optimisation: BQ-NCO vs LKH-3 / PyVRP")
     print(render(rows, meta))
 
