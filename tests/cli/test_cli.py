@@ -228,7 +228,8 @@ def test_serve_policy_cli_answers_authenticated_requests(capsys, tmp_path, monke
     assert code == 2 and "RLSUITE_POLICY_KEY" in err
 
 
-def test_deploy_cli_sim_to_sim_and_errors(capsys, tmp_path):
+def _stabiliser_artifact(tmp_path):
+    """A TorchScript file of the hand-tuned linear feedback that balances InvertedPendulum-v5."""
     import torch
 
     net = torch.nn.Linear(4, 1)
@@ -237,6 +238,11 @@ def test_deploy_cli_sim_to_sim_and_errors(capsys, tmp_path):
         net.bias.zero_()
     path = tmp_path / "p.pt"
     torch.jit.save(torch.jit.script(net), str(path))
+    return path
+
+
+def test_deploy_cli_sim_to_sim_and_errors(capsys, tmp_path):
+    path = _stabiliser_artifact(tmp_path)
     code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--episodes", "2", "--compare-gym")
     assert code == 0 and out.strip().splitlines()[-1] == "sim_to_sim_gap=0.0000"
     code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--duration", "2")
@@ -253,14 +259,7 @@ def test_deploy_remote_drives_the_simulated_robot_through_serve_policy(capsys, t
     import socket
     import threading
 
-    import torch
-
-    net = torch.nn.Linear(4, 1)
-    with torch.no_grad():
-        net.weight.copy_(torch.tensor([[0.5, 8.0, 0.8, 1.2]]))
-        net.bias.zero_()
-    path = tmp_path / "p.pt"
-    torch.jit.save(torch.jit.script(net), str(path))
+    path = _stabiliser_artifact(tmp_path)
     monkeypatch.setenv("RLSUITE_POLICY_KEY", "k" * 32)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

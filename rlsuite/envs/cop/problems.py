@@ -109,6 +109,8 @@ def cost(problem: str, inst: dict[str, torch.Tensor], solution: Sequence[Sequenc
     """``(B,)`` objective of one solution per instance (lower is better for every problem)."""
     check_problem(problem)
     sols = [list(map(int, s)) for s in solution]
+    if problem in ("tsp", "atsp") and len({len(s) for s in sols}) == 1:  # whole tours: one batched gather
+        return tour_length(distance_matrix(inst), torch.tensor(sols, dtype=torch.long, device=_dev(inst)))
     out = []
     for b, s in enumerate(sols):
         one = {k: v[b : b + 1] for k, v in inst.items()}
