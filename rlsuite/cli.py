@@ -250,7 +250,7 @@ def cmd_list() -> int:
         spec = AGENTS.get(name)
         print(f"  {name:<10} {spec.summary} (default env {spec.default_env})")
     print("  tgpo       TGPO / TGPO* on STL tasks (rlsuite train tgpo --help)")
-    print("  iql, bc    offline (then online) on a local Minari dataset (rlsuite train iql --dataset ID)")
+    print("  uni-o4, iql, bc  offline (then online) on a local Minari dataset (rlsuite train uni-o4 --dataset ID)")
     print("  bq-nco     neural combinatorial optimisation (rlsuite cop train --problem tsp|cvrp)")
     print("environments (rlsuite):")
     width = max(len(e) for e in ENV_IDS)
@@ -596,14 +596,34 @@ def cmd_data(argv: list[str]) -> int:
     return 2
 
 
+def _config_overrides(pairs: list[str], cls) -> dict:
+    """``KEY=VALUE`` strings to overrides of the dataclass ``cls`` (values parsed as JSON, lists as tuples)."""
+    import dataclasses
+    import json
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for item in pairs:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set expects KEY=VALUE with KEY one of {', '.join(sorted(fields))}; got {item!r}.")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def cmd_train_offline(algo: str, argv: list[str]) -> int:
-    """``rlsuite train bc|iql --dataset ID --offline-steps N [--online-steps M]``."""
+    """``rlsuite train bc|iql|uni-o4 --dataset ID --offline-steps N [--online-steps M]``."""
     from rlsuite.offline.train import train_offline
 
-    p = argparse.ArgumentParser(prog=f"rlsuite train {algo}", description=f"Train {algo.upper()} on a local Minari dataset "
-                                "(rlsuite data collect), offline and then (IQL) online, logging normalized scores.")
+    p = argparse.ArgumentParser(prog=f"rlsuite train {algo}", description=f"Train {algo} on a local Minari dataset "
+                                "(rlsuite data collect), offline and then (IQL, Uni-O4) online, logging normalized scores.")
     p.add_argument("--dataset", required=True, help="e.g. rlsuite/hopper/medium-v0 (see rlsuite data list)")
-    p.add_argument("--offline-steps", type=int, default=100_000)
+    p.add_argument("--offline-steps", type=int, default=100_000,
+                   help="offline updates (Uni-O4: of the BC ensemble, critics and value; then --improve-steps)")
     p.add_argument("--online-steps", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=5000, help="updates (offline) / env steps (online) between evaluations")
@@ -611,12 +631,26 @@ def cmd_train_offline(algo: str, argv: list[str]) -> int:
     p.add_argument("--run-dir", default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
+    if algo == "uni-o4":
+        p.add_argument("--improve-steps", type=int, default=None, help="offline policy-improvement updates (default 10000)")
+        p.add_argument("--ope-horizon", type=int, default=None, help="AM-Q model rollout length (default 1000)")
+        p.add_argument("--ope-every", type=int, default=None, help="updates between AM-Q evaluations (default 100)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
     a = p.parse_args(argv)
+    from rlsuite.agents.bc import BCConfig
+    from rlsuite.agents.iql import IQLConfig
+    from rlsuite.agents.uni_o4 import UniO4Config
+
+    overrides = _config_overrides(a.set, {"bc": BCConfig, "iql": IQLConfig, "uni-o4": UniO4Config}[algo])
+    if algo == "uni-o4":
+        for flag, field in (("improve_steps", "improve_steps"), ("ope_horizon", "ope_horizon"), ("ope_every", "ope_every")):
+            if getattr(a, flag) is not None:
+                overrides[field] = getattr(a, flag)
     out = train_offline(algo, a.dataset, a.offline_steps, a.online_steps, a.seed, a.eval_every, a.eval_episodes, a.run_dir,
-                        Path(a.data_dir) if a.data_dir else None, a.device, log=lambda m: print(m, flush=True))
+                        Path(a.data_dir) if a.data_dir else None, a.device, log=lambda m: print(m, flush=True), config=overrides)
     print(f"run directory: {out['run_dir']} (metrics.csv, curve.png, checkpoints/)")
-    print(f"offline normalized score {out['offline_score']:.1f}"
-          + (f", after online fine-tuning {out['online_score']:.1f}" if out["online_score"] is not None else ""))
+    print(f"offline normalized score {out['offline_score']:.1f} ({out['offline_seconds']:.0f} s)"
+          + (f", after online fine-tuning {out['online_score']:.1f} ({out['online_seconds']:.0f} s)" if out["online_score"] is not None else ""))
     print(f"offline_score={out['offline_score']:.3f}" + (f" online_score={out['online_score']:.3f}" if out["online_score"] is not None else ""))
     return 0
 
@@ -818,7 +852,7 @@ commands:
   stl sample --family F --seed N   print a generated STL task (reach, andor, chain, until, mixed)
   cop generate|label|train|solve   combinatorial problems: instances, reference solvers, BQ-NCO
   data collect|list|info    D4RL-style datasets made locally (Minari format)
-  train bc|iql --dataset ID --offline-steps N [--online-steps M]   offline (then online) training
+  train bc|iql|uni-o4 --dataset ID --offline-steps N [--online-steps M]   offline (then online) training
 """
 
 COMMANDS = ("list", "train", "eval", "llm", "stl", "cop", "data", "export", "serve-policy", "deploy")
@@ -843,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             if rest[0] == "tgpo":
                 return cmd_train_tgpo(rest[1:])
-            if rest[0] in ("bc", "iql"):
+            if rest[0] in ("bc", "iql", "uni-o4"):
                 return cmd_train_offline(rest[0], rest[1:])
             return cmd_train(rest[0], rest[1:])
         if cmd == "eval":

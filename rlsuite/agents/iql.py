@@ -177,6 +177,17 @@ class IQL:
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One step on the value, the critics and the policy; returns the losses."""
+        stats, adv = self.update_critics(batch)
+        pi_loss = awr_policy_loss(self.actor.log_prob(batch["obs"], batch["act"]), adv, self.cfg.beta, self.cfg.max_weight)
+        self.actor_opt.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        self.actor_opt.step()
+        self.steps += 1
+        return {**stats, "actor_loss": float(pi_loss.detach())}
+
+    def update_critics(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+        """One step on the value and the critics; returns the losses and the advantages
+        ``Q_target(s, a) - V(s)`` ``(B,)`` (no gradient) that the policy step weights by."""
         cfg = self.cfg
         with torch.no_grad():
             tq = torch.minimum(*self.q_target(batch["obs"], batch["act"]))
@@ -192,12 +203,7 @@ class IQL:
         q_loss.backward()
         self.q_opt.step()
         soft_update(self.q_target, self.q, cfg.tau)
-        pi_loss = awr_policy_loss(self.actor.log_prob(batch["obs"], batch["act"]), tq - v.detach(), cfg.beta, cfg.max_weight)
-        self.actor_opt.zero_grad(set_to_none=True)
-        pi_loss.backward()
-        self.actor_opt.step()
-        self.steps += 1
-        return {"value_loss": float(v_loss.detach()), "q_loss": float(q_loss.detach()), "actor_loss": float(pi_loss.detach())}
+        return {"value_loss": float(v_loss.detach()), "q_loss": float(q_loss.detach())}, (tq - v).detach()
 
     def set_data(self, arrays: dict[str, np.ndarray], low: np.ndarray, high: np.ndarray) -> None:
         self.data = OfflineData(arrays, low, high, self.device, self.cfg.normalize_reward)
@@ -229,10 +235,11 @@ class IQL:
         a = self.actor(o) if deterministic else self.actor.sample(o, None)
         return self.data.unscale_action(a).astype(np.float32)
 
-    def learn_online(self, env_id: str, steps: int, seed: int = 0, log: Callable[[int, dict[str, float]], None] | None = None,
-                     log_every: int = 1000) -> list[float]:
+    def learn_online(self, env_id: str, steps: int, seed: int = 0, total_steps: int | None = None,
+                     log: Callable[[int, dict[str, float]], None] | None = None, log_every: int = 1000) -> list[float]:
         """``steps`` env steps with the stochastic policy, one update per step on dataset + new data;
-        returns the finished episodes' returns. Truncations bootstrap (only terminations cut)."""
+        returns the finished episodes' returns. Truncations bootstrap (only terminations cut).
+        ``total_steps`` is accepted for the common interface (IQL's online phase has no schedule)."""
         import gymnasium as gym
 
         assert self.data is not None

@@ -57,6 +57,8 @@ class PPOConfig:
     """Steps per env per rollout (the batch is num_envs * num_steps)."""
     learning_rate: float = 3e-4
     """Adam learning rate."""
+    critic_learning_rate: float | None = None
+    """Learning rate of the critic's parameters (None: ``learning_rate`` for everything)."""
     anneal_lr: bool = True
     """Anneal the learning rate linearly to 0 over the run."""
     gamma: float = 0.99
@@ -202,11 +204,15 @@ class PPO:
         observation_space: single-env Box observation space.
         action_space: single-env Discrete or Box action space.
         device: where the networks and rollouts live.
+        policy: a ready module to train instead of a fresh :class:`ActorCritic` (e.g. one initialised
+            offline); it needs ``obs_norm``, ``actor_body``, ``head``, ``critic``, ``dist(obs)`` and
+            ``value(obs)`` like :class:`ActorCritic`.
     """
 
     algo = "ppo"
 
-    def __init__(self, config: PPOConfig, observation_space: gym.Space, action_space: gym.Space, device: str | torch.device = "cpu") -> None:
+    def __init__(self, config: PPOConfig, observation_space: gym.Space, action_space: gym.Space, device: str | torch.device = "cpu",
+                 policy: nn.Module | None = None) -> None:
         if not isinstance(observation_space, gym.spaces.Box):
             raise ValueError(f"PPO needs a Box observation space, got {observation_space}.")
         if not isinstance(action_space, gym.spaces.Box | gym.spaces.Discrete):
@@ -216,8 +222,15 @@ class PPO:
         self.device = resolve_device(device)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.obs_dim = int(np.prod(observation_space.shape))
-        self.policy = ActorCritic(self.obs_dim, action_space, config).to(self.device)
-        self.optimizer = adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.policy = (policy or ActorCritic(self.obs_dim, action_space, config)).to(self.device)
+        if config.critic_learning_rate is None:
+            self.optimizer = adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5)
+        else:
+            critic = {id(p) for p in self.policy.critic.parameters()}
+            rest = [p for p in self.policy.parameters() if id(p) not in critic]
+            self.optimizer = torch.optim.Adam([{"params": rest, "lr": config.learning_rate},
+                                               {"params": list(self.policy.critic.parameters()), "lr": config.critic_learning_rate}],
+                                              eps=1e-5)
         if not self.discrete:
             self._low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
             self._high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
@@ -241,22 +254,26 @@ class PPO:
         return _DeterministicPPO(self.policy, None if self.discrete else self._low, None if self.discrete else self._high).eval()
 
     # ------------------------------------------------------------------ training
-    def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0) -> PPO:
-        """Train until ``global_step >= total_steps`` (continues a restored run where it stopped)."""
+    def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0, anneal_steps: int | None = None) -> PPO:
+        """Train until ``global_step >= total_steps`` (continues a restored run where it stopped).
+        ``anneal_steps``: the step count the linear lr annealing spans (default ``total_steps``; pass
+        the whole run's length when calling in chunks)."""
         cfg = self.config
         if env.num_envs != cfg.num_envs:
             raise ValueError(f"env has {env.num_envs} parallel envs but config.num_envs={cfg.num_envs}.")
         T, N = cfg.num_steps, cfg.num_envs
         act_shape = () if self.discrete else self.action_space.shape
         storage = RolloutStorage(T, N, self.observation_space.shape, act_shape, self.device, torch.int64 if self.discrete else torch.float32)
-        num_iterations = max(1, -(-total_steps // cfg.batch_size))
+        num_iterations = max(1, -(-(anneal_steps or total_steps) // cfg.batch_size))
+        base_lrs = [cfg.learning_rate] + ([cfg.critic_learning_rate] if cfg.critic_learning_rate is not None else [])
         if self._obs is None:
             self._obs, _ = env.reset(seed=seed)
         obs = self._obs
         while self.global_step < total_steps:
             t_start = time.perf_counter()
             if cfg.anneal_lr:
-                self.optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1.0 - self.iteration / num_iterations)
+                for group, base in zip(self.optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base * max(0.0, 1.0 - self.iteration / num_iterations)
             ep_return_sum = torch.zeros((), device=self.device)
             ep_length_sum = torch.zeros((), device=self.device)
             ep_count = torch.zeros((), device=self.device)
@@ -336,7 +353,7 @@ class PPO:
                 break
         out = {k: float(v / n) for k, v in sums.items()}
         out["explained_variance"] = explained_variance(storage.values.flatten(), storage.returns.flatten())
-        if not self.discrete:
+        if not self.discrete and isinstance(getattr(self.policy.head, "log_std", None), torch.Tensor):
             out["action_std"] = float(self.policy.head.log_std.detach().exp().mean())
         return out
 

@@ -140,3 +140,27 @@ class TanhGaussianHead(nn.Module):
     def forward(self, h: torch.Tensor) -> TanhGaussian:
         mean, log_std = self.out(h).chunk(2, dim=-1)
         return TanhGaussian(mean, log_std.clamp(self.log_std_min, self.log_std_max))
+
+
+class BoundedGaussianHead(nn.Module):
+    """State-dependent Gaussian from a raw ``(*, 2A)`` network output ``h`` (no parameters): ``tanh(h)``
+    is split into a mean in ``[-1, 1]`` and a log-std mapped affinely into ``[log_std_min,
+    log_std_max]`` (Uni-O4's actor head). ``scale``/``bias`` ``(A,)`` move the distribution to env units
+    (``mean * scale + bias``, ``log_std + log(scale)``); log-prob ratios are unchanged by them."""
+
+    scale: torch.Tensor
+    bias: torch.Tensor
+
+    def __init__(self, act_dim: int, log_std_min: float = -5.0, log_std_max: float = 0.0,
+                 scale: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.act_dim, self.log_std_min, self.log_std_max = act_dim, log_std_min, log_std_max
+        self.register_buffer("scale", torch.ones(act_dim) if scale is None else torch.as_tensor(scale, dtype=torch.float32).clone())
+        self.register_buffer("bias", torch.zeros(act_dim) if bias is None else torch.as_tensor(bias, dtype=torch.float32).clone())
+
+    def forward(self, h: torch.Tensor) -> DiagGaussian:
+        if h.shape[-1] != 2 * self.act_dim:
+            raise ValueError(f"BoundedGaussianHead expects (*, {2 * self.act_dim}) inputs, got {tuple(h.shape)}.")
+        mean, raw = torch.tanh(h).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * (raw + 1.0) * (self.log_std_max - self.log_std_min)
+        return DiagGaussian(mean * self.scale + self.bias, log_std + self.scale.log())

@@ -119,10 +119,28 @@ class EnsembleMLP(nn.Module):
             layers += [EnsembleLinear(size, a, b), activation(act)]
         layers.append(EnsembleLinear(size, dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
-        self.size, self.in_dim, self.out_dim = size, in_dim, out_dim
+        self.size, self.in_dim, self.out_dim, self.hidden, self.act = size, in_dim, out_dim, tuple(hidden), act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    @torch.no_grad()
+    def member(self, i: int) -> MLP:
+        """Member ``i`` as a stand-alone :class:`MLP` (a copy): ``(*, in_dim) -> (*, out_dim)``."""
+        if not 0 <= i < self.size:
+            raise IndexError(f"member {i} out of range for an ensemble of {self.size}.")
+        lins = [m for m in self.net if isinstance(m, EnsembleLinear)]
+        mlp = MLP(self.in_dim, self.out_dim, self.hidden, self.act)
+        for src, dst in zip(lins, [m for m in mlp.net if isinstance(m, nn.Linear)], strict=True):
+            dst.weight.copy_(src.weight[i].T)
+            dst.bias.copy_(src.bias[i, 0])
+        return mlp.to(lins[0].weight.device)
+
+    @torch.no_grad()
+    def copy_member_(self, i: int, source: EnsembleMLP) -> None:
+        """Overwrite member ``i`` with ``source``'s member ``i`` (same architecture)."""
+        for dst, src in zip(self.parameters(), source.parameters(), strict=True):
+            dst[i].copy_(src[i])
 
 
 @torch.no_grad()

@@ -57,3 +57,21 @@ class RunningNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) * torch.rsqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
+class FixedNorm(nn.Module):
+    """``(x - mean) / std`` with constant statistics (e.g. an offline dataset's), held as buffers so
+    checkpoints and exports carry them. Shapes: ``(*, D) -> (*, D)``."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        if mean.shape != std.shape or bool((std <= 0).any()):
+            raise ValueError(f"FixedNorm needs mean and std of one shape with std > 0, got {tuple(mean.shape)} and {tuple(std.shape)}.")
+        self.register_buffer("mean", mean.detach().clone().float())
+        self.register_buffer("std", std.detach().clone().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std

@@ -68,7 +68,7 @@ def data_dir() -> Path:
 def _minari_root(root: Path) -> Iterator[None]:
     """Point Minari at ``root`` for the duration (Minari reads ``MINARI_DATASETS_PATH`` at each call)."""
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).expanduser().resolve())  # Minari mishandles relative paths
     try:
         yield
     finally:

@@ -11,6 +11,7 @@ during the offline phase: evaluations are only logged.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -22,18 +23,35 @@ import numpy as np
 
 from rlsuite.offline.datasets import DatasetError, dataset_arrays, load_dataset, mean_return, normalized_score
 
-OFFLINE_ALGOS = ("bc", "iql")
+OFFLINE_ALGOS = ("bc", "iql", "uni-o4")
 
 
-def _make_agent(algo: str, obs_dim: int, act_dim: int, device: str, seed: int):
+def _config(cls, overrides: dict[str, Any] | None):
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides or {}) - fields)
+    if unknown:
+        raise DatasetError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}.")
+    return cls(**(overrides or {}))
+
+
+def _make_agent(algo: str, env_id: str, obs_dim: int, act_dim: int, device: str, seed: int, overrides: dict[str, Any] | None):
     if algo == "bc":
         from rlsuite.agents.bc import BC, BCConfig
 
-        return BC(BCConfig(), obs_dim, act_dim, device, seed)
+        return BC(_config(BCConfig, overrides), obs_dim, act_dim, device, seed)
     if algo == "iql":
         from rlsuite.agents.iql import IQL, IQLConfig
 
-        return IQL(IQLConfig(), obs_dim, act_dim, device, seed)
+        return IQL(_config(IQLConfig, overrides), obs_dim, act_dim, device, seed)
+    if algo == "uni-o4":
+        from rlsuite.agents.uni_o4 import UniO4, UniO4Config
+        from rlsuite.envs.termination import termination_fn
+
+        try:
+            term = termination_fn(env_id)
+        except KeyError as e:
+            raise DatasetError(str(e.args[0])) from None
+        return UniO4(_config(UniO4Config, overrides), obs_dim, act_dim, device, seed, termination=term)
     raise DatasetError(f"unknown offline algorithm {algo!r}; choose one of {', '.join(OFFLINE_ALGOS)}.")
 
 
@@ -44,14 +62,19 @@ def evaluate(agent, env_id: str, episodes: int, seed: int) -> float:
 
 def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int = 0, seed: int = 0, eval_every: int = 5000,
                   eval_episodes: int = 5, run_dir: str | os.PathLike | None = None, root: Path | None = None, device: str = "cpu",
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """See the module docstring; returns the final offline and online normalised scores."""
+                  log: Callable[[str], None] | None = None, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """See the module docstring; returns the final offline and online normalised scores and the
+    wall-clock seconds of each phase. ``config``: overrides of the algorithm's config dataclass.
+    Uni-O4's offline phase is ``offline_steps`` supervised updates followed by ``improve_steps``
+    (its config) policy-improvement updates; its evaluations are numbered on after the first part."""
     import gymnasium as gym
 
     import rlsuite.envs  # noqa: F401
     from rlsuite.core.checkpoint import atomic_write_json, save_checkpoint
 
     log = log or (lambda m: None)
+    if algo not in OFFLINE_ALGOS:
+        raise DatasetError(f"unknown offline algorithm {algo!r}; choose one of {', '.join(OFFLINE_ALGOS)}.")
     if algo == "bc" and online_steps > 0:
         raise DatasetError("BC has no online phase; use --online-steps 0 (or train iql).")
     ds = load_dataset(ds_id, root)
@@ -70,12 +93,13 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
                            f"{arrays['actions'].shape[1:]}, but {env_id} has {env.observation_space.shape} and "
                            f"{env.action_space.shape}: collect it again for this env.")
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
-    agent = _make_agent(algo, obs_dim, act_dim, device, seed)
+    agent = _make_agent(algo, env_id, obs_dim, act_dim, device, seed, config)
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
     run = Path(run_dir or f"runs/{ds_id.replace('/', '_')}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps,
-                                            "online_steps": online_steps, "seed": seed, "reference": [ref_min, ref_max]})
+                                            "online_steps": online_steps, "seed": seed, "reference": [ref_min, ref_max],
+                                            "config": dataclasses.asdict(agent.cfg)})
     rows: list[dict[str, Any]] = []
 
     def record(phase: str, step: int, ret: float) -> float:
@@ -84,26 +108,42 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         log(f"{phase} step {step}: return {ret:.1f}, normalized score {score:.1f}")
         return score
 
+    t0 = time.perf_counter()
     done = 0
     while done < offline_steps:
         chunk = min(eval_every, offline_steps - done)
         agent.learn_offline(chunk, total_steps=offline_steps)
         done += chunk
         record("offline", done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
+    if algo == "uni-o4":
+        agent.start_improvement(log)
+        k_total, k = agent.cfg.improve_steps, 0
+        while k < k_total:
+            chunk = min(eval_every, k_total - k)
+            agent.improve(chunk, total_steps=k_total)
+            k += chunk
+            best = max(g.best for g in agent.gates)
+            log(f"improvement step {k}: AM-Q best {best:.2f}, accepted {sum(g.accepted for g in agent.gates)}, "
+                f"rejected {sum(g.rejected for g in agent.gates)}, selected member {agent.selected}")
+            record("offline", offline_steps + k, evaluate(agent, env_id, eval_episodes, seed + 100_000))
+    offline_seconds = time.perf_counter() - t0
     offline_score = rows[-1]["normalized_score"] if rows else float("nan")
     save_checkpoint(run / "checkpoints" / "offline", agent.state_dict(), {"algo": algo, "phase": "offline", "dataset": ds_id})
     online_score = None
+    t1 = time.perf_counter()
     if online_steps > 0:
         done = 0
         while done < online_steps:
             chunk = min(eval_every, online_steps - done)
-            agent.learn_online(env_id, chunk, seed=seed + done)
+            agent.learn_online(env_id, chunk, seed=seed + done, total_steps=online_steps)
             done += chunk
             record("online", offline_steps + done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
         online_score = rows[-1]["normalized_score"]
         save_checkpoint(run / "checkpoints" / "online", agent.state_dict(), {"algo": algo, "phase": "online", "dataset": ds_id})
+    online_seconds = time.perf_counter() - t1
     _write_metrics(run, rows)
-    return {"run_dir": str(run), "offline_score": offline_score, "online_score": online_score, "rows": rows}
+    return {"run_dir": str(run), "offline_score": offline_score, "online_score": online_score, "rows": rows,
+            "offline_seconds": offline_seconds, "online_seconds": online_seconds}
 
 
 def _write_metrics(run: Path, rows: list[dict[str, Any]]) -> None:

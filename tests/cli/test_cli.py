@@ -17,7 +17,7 @@ def _run(capsys, *argv):
 def test_list(capsys):
     code, out, _ = _run(capsys, "list")
     assert code == 0 and "ppo" in out and "sac" in out and "rlsuite/Pendulum-v0" in out
-    assert all(name in out for name in ("tgpo", "iql, bc", "bq-nco", "rlsuite/Quadruped-Balance-v0"))
+    assert all(name in out for name in ("tgpo", "uni-o4, iql, bc", "bq-nco", "rlsuite/Quadruped-Balance-v0"))
 
 
 def test_train_eval_resume_cycle(capsys, tmp_path):
