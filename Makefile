@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 DEMO_DIR ?= runs/demo-sac-invertedpendulum
+DEMO_DATA ?= runs/demo-data
 
 .PHONY: demo test test-all test-gpu bench lint clean
 
@@ -31,6 +32,9 @@ demo: $(STAMP)
 	$(VENV)/bin/rlsuite eval $(DEMO_DIR) --episodes 10
 	$(VENV)/bin/rlsuite export $(DEMO_DIR) --format onnx --out $(DEMO_DIR)/policy.onnx
 	$(VENV)/bin/rlsuite deploy --robot sim:InvertedPendulum-v5 --policy $(DEMO_DIR)/policy.onnx --episodes 3 --compare-gym
+	$(VENV)/bin/rlsuite data collect --env InvertedPendulum-v5 --level medium --steps 20000 --behaviour-steps 10000 --data-dir $(DEMO_DATA) --overwrite
+	$(VENV)/bin/rlsuite train uni-o4 --dataset rlsuite/invertedpendulum/medium-v0 --data-dir $(DEMO_DATA) --offline-steps 2000 \
+		--improve-steps 500 --ope-horizon 50 --online-steps 20000 --eval-every 2500 --set dynamics_max_epochs=20 --run-dir runs/demo-uni-o4
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,llm,bench]"

@@ -127,6 +127,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
                 f"rejected {sum(g.rejected for g in agent.gates)}, selected member {agent.selected}")
             record("offline", offline_steps + k, evaluate(agent, env_id, eval_episodes, seed + 100_000))
     offline_seconds = time.perf_counter() - t0
+    offline_end = offline_steps + (agent.cfg.improve_steps if algo == "uni-o4" else 0)
     offline_score = rows[-1]["normalized_score"] if rows else float("nan")
     save_checkpoint(run / "checkpoints" / "offline", agent.state_dict(), {"algo": algo, "phase": "offline", "dataset": ds_id})
     online_score = None
@@ -137,7 +138,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             chunk = min(eval_every, online_steps - done)
             agent.learn_online(env_id, chunk, seed=seed + done, total_steps=online_steps)
             done += chunk
-            record("online", offline_steps + done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
+            record("online", offline_end + done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
         online_score = rows[-1]["normalized_score"]
         save_checkpoint(run / "checkpoints" / "online", agent.state_dict(), {"algo": algo, "phase": "online", "dataset": ds_id})
     online_seconds = time.perf_counter() - t1
