@@ -2,7 +2,7 @@
 
 ``train_offline("iql", "rlsuite/hopper/medium-v0", offline_steps, online_steps)`` loads the dataset,
 checks that its spaces match the env it names, trains offline with evaluations every ``eval_every``
-updates, then (IQL) fine-tunes online, and writes ``metrics.csv`` (phase, step, return, normalised
+updates (Uni-O4: then its policy-improvement updates), then (IQL, Uni-O4) fine-tunes online, and writes ``metrics.csv`` (phase, step, return, normalised
 score), ``curve.png`` and checkpoints (``checkpoints/offline`` and ``checkpoints/online``, safetensors
 + JSON) into the run directory. No return from the real environment is used to select anything
 during the offline phase: evaluations are only logged.
