@@ -441,7 +441,7 @@ class UniO4:
 
         cfg = self.cfg
         if self.ppo is None:
-            self._env = make_vec_env(env_id, num_envs=1, seed=seed)
+            self._env = make_vec_env(env_id, num_envs=1, device=self.device, seed=seed)
             space = self._env.single_action_space
             ppo_cfg = PPOConfig(num_envs=1, num_steps=cfg.online_num_steps, num_minibatches=cfg.online_minibatches,
                                 update_epochs=cfg.online_epochs, learning_rate=cfg.online_lr, critic_learning_rate=cfg.online_critic_lr,

@@ -46,3 +46,24 @@ def test_bq_nco_decodes_on_cuda_like_on_cpu():
         validate(problem, inst, sols)
         same = sum(a == b for a, b in zip(sols, cpu.solve(COPEnv(problem, inst)), strict=True))
         assert same >= 60  # float differences may flip a near-tie on a few instances
+
+
+def test_uni_o4_offline_and_online_on_cuda():
+    import numpy as np
+
+    from rlsuite.agents.uni_o4 import UniO4, UniO4Config
+    from rlsuite.envs.termination import termination_fn
+    from tests.offline.helpers import mixed_controller_episodes
+
+    eps = mixed_controller_episodes(2000, seed=0)
+    arrays = {"observations": np.concatenate([e["observations"][:-1] for e in eps]), "actions": np.concatenate([e["actions"] for e in eps]),
+              "rewards": np.concatenate([e["rewards"] for e in eps]), "next_observations": np.concatenate([e["observations"][1:] for e in eps]),
+              "terminals": np.concatenate([e["terminations"] for e in eps]), "timeouts": np.concatenate([e["truncations"] for e in eps])}
+    cfg = UniO4Config(improve_steps=50, ope_every=25, ope_horizon=20, dynamics_max_epochs=3, online_num_steps=256, online_minibatches=2)
+    agent = UniO4(cfg, 4, 1, "cuda", seed=0, termination=termination_fn("InvertedPendulum-v5"))
+    agent.set_data(arrays, np.array([-3.0]), np.array([3.0]))
+    agent.learn_offline(100)
+    agent.improve(50)
+    agent.learn_online("InvertedPendulum-v5", 512)
+    assert next(agent.ppo.policy.parameters()).device.type == "cuda" and agent.ppo.global_step == 512
+    assert agent.act(arrays["observations"][:3]).shape == (3, 1)
