@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import statistics
 from pathlib import Path
 
@@ -152,17 +153,23 @@ def main() -> None:
                 for seed in a.seeds:
                     for algo in a.algos:
                         k = (env_id, level, algo, seed)
+                        rows = read_rows(CSV_PATH)
                         if any(key(r) == k for r in rows) and not a.redo:
                             continue
                         row = {**run_cell(env_id, level, algo, seed, a), "part": "cell"}
-                        rows = [r for r in rows if key(r) != k] + [row]
                         print(f"{env_id} {level} {algo} seed {seed}: offline {row['offline_score']}, online {row['online_score']} "
                               f"({row['offline_seconds']} s + {row['online_seconds']} s)", flush=True)
-                        write_results(CSV_PATH, rows, meta, "offline-to-online", render(rows, meta),
-                                      "Offline-to-online: Uni-O4 vs IQL vs BC on generated datasets")
-                        plot(rows)
-    write_results(CSV_PATH, rows, meta, "offline-to-online", render(rows, meta), "Offline-to-online: Uni-O4 vs IQL vs BC on generated datasets")
-    plot(rows)
+                        # several processes may share the CSV (e.g. one per env): merge under a lock
+                        Path(a.run_root).mkdir(parents=True, exist_ok=True)
+                        with open(Path(a.run_root) / "bench.lock", "w") as lock:
+                            fcntl.flock(lock, fcntl.LOCK_EX)
+                            rows = [r for r in read_rows(CSV_PATH) if key(r) != k] + [{**meta, **row}]
+                            write_results(CSV_PATH, rows, meta, "offline-to-online", render(rows, meta),
+                                          "Offline-to-online: Uni-O4 vs IQL vs BC on generated datasets")
+                            plot(rows)
+    if a.render_only:
+        write_results(CSV_PATH, rows, meta, "offline-to-online", render(rows, meta), "Offline-to-online: Uni-O4 vs IQL vs BC on generated datasets")
+        plot(rows)
 
 
 if __name__ == "__main__":
