@@ -113,8 +113,14 @@ class OfflineData:
             spread = float(rets.max() - rets.min()) if len(rets) > 1 else 0.0
             self.reward_scale = 1000.0 / spread if spread > 0 else 1.0
         self.device = device
-        self.t = {k: torch.empty(0, device=device) for k in ("obs", "act", "rew", "next_obs", "term")}
+        self._buf: dict[str, torch.Tensor] = {}
+        self._n = 0
         self.add(arrays)
+
+    @property
+    def t(self) -> dict[str, torch.Tensor]:
+        """The stored transitions as tensors ``(N, ...)`` (views of the first ``N`` rows of the buffers)."""
+        return {k: v[: self._n] for k, v in self._buf.items()}
 
     def norm_obs(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
@@ -132,14 +138,24 @@ class OfflineData:
                "rew": torch.as_tensor(arrays["rewards"] * self.reward_scale, dtype=torch.float32, device=self.device),
                "next_obs": self.norm_obs(arrays["next_observations"]),
                "term": torch.as_tensor(arrays["terminals"], dtype=torch.float32, device=self.device)}
-        self.t = {k: torch.cat([self.t[k].reshape(0, *new[k].shape[1:]) if self.t[k].numel() == 0 else self.t[k], new[k]]) for k in new}
+        m = int(new["obs"].shape[0])
+        if not self._buf or self._n + m > self._buf["obs"].shape[0]:  # grow by doubling: O(1) amortised per step online
+            cap = max(self._n + m, 2 * (self._buf["obs"].shape[0] if self._buf else 0))
+            grown = {k: torch.empty((cap, *v.shape[1:]), dtype=v.dtype, device=self.device) for k, v in new.items()}
+            for k in grown:
+                if self._buf:
+                    grown[k][: self._n] = self._buf[k][: self._n]
+            self._buf = grown
+        for k, v in new.items():
+            self._buf[k][self._n : self._n + m] = v
+        self._n += m
 
     def __len__(self) -> int:
-        return int(self.t["obs"].shape[0])
+        return self._n
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, len(self), (n,), generator=generator).to(self.device)
-        return {k: v[idx] for k, v in self.t.items()}
+        return {k: v[idx] for k, v in self._buf.items()}
 
 
 def episode_returns(rewards: np.ndarray, ends: np.ndarray) -> np.ndarray:

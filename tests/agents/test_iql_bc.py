@@ -109,3 +109,16 @@ def test_iql_prefers_the_better_action_in_a_bandit():
     bc.set_data(arr, np.array([-1.0]), np.array([1.0]))
     bc.learn_offline(1500)
     assert abs(float(bc.act(np.zeros((1, 1), np.float32))[0, 0])) < 0.3
+
+
+def test_offline_data_grows_in_place_for_online_transitions():
+    arrays = _arrays(50)
+    data = OfflineData(arrays, np.array([-2.0]), np.array([2.0]), torch.device("cpu"), normalize_reward=False)
+    steps = [{k: v[i : i + 1] for k, v in _arrays(30, seed=1).items()} for i in range(30)]
+    for s in steps:
+        data.add(s)
+    assert len(data) == 80 and data.t["obs"].shape[0] == 80
+    online = np.concatenate([s["actions"] for s in steps])
+    np.testing.assert_allclose(data.unscale_action(data.t["act"][50:]), online, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(data.t["rew"][:50].numpy(), arrays["rewards"], rtol=1e-6)
+    assert data.sample(16, torch.Generator().manual_seed(0))["obs"].shape == (16, arrays["observations"].shape[1])
