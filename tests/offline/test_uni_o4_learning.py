@@ -6,7 +6,7 @@ import pytest
 from rlsuite.offline.train import train_offline
 from tests.offline.helpers import write_mixed_dataset
 
-SMALL = dict(hidden=(64, 64), critic_hidden=(64, 64), batch_size=256, dynamics_hidden=(64, 64), dynamics_max_epochs=20, ope_horizon=50, ope_starts=256,
+SMALL = dict(hidden=(64, 64), batch_size=256, dynamics_hidden=(64, 64), dynamics_max_epochs=20, ope_horizon=50, ope_starts=256,
              ope_every=100)
 
 
