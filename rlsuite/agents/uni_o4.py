@@ -402,7 +402,8 @@ class UniO4:
                 old_logp = old.log_prob(a)
                 adv = normalized_advantage(self._q(s.expand(n, -1, -1), a), self.critics.v(s).squeeze(-1))
             logp = self.dist(s).log_prob(a)
-            loss = sum(ppo_policy_loss(logp[i], old_logp[i], adv[i], cfg.clip)[0] for i in range(n))
+            # every member has the same batch size, so n x the mean over (n, B) is the sum of the members' losses
+            loss = n * ppo_policy_loss(logp, old_logp, adv, cfg.clip)[0]
             self.pi_opt.zero_grad(set_to_none=True)
             loss.backward()
             _clip_grad_per_member(params, n, cfg.max_grad_norm)
