@@ -119,7 +119,7 @@ def cmd_train_tgpo(argv: list[str]) -> int:
     if a.resume and not (run_dir / "checkpoint").exists():
         raise ValueError(f"nothing to resume in {run_dir}: it has no checkpoint/ directory.")
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def success_of_baseline(agent: PPO) -> float:
         obs, _ = env.reset(seed=10_000)
         for _ in range(a.horizon - 1):

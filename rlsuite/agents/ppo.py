@@ -7,7 +7,8 @@ Implementation Details of PPO", ICLR blog track 2022) and Stable-Baselines3 ``PP
 Implementation details (numbered as a reader's checklist):
 
 1. Vectorised rollouts of ``num_steps`` x ``num_envs`` into preallocated ``(T, N, ...)`` tensors on the
-   device; acting runs under ``torch.inference_mode`` with no host sync per step.
+   device; acting runs under ``torch.no_grad`` with no host sync per step (not ``inference_mode``: a
+   batched env's state tensors, made while acting, must stay writable for the caller after ``learn``).
 2. Separate actor and critic MLPs (tanh, 64-64 by default), orthogonal init (gain sqrt 2 hidden,
    0.01 policy head, 1.0 value head), one Adam optimizer (eps 1e-5) over both.
 3. GAE(lambda) on ``next_values = V(true next obs)``: a time-limit truncation bootstraps from the value
@@ -242,7 +243,7 @@ class PPO:
     def _to_env(self, action: torch.Tensor) -> torch.Tensor:
         return action if self.discrete else torch.max(torch.min(action, self._high), self._low)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions for ``obs`` ``(B, *obs_shape)``: ``(B,)`` ints or ``(B, act_dim)`` within the bounds."""
         dist = self.policy.dist(obs.to(self.device, torch.float32).reshape(-1, self.obs_dim))
@@ -277,7 +278,7 @@ class PPO:
             ep_return_sum = torch.zeros((), device=self.device)
             ep_length_sum = torch.zeros((), device=self.device)
             ep_count = torch.zeros((), device=self.device)
-            with torch.inference_mode():
+            with torch.no_grad():
                 for t in range(T):
                     dist = self.policy.dist(obs)
                     action = dist.sample()

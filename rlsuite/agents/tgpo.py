@@ -85,7 +85,7 @@ class TGPO:
             env.allocation_sampler = self._mh_allocations
 
     def _value(self, obs: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.no_grad():
             return self.ppo.policy.value(obs.to(self.ppo.device)).float().cpu()
 
     def _proposal(self, u: torch.Tensor) -> torch.Tensor:
@@ -113,7 +113,7 @@ class TGPO:
         self.ppo.learn(self.env, total_steps, run, seed=seed)
         return self
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def solve(self, seed: int = 0, sampler: str | None = None) -> dict[str, torch.Tensor]:
         """One episode per env from fresh starts: pick an allocation by the critic, roll out the
         deterministic policy. Returns ``robustness`` and ``success`` ``(N,)`` and the chosen ``allocation``."""

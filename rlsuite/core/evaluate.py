@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 ActFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def evaluate_policy(
     act: ActFn,
     env_id: str,
@@ -63,7 +63,7 @@ def evaluate_policy(
         env.close()
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def record_video(
     act: ActFn,
     env_id: str,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MD_PATH = ROOT / "docs" / "benchmarks.md"
+# columns that stay text even when they look like numbers (a commit such as "1e50c3a" reads as a float)
+TEXT_KEYS = frozenset({"commit", "machine", "run_dir"})
 
 
 def cpu_name() -> str:
@@ -41,7 +43,7 @@ def read_rows(csv_path: Path, keep_parts: set[str] | None = None) -> list[dict]:
     if not csv_path.exists():
         return []
     with open(csv_path, newline="") as f:
-        return [{k: _num(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)
+        return [{k: v if k in TEXT_KEYS else _num(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)
                 if keep_parts is None or r.get("part") in keep_parts]
 
 

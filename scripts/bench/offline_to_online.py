@@ -51,7 +51,7 @@ def run_cell(env_id: str, level: str, algo: str, seed: int, a: argparse.Namespac
     online = 0 if algo == "bc" else a.online_steps
     run_dir = Path(a.run_root) / f"{D.env_name(env_id)}-{level}" / f"{algo}-seed{seed}"
     out = train_offline(algo, ds_id, a.offline_steps, online, seed=seed, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
-                        run_dir=run_dir, root=root, log=lambda m: print(f"  [{algo} {D.env_name(env_id)}-{level} s{seed}] {m}", flush=True),
+                        run_dir=run_dir, root=root, device=a.device, log=lambda m: print(f"  [{algo} {D.env_name(env_id)}-{level} s{seed}] {m}", flush=True),
                         config=config)
     return {"env": env_id, "level": level, "algo": algo, "seed": seed, "offline_score": round(out["offline_score"], 2),
             "online_score": "" if out["online_score"] is None else round(out["online_score"], 2),
@@ -68,7 +68,9 @@ def _stat(vals: list[float]) -> str:
 
 
 def render(rows: list[dict], meta: dict) -> str:
-    lines = [f"Machine: {meta['machine']}, commit {meta['commit']}. Our datasets: behaviour SAC {meta['behaviour_steps']} steps, "
+    machines = sorted({str(r.get("machine", meta["machine"])) for r in rows})
+    lines = [f"Machines: {', '.join(machines)} (the machine column says which ran each row; wall-clock compares only within one "
+             f"machine). Commits: {', '.join(sorted({str(r.get('commit', meta['commit'])) for r in rows}))}. Our datasets: behaviour SAC {meta['behaviour_steps']} steps, "
              f"{meta['dataset_steps']} transitions (D4RL: 1M-step SAC, 1M transitions); offline {meta['offline_steps']} updates "
              f"(Uni-O4: plus {meta['improve_steps']} improvement updates, AM-Q horizon {meta['ope_horizon']}, dynamics "
              f"{meta['dynamics_epochs']} epochs at most), online "
@@ -76,17 +78,18 @@ def render(rows: list[dict], meta: dict) -> str:
              "D4RL-normalised score (D4RL's constants; our envs are Gymnasium -v5). The paper column is Uni-O4's offline "
              "score on D4RL's own -v2 datasets: compare rankings, not values.",
              "",
-             "| dataset | algorithm | offline | after online | offline s | online s | paper (Uni-O4, D4RL offline) |",
-             "|---|---|---|---|---|---|---|"]
+             "| dataset | algorithm | offline | after online | offline s | online s | machine | paper (Uni-O4, D4RL offline) |",
+             "|---|---|---|---|---|---|---|---|"]
     cells = sorted({(r["env"], r["level"], r["algo"]) for r in rows}, key=lambda c: (c[0], c[1], ["uni-o4", "iql", "bc"].index(c[2])))
     for env, level, algo in cells:
         rs = [r for r in rows if (r["env"], r["level"], r["algo"]) == (env, level, algo)]
+        where = ", ".join(sorted({str(r.get("machine", "?")) for r in rs}))
         off = [float(r["offline_score"]) for r in rs]
         on = [float(r["online_score"]) for r in rs if r.get("online_score", "") != ""]
         secs = lambda k, rs=rs: f"{statistics.median(float(r[k]) for r in rs):.0f}"  # noqa: E731
         paper = PAPER.get((D.env_name(env), level), "") if algo == "uni-o4" else ""
         lines.append(f"| {D.env_name(env)}-{level} | {algo} | {_stat(off)} | {_stat(on) if on else 'n/a'} | {secs('offline_seconds')} | "
-                     f"{secs('online_seconds') if on else '-'} | {paper} |")
+                     f"{secs('online_seconds') if on else '-'} | {where} | {paper} |")
     return "\n".join(lines)
 
 
@@ -140,10 +143,11 @@ def main() -> None:
     p.add_argument("--online-steps", type=int, default=100_000)
     p.add_argument("--eval-every", type=int, default=5_000)
     p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--device", default="cpu", help="torch device of the learner (envs step on the CPU)")
     p.add_argument("--redo", action="store_true", help="rerun cells that are already in the CSV")
     p.add_argument("--render-only", action="store_true")
     a = p.parse_args()
-    meta = {"machine": machine(), "commit": git_commit(), **{k: getattr(a, k) for k in (
+    meta = {"machine": machine(a.device), "device": a.device, "commit": git_commit(), **{k: getattr(a, k) for k in (
         "behaviour_steps", "dataset_steps", "offline_steps", "improve_steps", "ope_horizon", "dynamics_epochs", "online_steps",
         "eval_episodes")}}
     rows = read_rows(CSV_PATH)

@@ -107,3 +107,18 @@ def test_checkpoint_from_other_spaces_is_refused_naming_the_difference(monkeypat
     agent = PPO(PPOConfig(num_envs=8, num_steps=32, num_minibatches=1), env.single_observation_space, env.single_action_space)
     with pytest.raises(CheckpointError, match=r"observation space shape: the env has \[6\], the checkpoint has \[4\]"):
         restore_training(agent, env, find_latest(tmp_path / "r" / "checkpoints"))
+
+
+def test_batched_env_stays_usable_after_learn():
+    """Acting must not leave inference-mode tensors in the env's state: a reset and steps after
+    ``learn`` (outside any no-grad context) work, as on CUDA in tests/agents/test_gpu.py."""
+    from rlsuite.core.vec_env import make_vec_env
+
+    env = make_vec_env("rlsuite/Pendulum-v0", num_envs=8, device="cpu", seed=0)
+    cfg = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=1)
+    agent = PPO(cfg, env.single_observation_space, env.single_action_space, "cpu")
+    agent.learn(env, 256, seed=0)
+    obs, _ = env.reset(seed=1)
+    for _ in range(3):
+        obs, r, _, _, _ = env.step(agent.act(obs, deterministic=True))
+    assert obs.shape == (8, 3) and torch.isfinite(r).all()
