@@ -105,6 +105,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     def record(phase: str, step: int, ret: float) -> float:
         score = float(normalized_score(ret, ref_min, ref_max))
         rows.append({"phase": phase, "step": step, "return": ret, "normalized_score": score})
+        _write_metrics(run, rows, curve=False)  # after every evaluation: a crash keeps the curve so far
         log(f"{phase} step {step}: return {ret:.1f}, normalized score {score:.1f}")
         return score
 
@@ -147,13 +148,15 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             "offline_seconds": offline_seconds, "online_seconds": online_seconds}
 
 
-def _write_metrics(run: Path, rows: list[dict[str, Any]]) -> None:
+def _write_metrics(run: Path, rows: list[dict[str, Any]], curve: bool = True) -> None:
     tmp = run / "metrics.csv.tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["phase", "step", "return", "normalized_score"])
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, run / "metrics.csv")
+    if not curve:
+        return
     try:
         import matplotlib
 

@@ -1,5 +1,6 @@
 """Locally made D4RL-style datasets in the Minari format."""
 
+import csv
 import json
 
 import minari
@@ -106,3 +107,21 @@ def test_train_offline_runs_both_phases_and_checks_spaces(made, tmp_path):
     with pytest.raises(D.DatasetError, match=r"do not match InvertedPendulum-v5 \(observation \(4,\)"):
         D.write_dataset("rlsuite/invertedpendulum/random-v0", "InvertedPendulum-v5", eps, 0.0, 1.0, {}, root=tmp_path / "bad")
     assert not (tmp_path / "bad" / "rlsuite").exists()  # nothing written
+
+
+def test_a_crash_online_keeps_the_offline_results(made, tmp_path, monkeypatch):
+    """metrics.csv is written after every evaluation and the offline checkpoint before the online
+    phase, so a crash online loses neither."""
+    from rlsuite.agents.iql import IQL
+    from rlsuite.offline.train import train_offline
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(IQL, "learn_online", crash)
+    root, ids = made
+    with pytest.raises(KeyboardInterrupt):
+        train_offline("iql", ids["medium"], 200, 300, seed=0, eval_every=100, eval_episodes=1, run_dir=tmp_path / "run", root=root)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [(r["phase"], int(r["step"])) for r in rows] == [("offline", 100), ("offline", 200)]
+    assert (tmp_path / "run" / "checkpoints" / "offline" / "meta.json").exists()
