@@ -629,6 +629,8 @@ def cmd_train_offline(algo: str, argv: list[str]) -> int:
     p.add_argument("--eval-every", type=int, default=5000, help="updates (offline) / env steps (online) between evaluations")
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--run-dir", default=None)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir whose offline phase finished: restore it and run the online phase (same options)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
     if algo == "uni-o4":
@@ -646,8 +648,11 @@ def cmd_train_offline(algo: str, argv: list[str]) -> int:
         for flag, field in (("improve_steps", "improve_steps"), ("ope_horizon", "ope_horizon"), ("ope_every", "ope_every")):
             if getattr(a, flag) is not None:
                 overrides[field] = getattr(a, flag)
+    if a.resume and a.run_dir is None:
+        p.error("--resume needs --run-dir: the directory of the run to continue.")
     out = train_offline(algo, a.dataset, a.offline_steps, a.online_steps, a.seed, a.eval_every, a.eval_episodes, a.run_dir,
-                        Path(a.data_dir) if a.data_dir else None, a.device, log=lambda m: print(m, flush=True), config=overrides)
+                        Path(a.data_dir) if a.data_dir else None, a.device, log=lambda m: print(m, flush=True), config=overrides,
+                        resume=a.resume)
     print(f"run directory: {out['run_dir']} (metrics.csv, curve.png, checkpoints/)")
     print(f"offline normalized score {out['offline_score']:.1f} ({out['offline_seconds']:.0f} s)"
           + (f", after online fine-tuning {out['online_score']:.1f} ({out['online_seconds']:.0f} s)" if out["online_score"] is not None else ""))

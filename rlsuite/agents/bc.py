@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite.agents.iql import OfflineData, episode_returns
+from rlsuite.agents.iql import OfflineData, check_same_data, episode_returns
 from rlsuite.core.nets import MLP, adam
 from rlsuite.core.seeding import resolve_device
 
@@ -87,4 +87,14 @@ class BC:
         assert self.data is not None
         return {"actor": self.actor.state_dict(), "obs_mean": torch.as_tensor(self.data.mean), "obs_std": torch.as_tensor(self.data.std),
                 "action_low": torch.as_tensor(self.data.low), "action_high": torch.as_tensor(self.data.high),
-                "steps": torch.tensor(self.steps)}
+                "steps": torch.tensor(self.steps), "optim": self.opt.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (call :meth:`set_data` with the same dataset first)."""
+        check_same_data(self.data, state)
+        self.actor.load_state_dict(state["actor"])
+        self.steps = int(state["steps"])
+        if "optim" in state:
+            self.opt.load_state_dict(state["optim"])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])

@@ -98,6 +98,18 @@ class _Twin(nn.Module):
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
 
+def check_same_data(data: OfflineData | None, state: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``data`` has the observation statistics and action bounds that a
+    saved agent ``state`` was trained with (the networks expect inputs standardised the same way)."""
+    if data is None:
+        raise RuntimeError("call set_data(dataset arrays, action low, action high) before load_state_dict.")
+    for key, mine in (("obs_mean", data.mean), ("obs_std", data.std), ("action_low", data.low), ("action_high", data.high)):
+        saved = np.asarray(state[key].cpu(), np.float32)
+        if saved.shape != np.shape(mine) or not np.allclose(saved, mine, rtol=1e-5, atol=1e-6):
+            raise ValueError(f"the saved agent was trained on data with another {key} (shape {saved.shape}, received data has "
+                             f"{np.shape(mine)}); load it after set_data with the dataset it was trained on.")
+
+
 class OfflineData:
     """The dataset as tensors on ``device`` (actions scaled to [-1, 1], observations standardised,
     rewards optionally scaled), with uniform minibatch sampling; :meth:`add` appends online data."""
@@ -280,8 +292,27 @@ class IQL:
         return returns
 
     def state_dict(self) -> dict[str, Any]:
+        """Networks, optimizers, the sampling generator and the dataset statistics the networks were
+        trained with; :meth:`load_state_dict` restores all but the statistics (they come from the data)."""
         assert self.data is not None
         return {"actor": self.actor.state_dict(), "q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
                 "v": self.v.state_dict(), "obs_mean": torch.as_tensor(self.data.mean), "obs_std": torch.as_tensor(self.data.std),
                 "action_low": torch.as_tensor(self.data.low), "action_high": torch.as_tensor(self.data.high),
-                "reward_scale": torch.tensor(self.data.reward_scale), "steps": torch.tensor(self.steps)}
+                "reward_scale": torch.tensor(self.data.reward_scale), "steps": torch.tensor(self.steps),
+                "optim": {"actor": self.actor_opt.state_dict(), "q": self.q_opt.state_dict(), "v": self.v_opt.state_dict()},
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (call :meth:`set_data` with the same dataset first), e.g. to
+        fine-tune online from a finished offline phase."""
+        check_same_data(self.data, state)
+        self.actor.load_state_dict(state["actor"])
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.v.load_state_dict(state["v"])
+        self.steps = int(state["steps"])
+        if "optim" in state:
+            for opt, key in ((self.actor_opt, "actor"), (self.q_opt, "q"), (self.v_opt, "v")):
+                opt.load_state_dict(state["optim"][key])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlsuite.agents.iql import IQL, IQLConfig, OfflineData
+from rlsuite.agents.iql import IQL, IQLConfig, OfflineData, check_same_data
 from rlsuite.agents.ppo import PPO, PPOConfig, ppo_policy_loss
 from rlsuite.core.distributions import BoundedGaussianHead
 from rlsuite.core.dynamics import DynamicsEnsemble
@@ -474,9 +474,56 @@ class UniO4:
             "obs_mean": torch.as_tensor(data.mean), "obs_std": torch.as_tensor(data.std), "action_low": torch.as_tensor(data.low),
             "action_high": torch.as_tensor(data.high), "reward_scale": torch.tensor(data.reward_scale),
             "steps": torch.tensor([self.offline_steps, self.improve_done]), "selected": torch.tensor(self.selected)}
+        out["critics"] = self.critics.state_dict()
+        out["v_beta_target"] = self.v_beta_target.state_dict()
+        out["optim"] = {"bc": self.bc_opt.state_dict(), "v_beta": self.v_opt.state_dict()}
+        out["generator"] = self.generator.get_state()
+        if self._ope:
+            out["ope_draw"] = dict(self._ope)  # AM-Q's start states and elite picks, drawn once
         if self.reference is not None:
             out["reference"] = self.reference.state_dict()
             out["ope_best"] = torch.tensor([g.best for g in self.gates])
+            out["ope_counts"] = torch.tensor([[g.accepted, g.rejected] for g in self.gates])
+            out["optim"]["improve"] = self.pi_opt.state_dict()
         if self.ppo is not None:
             out["online_policy"] = self.ppo.policy.state_dict()
         return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` saved before the online phase (call :meth:`set_data` with the
+        same dataset first): the supervised phase or the improvement then continues, or
+        :meth:`learn_online` starts from the restored actor and value. A state saved during the online
+        phase is refused: the PPO run's own checkpoint is what continues it."""
+        check_same_data(self.data, state)
+        if "online_policy" in state:
+            raise ValueError("this Uni-O4 state was saved during the online phase; load the offline checkpoint "
+                             "(checkpoints/offline) to fine-tune online again.")
+        self.members.load_state_dict(state["members"])
+        self.v_beta.load_state_dict(state["v_beta"])
+        self.dynamics.load_state_dict(state["dynamics"])
+        if "critics" in state:
+            self.critics.load_state_dict(state["critics"])
+        else:
+            self.critics.q.load_state_dict(state["q"])
+            self.critics.v.load_state_dict(state["v"])
+        self.v_beta_target.load_state_dict(state.get("v_beta_target", state["v_beta"]))
+        self.offline_steps, self.improve_done = (int(x) for x in state["steps"])
+        optim = state.get("optim", {})
+        if "bc" in optim:
+            self.bc_opt.load_state_dict(optim["bc"])
+            self.v_opt.load_state_dict(optim["v_beta"])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+        self._ope = {k: v.to(self.device) for k, v in state.get("ope_draw", {}).items()}
+        self.reference, self.gates = None, []
+        if "reference" in state:
+            self.reference = copy.deepcopy(self.members).requires_grad_(False)
+            self.reference.load_state_dict(state["reference"])
+            self.pi_opt = adam(self.members.parameters(), self.cfg.improve_lr)
+            if "improve" in optim:
+                self.pi_opt.load_state_dict(optim["improve"])
+            counts = state.get("ope_counts", torch.zeros(len(state["ope_best"]), 2, dtype=torch.long))
+            for best, (acc, rej) in zip(state["ope_best"].tolist(), counts.tolist(), strict=True):
+                gate = AcceptIfImproved(best)
+                gate.accepted, gate.rejected = int(acc), int(rej)
+                self.gates.append(gate)

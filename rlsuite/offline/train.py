@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from rlsuite.offline.datasets import DatasetError, dataset_arrays, load_dataset, mean_return, normalized_score
 
@@ -62,11 +63,17 @@ def evaluate(agent, env_id: str, episodes: int, seed: int) -> float:
 
 def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int = 0, seed: int = 0, eval_every: int = 5000,
                   eval_episodes: int = 5, run_dir: str | os.PathLike | None = None, root: Path | None = None, device: str = "cpu",
-                  log: Callable[[str], None] | None = None, config: dict[str, Any] | None = None) -> dict[str, Any]:
+                  log: Callable[[str], None] | None = None, config: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
     """See the module docstring; returns the final offline and online normalised scores and the
     wall-clock seconds of each phase. ``config``: overrides of the algorithm's config dataclass.
     Uni-O4's offline phase is ``offline_steps`` supervised updates followed by ``improve_steps``
-    (its config) policy-improvement updates; its evaluations are numbered on after the first part."""
+    (its config) policy-improvement updates; its evaluations are numbered on after the first part.
+
+    ``resume=True`` continues the run in ``run_dir`` whose offline phase finished (its
+    ``checkpoints/offline`` exists) but whose online phase did not: the agent, its optimizers and the
+    random generators are restored from that checkpoint, the offline rows of ``metrics.csv`` are kept
+    and the online phase runs from its start (``online_steps`` may differ from the first call). The
+    other arguments must match the first call. An online phase interrupted half-way starts again."""
     import gymnasium as gym
 
     import rlsuite.envs  # noqa: F401
@@ -96,11 +103,16 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     agent = _make_agent(algo, env_id, obs_dim, act_dim, device, seed, config)
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
     run = Path(run_dir or f"runs/{ds_id.replace('/', '_')}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run / "config.json", {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps,
-                                            "online_steps": online_steps, "seed": seed, "reference": [ref_min, ref_max],
-                                            "config": dataclasses.asdict(agent.cfg)})
+    run_config = {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps, "online_steps": online_steps,
+                  "seed": seed, "reference": [ref_min, ref_max], "config": dataclasses.asdict(agent.cfg)}
     rows: list[dict[str, Any]] = []
+    if resume:
+        if run_dir is None:
+            raise DatasetError("resume needs the run directory of the interrupted run (run_dir / --run-dir).")
+        rows = _restore_offline_phase(run, run_config, agent, device)
+        log(f"resumed {run}: offline phase restored from checkpoints/offline ({len(rows)} evaluations kept)")
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run / "config.json", {**run_config, "config": _jsonable(run_config["config"])})
 
     def record(phase: str, step: int, ret: float) -> float:
         score = float(normalized_score(ret, ref_min, ref_max))
@@ -110,13 +122,13 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         return score
 
     t0 = time.perf_counter()
-    done = 0
+    done = offline_steps if resume else 0
     while done < offline_steps:
         chunk = min(eval_every, offline_steps - done)
         agent.learn_offline(chunk, total_steps=offline_steps)
         done += chunk
         record("offline", done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
-    if algo == "uni-o4":
+    if algo == "uni-o4" and not resume:
         agent.start_improvement(log)
         k_total, k = agent.cfg.improve_steps, 0
         while k < k_total:
@@ -130,7 +142,10 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     offline_seconds = time.perf_counter() - t0
     offline_end = offline_steps + (agent.cfg.improve_steps if algo == "uni-o4" else 0)
     offline_score = rows[-1]["normalized_score"] if rows else float("nan")
-    save_checkpoint(run / "checkpoints" / "offline", agent.state_dict(), {"algo": algo, "phase": "offline", "dataset": ds_id})
+    if not resume:
+        # the agent plus torch's global generator (online sampling draws from it): resuming is exact
+        save_checkpoint(run / "checkpoints" / "offline", {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()},
+                        {"algo": algo, "phase": "offline", "dataset": ds_id})
     online_score = None
     t1 = time.perf_counter()
     if online_steps > 0:
@@ -141,11 +156,50 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             done += chunk
             record("online", offline_end + done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
         online_score = rows[-1]["normalized_score"]
-        save_checkpoint(run / "checkpoints" / "online", agent.state_dict(), {"algo": algo, "phase": "online", "dataset": ds_id})
+        save_checkpoint(run / "checkpoints" / "online", {"agent": agent.state_dict()}, {"algo": algo, "phase": "online", "dataset": ds_id})
     online_seconds = time.perf_counter() - t1
     _write_metrics(run, rows)
     return {"run_dir": str(run), "offline_score": offline_score, "online_score": online_score, "rows": rows,
             "offline_seconds": offline_seconds, "online_seconds": online_seconds}
+
+
+def _jsonable(obj: Any) -> Any:
+    """Tuples as lists, so that a config read back from JSON compares equal to a fresh one."""
+    return json.loads(json.dumps(obj))
+
+
+def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, device: str) -> list[dict[str, Any]]:
+    """Load ``run/checkpoints/offline`` into ``agent`` (and torch's global generator) after checking
+    that ``run/config.json`` describes the same offline phase; returns the offline rows of metrics.csv."""
+    from rlsuite.core.checkpoint import CheckpointError, load_checkpoint
+
+    if (run / "checkpoints" / "online").exists():
+        raise DatasetError(f"{run} finished its online phase (checkpoints/online exists): nothing to resume; "
+                           "start a new run with another --run-dir.")
+    if not (run / "checkpoints" / "offline").exists():
+        raise DatasetError(f"nothing to resume in {run}: its offline phase did not finish (no checkpoints/offline) and an "
+                           "offline phase is not checkpointed half-way; run it again without --resume.")
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"cannot read {run / 'config.json'} ({e}); the run directory is damaged.") from None
+    mine = {**run_config, "config": _jsonable(run_config["config"])}
+    diff = [k for k in ("algo", "dataset", "env", "offline_steps", "seed", "reference", "config") if saved.get(k) != mine[k]]
+    if diff:
+        detail = "; ".join(f"{k}: run has {saved.get(k)!r}, received {mine[k]!r}" for k in diff)
+        raise DatasetError(f"cannot resume {run} with other settings ({detail}); pass the settings of the first call.")
+    try:
+        state, _ = load_checkpoint(run / "checkpoints" / "offline", device)
+    except CheckpointError as e:
+        raise DatasetError(str(e)) from None
+    agent.load_state_dict(state["agent"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    rows: list[dict[str, Any]] = []
+    if (run / "metrics.csv").exists():
+        with open(run / "metrics.csv", newline="") as f:
+            rows = [{"phase": r["phase"], "step": int(r["step"]), "return": float(r["return"]),
+                     "normalized_score": float(r["normalized_score"])} for r in csv.DictReader(f) if r["phase"] == "offline"]
+    return rows
 
 
 def _write_metrics(run: Path, rows: list[dict[str, Any]], curve: bool = True) -> None:

@@ -191,6 +191,42 @@ def test_offline_to_online_handoff_is_exact_and_the_reference_moves_only_on_acce
     assert set(agent.state_dict()) >= {"members", "reference", "q", "v", "v_beta", "dynamics", "ope_best", "selected"}
 
 
+def test_a_saved_state_continues_exactly_and_refuses_other_data():
+    """state_dict -> load_state_dict into a fresh agent (through a checkpoint on disk): the
+    improvement then continues bit for bit as in the agent that was never saved (given the same
+    global torch generator state, which the checkpoint of ``train_offline`` also holds)."""
+    from rlsuite.core.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = UniO4Config(hidden=(16, 16), critic_hidden=(16, 16), batch_size=32, dynamics_hidden=(16,), dynamics_max_epochs=2,
+                      improve_steps=40, ope_every=10, ope_horizon=5, ope_starts=16)
+    low, high = np.array([-2.0]), np.array([2.0])
+    a = UniO4(cfg, 3, 1, "cpu", seed=0)
+    a.set_data(_toy_arrays(), low, high)
+    a.learn_offline(20)
+    a.start_improvement()
+    a.improve(20)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        save_checkpoint(f"{d}/ck", a.state_dict())
+        state, _ = load_checkpoint(f"{d}/ck")
+    b = UniO4(cfg, 3, 1, "cpu", seed=123)
+    b.set_data(_toy_arrays(), low, high)
+    b.load_state_dict(state)
+    assert [(g.best, g.accepted, g.rejected) for g in b.gates] == [(g.best, g.accepted, g.rejected) for g in a.gates]
+    rng = torch.get_rng_state()  # the policies sample from torch's global generator (train_offline saves it too)
+    a.improve(20, total_steps=40)
+    torch.set_rng_state(rng)
+    b.improve(20, total_steps=40)
+    for k, v in a.members.state_dict().items():
+        assert torch.equal(v, b.members.state_dict()[k]), k
+    assert a.ope_history[-1] == b.ope_history[-1] and a.selected == b.selected
+    c = UniO4(cfg, 3, 1, "cpu", seed=0)
+    c.set_data(_toy_arrays(seed=1), low, high)
+    with pytest.raises(ValueError, match="another obs_mean"):
+        c.load_state_dict(state)
+
+
 def test_ppo_takes_a_ready_policy_and_a_separate_critic_lr():
     from rlsuite.core.vec_env import make_vec_env
 

@@ -53,3 +53,45 @@ def test_bad_overrides_and_algorithms_are_explained(capsys, tmp_path, data_root)
     code, _, err = _run(capsys, "train", "bc", "--dataset", "rlsuite/invertedpendulum/medium-v0", "--data-dir", str(data_root),
                         "--online-steps", "10")
     assert code != 0 and "BC has no online phase" in err
+
+
+O4_TINY = ("--dataset", "rlsuite/invertedpendulum/medium-v0", "--offline-steps", "100", "--improve-steps", "20", "--ope-every", "10",
+           "--ope-horizon", "5", "--online-steps", "256", "--eval-every", "100", "--eval-episodes", "1", "--set", "hidden=[16,16]",
+           "--set", "critic_hidden=[16,16]", "--set", "dynamics_hidden=[16]", "--set", "dynamics_max_epochs=2",
+           "--set", "online_num_steps=128", "--set", "online_minibatches=2")
+
+
+def test_uni_o4_resume_after_an_online_crash_logs_what_an_unbroken_run_logs(capsys, tmp_path, data_root, monkeypatch):
+    from rlsuite.agents.uni_o4 import UniO4
+
+    code, out, _ = _run(capsys, "train", "uni-o4", *O4_TINY, "--data-dir", str(data_root), "--run-dir", str(tmp_path / "whole"))
+    assert code == 0, out
+    real = UniO4.learn_online
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(UniO4, "learn_online", crash)
+    code, out, _ = _run(capsys, "train", "uni-o4", *O4_TINY, "--data-dir", str(data_root), "--run-dir", str(tmp_path / "run"))
+    assert code != 0 and not (tmp_path / "run" / "checkpoints" / "online").exists()
+    monkeypatch.setattr(UniO4, "learn_online", real)
+    with pytest.raises(SystemExit):
+        main(["train", "uni-o4", *O4_TINY, "--data-dir", str(data_root), "--resume"])
+    assert "--resume needs --run-dir" in capsys.readouterr().err
+    code, out, _ = _run(capsys, "train", "uni-o4", *O4_TINY, "--data-dir", str(data_root), "--run-dir", str(tmp_path / "run"), "--resume")
+    assert code == 0, out
+    assert "resumed" in out and "AM-Q of the BC members" not in out  # nothing offline is redone
+
+    def table(name):
+        return [(r["phase"], int(r["step"]), float(r["return"])) for r in csv.DictReader(open(tmp_path / name / "metrics.csv"))]
+
+    assert [s for _, s, _ in table("run")] == [100, 120, 220, 320, 376]
+    assert table("run") == table("whole")
+    import torch
+
+    from rlsuite.core.checkpoint import load_checkpoint
+
+    a, _ = load_checkpoint(tmp_path / "whole" / "checkpoints" / "online")
+    b, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "online")
+    for k, v in a["agent"]["online_policy"].items():  # the fine-tuned actor and critic, bit for bit
+        assert torch.equal(v, b["agent"]["online_policy"][k]), k

@@ -6,6 +6,7 @@ import json
 import minari
 import numpy as np
 import pytest
+import torch
 
 from rlsuite.offline import datasets as D
 
@@ -125,3 +126,44 @@ def test_a_crash_online_keeps_the_offline_results(made, tmp_path, monkeypatch):
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [(r["phase"], int(r["step"])) for r in rows] == [("offline", 100), ("offline", 200)]
     assert (tmp_path / "run" / "checkpoints" / "offline" / "meta.json").exists()
+
+
+def test_resume_after_an_online_crash_matches_an_uninterrupted_run(made, tmp_path, monkeypatch):
+    """The offline checkpoint holds the agent, its optimizers and the generators: a run that crashed
+    online and was resumed logs exactly what a run that never stopped logs."""
+    from rlsuite.agents.iql import IQL
+    from rlsuite.offline.train import train_offline
+
+    root, ids = made
+    kw = dict(seed=0, eval_every=100, eval_episodes=1, root=root)
+    whole = train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "whole", **kw)
+    real = IQL.learn_online
+    calls = {"n": 0}
+
+    def crash_on_second_chunk(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(IQL, "learn_online", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **kw)
+    monkeypatch.setattr(IQL, "learn_online", real)
+    with pytest.raises(D.DatasetError, match=r"other settings \(seed: run has 0, received 1"):
+        train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **{**kw, "seed": 1}, resume=True)
+    resumed = train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **kw, resume=True)
+    assert [(r["phase"], r["step"], r["return"]) for r in resumed["rows"]] == [(r["phase"], r["step"], r["return"]) for r in whole["rows"]]
+    rows = list(csv.DictReader(open(tmp_path / "crashed" / "metrics.csv")))
+    assert [(r["phase"], int(r["step"])) for r in rows] == [("offline", 100), ("offline", 200), ("online", 300), ("online", 400)]
+    from rlsuite.core.checkpoint import load_checkpoint
+
+    a, _ = load_checkpoint(tmp_path / "whole" / "checkpoints" / "online")
+    b, _ = load_checkpoint(tmp_path / "crashed" / "checkpoints" / "online")
+    for net in ("actor", "q", "v"):
+        for k, v in a["agent"][net].items():
+            assert torch.equal(v, b["agent"][net][k]), (net, k)
+    with pytest.raises(D.DatasetError, match="finished its online phase"):
+        train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **kw, resume=True)
+    with pytest.raises(D.DatasetError, match="offline phase did not finish"):
+        train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "empty", **kw, resume=True)
