@@ -106,10 +106,11 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     run_config = {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps, "online_steps": online_steps,
                   "seed": seed, "reference": [ref_min, ref_max], "config": dataclasses.asdict(agent.cfg)}
     rows: list[dict[str, Any]] = []
+    restored_seconds = float("nan")
     if resume:
         if run_dir is None:
             raise DatasetError("resume needs the run directory of the interrupted run (run_dir / --run-dir).")
-        rows = _restore_offline_phase(run, run_config, agent, device)
+        rows, restored_seconds = _restore_offline_phase(run, run_config, agent, device)
         log(f"resumed {run}: offline phase restored from checkpoints/offline ({len(rows)} evaluations kept)")
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {**run_config, "config": _jsonable(run_config["config"])})
@@ -139,13 +140,13 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             log(f"improvement step {k}: AM-Q best {best:.2f}, accepted {sum(g.accepted for g in agent.gates)}, "
                 f"rejected {sum(g.rejected for g in agent.gates)}, selected member {agent.selected}")
             record("offline", offline_steps + k, evaluate(agent, env_id, eval_episodes, seed + 100_000))
-    offline_seconds = time.perf_counter() - t0
+    offline_seconds = restored_seconds if resume else time.perf_counter() - t0
     offline_end = offline_steps + (agent.cfg.improve_steps if algo == "uni-o4" else 0)
     offline_score = rows[-1]["normalized_score"] if rows else float("nan")
     if not resume:
         # the agent plus torch's global generator (online sampling draws from it): resuming is exact
         save_checkpoint(run / "checkpoints" / "offline", {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()},
-                        {"algo": algo, "phase": "offline", "dataset": ds_id})
+                        {"algo": algo, "phase": "offline", "dataset": ds_id, "seconds": offline_seconds})
     online_score = None
     t1 = time.perf_counter()
     if online_steps > 0:
@@ -168,9 +169,10 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, device: str) -> list[dict[str, Any]]:
+def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, device: str) -> tuple[list[dict[str, Any]], float]:
     """Load ``run/checkpoints/offline`` into ``agent`` (and torch's global generator) after checking
-    that ``run/config.json`` describes the same offline phase; returns the offline rows of metrics.csv."""
+    that ``run/config.json`` describes the same offline phase; returns the offline rows of metrics.csv
+    and the offline phase's wall-clock seconds."""
     from rlsuite.core.checkpoint import CheckpointError, load_checkpoint
 
     if (run / "checkpoints" / "online").exists():
@@ -189,9 +191,12 @@ def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, de
         detail = "; ".join(f"{k}: run has {saved.get(k)!r}, received {mine[k]!r}" for k in diff)
         raise DatasetError(f"cannot resume {run} with other settings ({detail}); pass the settings of the first call.")
     try:
-        state, _ = load_checkpoint(run / "checkpoints" / "offline", device)
+        state, meta = load_checkpoint(run / "checkpoints" / "offline", device)
     except CheckpointError as e:
         raise DatasetError(str(e)) from None
+    if "agent" not in state or "torch_rng" not in state:
+        raise DatasetError(f"{run / 'checkpoints' / 'offline'} was written by an rlsuite without resume support; "
+                           "run again without --resume.")
     agent.load_state_dict(state["agent"])
     torch.set_rng_state(state["torch_rng"].cpu())
     rows: list[dict[str, Any]] = []
@@ -199,7 +204,7 @@ def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, de
         with open(run / "metrics.csv", newline="") as f:
             rows = [{"phase": r["phase"], "step": int(r["step"]), "return": float(r["return"]),
                      "normalized_score": float(r["normalized_score"])} for r in csv.DictReader(f) if r["phase"] == "offline"]
-    return rows
+    return rows, float(meta.get("seconds", float("nan")))
 
 
 def _write_metrics(run: Path, rows: list[dict[str, Any]], curve: bool = True) -> None:

@@ -6,7 +6,8 @@ trained offline, evaluated (``--eval-episodes`` deterministic episodes, D4RL-nor
 online for ``--online-steps`` env steps (Uni-O4: PPO from the offline actor and value; IQL: the same
 updates on dataset + new data; BC has no online phase) and evaluated again. Wall-clock of each phase
 is recorded. Each finished cell is appended to docs/benchmarks/offline_to_online.csv at once, and cells
-already there are skipped, so the benchmark resumes across sittings; ``--redo`` reruns them.
+already there are skipped, so the benchmark resumes across sittings; ``--redo`` reruns them. A cell
+stopped during its online phase continues from its offline checkpoint (``train_offline(resume=True)``).
 
 Writes the table between the ``offline-to-online`` markers of docs/benchmarks.md and the learning curves
 (mean normalised score over seeds) to docs/benchmarks/offline_to_online.png.
@@ -50,9 +51,17 @@ def run_cell(env_id: str, level: str, algo: str, seed: int, a: argparse.Namespac
               "dynamics_max_epochs": a.dynamics_epochs} if algo == "uni-o4" else None
     online = 0 if algo == "bc" else a.online_steps
     run_dir = Path(a.run_root) / f"{D.env_name(env_id)}-{level}" / f"{algo}-seed{seed}"
-    out = train_offline(algo, ds_id, a.offline_steps, online, seed=seed, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
-                        run_dir=run_dir, root=root, device=a.device, log=lambda m: print(f"  [{algo} {D.env_name(env_id)}-{level} s{seed}] {m}", flush=True),
-                        config=config)
+    log = lambda m: print(f"  [{algo} {D.env_name(env_id)}-{level} s{seed}] {m}", flush=True)  # noqa: E731
+    kw = dict(seed=seed, eval_every=a.eval_every, eval_episodes=a.eval_episodes, run_dir=run_dir, root=root, device=a.device, log=log,
+              config=config)
+    out = None
+    if online > 0 and (run_dir / "checkpoints" / "offline").exists() and not (run_dir / "checkpoints" / "online").exists():
+        try:  # the offline phase finished in an earlier sitting: continue from its checkpoint
+            out = train_offline(algo, ds_id, a.offline_steps, online, resume=True, **kw)
+        except D.DatasetError as e:
+            log(f"cannot resume ({e}); running the cell from the start")
+    if out is None:
+        out = train_offline(algo, ds_id, a.offline_steps, online, **kw)
     return {"env": env_id, "level": level, "algo": algo, "seed": seed, "offline_score": round(out["offline_score"], 2),
             "online_score": "" if out["online_score"] is None else round(out["online_score"], 2),
             "offline_seconds": round(out["offline_seconds"], 1), "online_seconds": round(out["online_seconds"], 1),

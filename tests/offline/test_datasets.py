@@ -154,6 +154,7 @@ def test_resume_after_an_online_crash_matches_an_uninterrupted_run(made, tmp_pat
         train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **{**kw, "seed": 1}, resume=True)
     resumed = train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **kw, resume=True)
     assert [(r["phase"], r["step"], r["return"]) for r in resumed["rows"]] == [(r["phase"], r["step"], r["return"]) for r in whole["rows"]]
+    assert resumed["offline_seconds"] > 0  # the offline phase's wall-clock, kept in its checkpoint
     rows = list(csv.DictReader(open(tmp_path / "crashed" / "metrics.csv")))
     assert [(r["phase"], int(r["step"])) for r in rows] == [("offline", 100), ("offline", 200), ("online", 300), ("online", 400)]
     from rlsuite.core.checkpoint import load_checkpoint
