@@ -123,7 +123,11 @@ def plot(rows: list[dict]) -> None:
                 n = min(len(c) for c in curves)
                 xs = [c[0] for c in curves[0][:n]]
                 ys = [statistics.mean(c[i][1] for c in curves) for i in range(n)]
-                ax.plot(xs, ys, color=color, label=f"{algo} ({len(curves)} seeds)")
+                label = f"{algo} ({len(curves)} seeds)"
+                if n == 1:  # an offline score only (BC): a level line, so that it can be read against the curves
+                    ax.axhline(ys[0], color=color, linestyle="--", label=label + ", offline")
+                else:
+                    ax.plot(xs, ys, color=color, marker="o", markersize=2, label=label)
         ax.set_title(f"{D.env_name(env)}-{level}")
         ax.set_xlabel("offline updates, then + online env steps")
         ax.set_ylabel("normalised score")
