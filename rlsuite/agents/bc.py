@@ -94,7 +94,5 @@ class BC:
         check_same_data(self.data, state)
         self.actor.load_state_dict(state["actor"])
         self.steps = int(state["steps"])
-        if "optim" in state:
-            self.opt.load_state_dict(state["optim"])
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
+        self.opt.load_state_dict(state["optim"])
+        self.generator.set_state(state["generator"])

@@ -98,11 +98,16 @@ class _Twin(nn.Module):
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
 
-def check_same_data(data: OfflineData | None, state: dict[str, Any]) -> None:
-    """Raise ``ValueError`` unless ``data`` has the observation statistics and action bounds that a
-    saved agent ``state`` was trained with (the networks expect inputs standardised the same way)."""
+def check_same_data(data: OfflineData | None, state: dict[str, Any], keys: tuple[str, ...] = ("optim", "generator")) -> None:
+    """Raise ``ValueError`` unless ``state`` holds ``keys`` (what an agent needs to continue training)
+    and ``data`` has the observation statistics and action bounds that the saved agent was trained with
+    (the networks expect inputs standardised the same way)."""
     if data is None:
         raise RuntimeError("call set_data(dataset arrays, action low, action high) before load_state_dict.")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"the saved agent state lacks {', '.join(missing)} (written by an rlsuite before training could "
+                         "continue from a checkpoint); its networks can be evaluated, not trained on: train again.")
     for key, mine in (("obs_mean", data.mean), ("obs_std", data.std), ("action_low", data.low), ("action_high", data.high)):
         saved = np.asarray(state[key].cpu(), np.float32)
         if saved.shape != np.shape(mine) or not np.allclose(saved, mine, rtol=1e-5, atol=1e-6):
@@ -311,8 +316,6 @@ class IQL:
         self.q_target.load_state_dict(state["q_target"])
         self.v.load_state_dict(state["v"])
         self.steps = int(state["steps"])
-        if "optim" in state:
-            for opt, key in ((self.actor_opt, "actor"), (self.q_opt, "q"), (self.v_opt, "v")):
-                opt.load_state_dict(state["optim"][key])
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
+        for opt, key in ((self.actor_opt, "actor"), (self.q_opt, "q"), (self.v_opt, "v")):
+            opt.load_state_dict(state["optim"][key])
+        self.generator.set_state(state["generator"])

@@ -494,36 +494,27 @@ class UniO4:
         same dataset first): the supervised phase or the improvement then continues, or
         :meth:`learn_online` starts from the restored actor and value. A state saved during the online
         phase is refused: the PPO run's own checkpoint is what continues it."""
-        check_same_data(self.data, state)
+        check_same_data(self.data, state, ("critics", "v_beta_target", "optim", "generator"))
         if "online_policy" in state:
             raise ValueError("this Uni-O4 state was saved during the online phase; load the offline checkpoint "
                              "(checkpoints/offline) to fine-tune online again.")
         self.members.load_state_dict(state["members"])
         self.v_beta.load_state_dict(state["v_beta"])
+        self.v_beta_target.load_state_dict(state["v_beta_target"])
         self.dynamics.load_state_dict(state["dynamics"])
-        if "critics" in state:
-            self.critics.load_state_dict(state["critics"])
-        else:
-            self.critics.q.load_state_dict(state["q"])
-            self.critics.v.load_state_dict(state["v"])
-        self.v_beta_target.load_state_dict(state.get("v_beta_target", state["v_beta"]))
+        self.critics.load_state_dict(state["critics"])
         self.offline_steps, self.improve_done = (int(x) for x in state["steps"])
-        optim = state.get("optim", {})
-        if "bc" in optim:
-            self.bc_opt.load_state_dict(optim["bc"])
-            self.v_opt.load_state_dict(optim["v_beta"])
-        if "generator" in state:
-            self.generator.set_state(state["generator"])
+        self.bc_opt.load_state_dict(state["optim"]["bc"])
+        self.v_opt.load_state_dict(state["optim"]["v_beta"])
+        self.generator.set_state(state["generator"])
         self._ope = {k: v.to(self.device) for k, v in state.get("ope_draw", {}).items()}
         self.reference, self.gates = None, []
         if "reference" in state:
             self.reference = copy.deepcopy(self.members).requires_grad_(False)
             self.reference.load_state_dict(state["reference"])
             self.pi_opt = adam(self.members.parameters(), self.cfg.improve_lr)
-            if "improve" in optim:
-                self.pi_opt.load_state_dict(optim["improve"])
-            counts = state.get("ope_counts", torch.zeros(len(state["ope_best"]), 2, dtype=torch.long))
-            for best, (acc, rej) in zip(state["ope_best"].tolist(), counts.tolist(), strict=True):
+            self.pi_opt.load_state_dict(state["optim"]["improve"])
+            for best, (acc, rej) in zip(state["ope_best"].tolist(), state["ope_counts"].tolist(), strict=True):
                 gate = AcceptIfImproved(best)
                 gate.accepted, gate.rejected = int(acc), int(rej)
                 self.gates.append(gate)

@@ -225,6 +225,9 @@ def test_a_saved_state_continues_exactly_and_refuses_other_data():
     c.set_data(_toy_arrays(seed=1), low, high)
     with pytest.raises(ValueError, match="another obs_mean"):
         c.load_state_dict(state)
+    old_format = {k: v for k, v in state.items() if k not in ("optim", "generator")}
+    with pytest.raises(ValueError, match="lacks optim, generator"):
+        b.load_state_dict(old_format)
 
 
 def test_ppo_takes_a_ready_policy_and_a_separate_critic_lr():
