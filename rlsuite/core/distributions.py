@@ -10,6 +10,7 @@ action dimension and return ``B``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,112 @@ class Categorical:
     @property
     def mode(self) -> torch.Tensor:
         return self.logits.argmax(-1)
+
+
+class MaskedCategorical:
+    """Categorical over the allowed entries of ``logits`` ``(B, n)``; ``mask`` ``(B, n)`` bool, True = allowed.
+
+    Forbidden actions get probability exactly 0: their logits are replaced by the dtype's most negative
+    finite value before the softmax (so no ``inf - inf`` and no NaN in values or gradients), and their
+    log-probabilities are then set to ``-inf``. ``entropy`` counts ``0 * log 0`` as 0, so it equals the
+    entropy of the renormalised distribution over the allowed actions; ``mode`` is the most likely
+    allowed action; ``sample`` never returns a forbidden one.
+
+    A row with no allowed action is an error in the env (the protocol promises at least one): with
+    ``validate=True`` (default) it raises ``ValueError`` naming the rows, which costs one host sync.
+    A rollout loop on the GPU passes ``validate=False`` and checks :func:`empty_mask_rows` once per
+    rollout instead; without validation such a row is treated as all-allowed (uniform over ``n``
+    actions if the logits are equal), so nothing crashes before that check.
+    """
+
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor, validate: bool = True) -> None:
+        if mask.shape != logits.shape:
+            raise ValueError(
+                f"MaskedCategorical needs a mask of the logits' shape {tuple(logits.shape)}, got {tuple(mask.shape)}; "
+                "pass info['action_mask'] of shape (num_envs, n)."
+            )
+        if mask.dtype != torch.bool:
+            raise ValueError(f"the action mask must be a bool tensor (True = allowed), got dtype {mask.dtype}.")
+        if validate:
+            empty = ~mask.any(-1)
+            if bool(empty.any()):
+                rows = torch.nonzero(empty.reshape(-1)).flatten()[:10].tolist()
+                raise ValueError(
+                    f"action mask rows {rows} allow no action (all False); every state must allow at least one "
+                    "action. Check the env's info['action_mask'] (after an autoreset it describes the new episode)."
+                )
+        else:
+            mask = mask | ~mask.any(-1, keepdim=True)
+        self.mask = mask
+        filled = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+        self.logits = torch.where(mask, torch.log_softmax(filled, dim=-1), float("-inf"))
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """``(B, n)`` probabilities, exactly 0 on forbidden actions."""
+        return self.logits.exp()
+
+    def sample(self) -> torch.Tensor:
+        """``(B,)`` int64 samples, never a forbidden action."""
+        probs = self.probs
+        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """``action`` ``(B,)`` integer -> ``(B,)`` (``-inf`` for a forbidden action)."""
+        return self.logits.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        """``(B,)`` entropy of the distribution over the allowed actions."""
+        safe = torch.where(self.mask, self.logits, 0.0)  # 0 * log 0 counts as 0, not NaN
+        return -(self.probs * safe).sum(-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.logits.argmax(-1)
+
+
+def empty_mask_rows(mask: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: rows of an action mask ``(B, n)`` that allow no action (a device tensor, no sync)."""
+    return ~mask.any(-1)
+
+
+class MultiCategorical:
+    """Independent categoricals for a ``MultiDiscrete(nvec)`` action: ``logits`` ``(B, sum(nvec))`` split
+    into components of sizes ``nvec``; ``mask`` (optional) ``(B, sum(nvec))`` bool, laid out the same way
+    (per component, True = allowed; each component needs an allowed value). Actions are ``(B, k)``
+    int64, ``k = len(nvec)``; ``log_prob`` and ``entropy`` sum over the components and return ``(B,)``.
+    """
+
+    def __init__(self, logits: torch.Tensor, nvec: Sequence[int], mask: torch.Tensor | None = None, validate: bool = True) -> None:
+        nvec = [int(n) for n in nvec]
+        if logits.shape[-1] != sum(nvec):
+            raise ValueError(f"MultiCategorical with nvec {nvec} needs logits (B, {sum(nvec)}), got {tuple(logits.shape)}.")
+        if mask is not None and mask.shape != logits.shape:
+            raise ValueError(
+                f"MultiCategorical needs a mask of the logits' shape {tuple(logits.shape)} (one block of n_i per "
+                f"component, nvec {nvec}), got {tuple(mask.shape)}."
+            )
+        self.nvec = nvec
+        parts = logits.split(nvec, dim=-1)
+        if mask is None:
+            self.dists: list[Categorical | MaskedCategorical] = [Categorical(p) for p in parts]
+        else:
+            self.dists = [MaskedCategorical(p, m, validate) for p, m in zip(parts, mask.split(nvec, dim=-1), strict=True)]
+
+    def sample(self) -> torch.Tensor:
+        """``(B, k)`` int64."""
+        return torch.stack([d.sample() for d in self.dists], dim=-1)
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        """``action`` ``(B, k)`` -> ``(B,)``."""
+        return torch.stack([d.log_prob(action[..., i]) for i, d in enumerate(self.dists)], dim=-1).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return torch.stack([d.entropy() for d in self.dists], dim=-1).sum(-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.stack([d.mode for d in self.dists], dim=-1)
 
 
 class DiagGaussian:
@@ -104,14 +211,30 @@ class TanhGaussian:
 
 
 class CategoricalHead(nn.Module):
-    """Linear layer ``(B, in_dim) -> Categorical`` over ``n`` actions."""
+    """Linear layer ``(B, in_dim) -> Categorical`` over ``n`` actions; with ``mask`` ``(B, n)`` bool a
+    :class:`MaskedCategorical`."""
 
     def __init__(self, in_dim: int, n: int, gain: float = 0.01) -> None:
         super().__init__()
         self.logits = orthogonal_init(nn.Linear(in_dim, n), gain=gain)
 
-    def forward(self, h: torch.Tensor) -> Categorical:
-        return Categorical(self.logits(h))
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None, validate: bool = True) -> Categorical | MaskedCategorical:
+        if mask is None:
+            return Categorical(self.logits(h))
+        return MaskedCategorical(self.logits(h), mask, validate)
+
+
+class MultiCategoricalHead(nn.Module):
+    """Linear layer ``(B, in_dim) -> MultiCategorical`` for a ``MultiDiscrete(nvec)`` action; ``mask``
+    ``(B, sum(nvec))`` bool optional."""
+
+    def __init__(self, in_dim: int, nvec: Sequence[int], gain: float = 0.01) -> None:
+        super().__init__()
+        self.nvec = [int(n) for n in nvec]
+        self.logits = orthogonal_init(nn.Linear(in_dim, sum(self.nvec)), gain=gain)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None, validate: bool = True) -> MultiCategorical:
+        return MultiCategorical(self.logits(h), self.nvec, mask, validate)
 
 
 class DiagGaussianHead(nn.Module):
