@@ -14,7 +14,25 @@ arrays are torch tensors on ``env.device``:
   undiscounted return and length where ``info["_final_obs"]`` is set;
 * ``state_dict()`` / ``load_state_dict()`` capture everything needed to continue exactly (exact resume).
 
+Action masks. An env whose allowed actions change with the state (a combinatorial construction, a
+dispatch problem, a board game) reports them as ``info["action_mask"]``: a bool tensor on ``env.device``,
+True = allowed, of shape ``(num_envs, n)`` for a ``Discrete(n)`` action space and ``(num_envs,
+sum(nvec))`` for ``MultiDiscrete(nvec)`` (one block of ``nvec[i]`` entries per component, in order).
+It is present after ``reset`` and after *every* ``step`` (never only on some steps), every row allows at
+least one action (per component for MultiDiscrete), and it describes the *returned* observation, i.e.
+the first observation of the next episode where an episode ended (the same-step autoreset). Agents sample
+from :class:`rlsuite.core.distributions.MaskedCategorical` with it, so a forbidden action has probability
+0; an env may still define what a forbidden action does (the single-env views of rlsuite accept any action
+so that Gymnasium's and SB3's env checkers, which sample without masks, pass).
+
 Gymnasium envs (classic control, MuJoCo, anything registered) come in through :class:`GymVecAdapter`.
+It passes a single env's ``info["action_mask"]`` (a NumPy bool array ``(n,)``) through, stacked into the
+``(num_envs, n)`` tensor above (taken from the reset's info for the envs it resets). Observation spaces
+other than ``Box`` (``Dict``, nested ``Dict``, ``Tuple``, ``Discrete``, ``MultiDiscrete``,
+``MultiBinary``) are flattened with :func:`rlsuite.core.spaces.flatten_obs` into one float32 vector
+(``Dict`` keys in sorted order, discrete parts one-hot; the layout is in :mod:`rlsuite.core.spaces`):
+the adapter's ``single_observation_space`` is then :func:`rlsuite.core.spaces.flatten_space` of the
+env's, and ``original_observation_space`` keeps the structured one.
 """
 
 from __future__ import annotations
@@ -29,6 +47,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from rlsuite.core.registry import UnknownNameError, unknown_name_message
 from rlsuite.core.seeding import resolve_device
+from rlsuite.core.spaces import flatten_obs, flatten_space
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +98,31 @@ class TorchVecEnv(VectorEnv):
         raise NotImplementedError
 
 
-def _check_space(space: gym.Space, what: str) -> None:
-    if isinstance(space, gym.spaces.Box | gym.spaces.Discrete):
+def _check_action_space(space: gym.Space) -> None:
+    if isinstance(space, gym.spaces.Box | gym.spaces.Discrete | gym.spaces.MultiDiscrete):
         return
     raise ValueError(
-        f"{what} space {space} is not supported; allowed: Box and Discrete. "
-        "Flatten other spaces with gymnasium.wrappers.FlattenObservation first."
+        f"action space {space} is not supported; allowed: Box, Discrete and MultiDiscrete. "
+        "Wrap the env so that its actions are one of those."
     )
+
+
+def action_mask_width(space: gym.Space) -> int:
+    """Width of ``info["action_mask"]`` for a single action space: ``n`` (Discrete), ``sum(nvec)`` (MultiDiscrete)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    raise ValueError(f"action masks need a Discrete or MultiDiscrete action space, got {space}.")
+
+
+def _single_obs_as_batch(space: gym.Space, obs: Any) -> Any:
+    """One structured observation as a batch of one (leading dimension 1 on every leaf)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: _single_obs_as_batch(space[k], obs[k]) for k in space.keys()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(_single_obs_as_batch(s, o) for s, o in zip(space.spaces, obs, strict=True))
+    return np.asarray(obs)[None]
 
 
 class GymVecAdapter(TorchVecEnv):
@@ -100,8 +137,12 @@ class GymVecAdapter(TorchVecEnv):
     deterministic Gymnasium env continues mid-episode exactly. Other set-ups restart the episodes on
     load (a warning is logged).
 
+    Action masks and structured observations: see the module docstring (``info["action_mask"]`` is
+    passed through as a bool tensor; non-Box observations are flattened with :mod:`rlsuite.core.spaces`).
+
     Args:
-        env: the Gymnasium vector env (Box or Discrete spaces).
+        env: the Gymnasium vector env (Box, Discrete or MultiDiscrete actions; any observation space
+            :mod:`rlsuite.core.spaces` flattens).
         device: device of the returned tensors.
         seed: seeds the per-episode seed generator (also settable through ``reset(seed=...)``).
     """
@@ -116,19 +157,26 @@ class GymVecAdapter(TorchVecEnv):
                 "gymnasium.make_vec(..., vector_kwargs={'autoreset_mode': AutoresetMode.DISABLED}) "
                 "or use rlsuite.core.vec_env.make_vec_env."
             )
-        _check_space(env.single_observation_space, "observation")
-        _check_space(env.single_action_space, "action")
+        _check_action_space(env.single_action_space)
         self.env = env
         self.mode = mode
         self.num_envs = env.num_envs
         self.device = resolve_device(device)
-        self.single_observation_space = env.single_observation_space
+        self.original_observation_space = env.single_observation_space
+        self._structured = not isinstance(env.single_observation_space, gym.spaces.Box)
+        if self._structured:
+            self.single_observation_space = flatten_space(env.single_observation_space)  # refuses what it cannot flatten
+            self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        else:
+            self.single_observation_space = env.single_observation_space
+            self.observation_space = env.observation_space
         self.single_action_space = env.single_action_space
-        self.observation_space = env.observation_space
         self.action_space = env.action_space
         self.metadata = {**env.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
         self.spec = getattr(env, "spec", None)
         self._discrete = isinstance(self.single_action_space, gym.spaces.Discrete)
+        self._int_actions = isinstance(self.single_action_space, gym.spaces.Discrete | gym.spaces.MultiDiscrete)
+        self._has_mask: bool | None = None  # decided by the first reset
         self._seed_rng = np.random.default_rng(seed)
         self._episode_seed = np.zeros(self.num_envs, dtype=np.int64)
         self._history: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
@@ -138,8 +186,41 @@ class GymVecAdapter(TorchVecEnv):
     def exact_resume(self) -> bool:
         return isinstance(self.env, SyncVectorEnv) and self.mode == AutoresetMode.DISABLED
 
-    def _obs(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(obs), dtype=torch.float32).to(self.device)
+    def _obs(self, obs: Any) -> torch.Tensor:
+        """A fresh float32 tensor on the device (flattened for structured spaces; never a view of the env's buffers)."""
+        if self._structured:
+            return flatten_obs(self.original_observation_space, obs).to(self.device)
+        return torch.tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+
+    def _mask(self, info: dict[str, Any], rows: np.ndarray | None = None, into: np.ndarray | None = None) -> np.ndarray | None:
+        """``info["action_mask"]`` stacked by the vector env as ``(N, n)`` bool (``rows``: the envs whose
+        info it is; their rows overwrite ``into``)."""
+        if not self._has_mask:
+            return None
+        rows = np.ones(self.num_envs, dtype=bool) if rows is None else rows
+        present = np.asarray(info.get("_action_mask", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
+        if "action_mask" not in info or not present[rows].all():
+            missing = np.flatnonzero(rows & ~present).tolist()
+            raise ValueError(
+                f"envs {missing} returned no info['action_mask'] although the env reported one at reset; an env "
+                "with action masks must report them after reset and after every step."
+            )
+        width = action_mask_width(self.single_action_space)
+        mask = np.asarray(info["action_mask"], dtype=bool).reshape(self.num_envs, -1)
+        if mask.shape[1] != width:
+            raise ValueError(
+                f"info['action_mask'] has {mask.shape[1]} entries per env, the action space {self.single_action_space} "
+                f"needs {width} (n for Discrete, sum(nvec) for MultiDiscrete)."
+            )
+        if into is None:
+            return mask.copy()
+        out = into.copy()
+        out[rows] = mask[rows]
+        return out
+
+    def _mask_tensor(self, mask: np.ndarray | None, info: dict[str, Any]) -> None:
+        if mask is not None:
+            info["action_mask"] = torch.as_tensor(mask, device=self.device)
 
     def _draw_seeds(self, mask: np.ndarray) -> list[int | None]:
         seeds: list[int | None] = [None] * self.num_envs
@@ -156,26 +237,34 @@ class GymVecAdapter(TorchVecEnv):
         seeds = self._draw_seeds(np.ones(self.num_envs, dtype=bool))
         obs, info = self.env.reset(seed=seeds, options=options)
         self._init_episode_stats()
-        return self._obs(obs), info
+        self._has_mask = "action_mask" in info
+        out_info = {k: v for k, v in info.items() if k not in ("action_mask", "_action_mask")}
+        self._mask_tensor(self._mask(info), out_info)
+        return self._obs(obs), out_info
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         act = action.detach().cpu().numpy()
         if self._discrete:
             act = act.astype(np.int64).reshape(self.num_envs)
+        elif self._int_actions:
+            act = act.astype(np.int64).reshape(self.num_envs, *self.single_action_space.shape)
         obs, reward, terminated, truncated, env_info = self.env.step(act)
         if self.exact_resume:
             for i in range(self.num_envs):
                 self._history[i].append(act[i])
         done = np.logical_or(terminated, truncated)
-        final_obs = np.array(obs, copy=True)
+        mask = self._mask(env_info)
+        final_obs = self._obs(obs)
         if self.mode == AutoresetMode.DISABLED:
             if done.any():
                 seeds = self._draw_seeds(done)
-                obs, _ = self.env.reset(seed=seeds, options={"reset_mask": done})
+                obs, reset_info = self.env.reset(seed=seeds, options={"reset_mask": done})
+                mask = self._mask(reset_info, rows=done, into=mask)
         elif "final_obs" in env_info:  # SAME_STEP: gymnasium already reset; recover the final observations
             for i in np.flatnonzero(env_info.get("_final_obs", done)):
-                final_obs[i] = env_info["final_obs"][i]
-        info: dict[str, Any] = {"final_obs": self._obs(final_obs), "_final_obs": torch.as_tensor(done, device=self.device)}
+                final_obs[i] = self._obs(_single_obs_as_batch(self.original_observation_space, env_info["final_obs"][i]))[0]
+        info: dict[str, Any] = {"final_obs": final_obs, "_final_obs": torch.as_tensor(done, device=self.device)}
+        self._mask_tensor(mask, info)
         reward_t = torch.as_tensor(np.asarray(reward), dtype=torch.float32).to(self.device)
         done_t = info["_final_obs"]
         self._track_episodes(reward_t, done_t, info)
@@ -194,7 +283,7 @@ class GymVecAdapter(TorchVecEnv):
         actions = (
             torch.as_tensor(np.stack(flat)).reshape(len(flat), *act_shape)
             if flat
-            else torch.zeros((0, *act_shape), dtype=torch.int64 if self._discrete else torch.float32)
+            else torch.zeros((0, *act_shape), dtype=torch.int64 if self._int_actions else torch.float32)
         )
         return {
             "seed_rng": self._seed_rng.bit_generator.state,
@@ -307,7 +396,7 @@ def make_vec_env(
 
 
 def describe_space(space: gym.Space) -> dict[str, Any]:
-    """A JSON description of a Box or Discrete space (stored in checkpoints and compared on load)."""
+    """A JSON description of a Box, Discrete or MultiDiscrete space (stored in checkpoints and compared on load)."""
     if isinstance(space, gym.spaces.Box):
         return {
             "type": "Box",
@@ -318,7 +407,9 @@ def describe_space(space: gym.Space) -> dict[str, Any]:
         }
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    raise ValueError(f"cannot describe space {space}; allowed: Box, Discrete.")
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist(), "start": np.asarray(space.start).tolist()}
+    raise ValueError(f"cannot describe space {space}; allowed: Box, Discrete, MultiDiscrete.")
 
 
 def space_from_description(desc: dict[str, Any]) -> gym.Space:
@@ -330,12 +421,14 @@ def space_from_description(desc: dict[str, Any]) -> gym.Space:
         return gym.spaces.Box(low=low, high=high, shape=shape, dtype=np.dtype(desc["dtype"]))
     if desc["type"] == "Discrete":
         return gym.spaces.Discrete(desc["n"], start=desc.get("start", 0))
-    raise ValueError(f"unknown space type {desc['type']!r} in a checkpoint; allowed: Box, Discrete.")
+    if desc["type"] == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(np.asarray(desc["nvec"], dtype=np.int64), start=np.asarray(desc["start"], dtype=np.int64))
+    raise ValueError(f"unknown space type {desc['type']!r} in a checkpoint; allowed: Box, Discrete, MultiDiscrete.")
 
 
 def first_space_difference(expected: dict[str, Any], got: dict[str, Any], name: str) -> str | None:
     """Name the first field in which two space descriptions differ, or ``None``."""
-    for key in ("type", "shape", "n", "start", "dtype", "low", "high"):
+    for key in ("type", "shape", "n", "nvec", "start", "dtype", "low", "high"):
         a, b = expected.get(key), got.get(key)
         if a != b:
             if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and np.allclose(a, b, equal_nan=True):
