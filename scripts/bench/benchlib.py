@@ -1,5 +1,13 @@
-"""What the benchmark scripts share: machine and commit identification, and writing results (a CSV
-and a block between markers in docs/benchmarks.md, both atomically). Not part of the package."""
+"""What the benchmark scripts share: machine, commit and package-version identification, and writing
+results (a CSV and a block between markers in docs/benchmarks.md, both atomically). Not part of the package.
+
+Every row that ``write_results`` writes carries ``commit``, ``machine`` (from the script's meta) and
+``versions``: the installed versions of the packages that matter for that benchmark, read with
+``importlib.metadata`` when the row is written (``"python=3.12.3;rlsuite=0.1.0;torch=2.13.0;..."``).
+Rows read back from an earlier run keep the versions they had (empty for rows written before the column
+existed), so that rewriting a CSV never stamps today's versions on yesterday's figures.
+``scripts/bench/provenance.py`` turns these columns into the provenance lines of docs/benchmarks.md.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +15,25 @@ import csv
 import os
 import platform
 import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MD_PATH = ROOT / "docs" / "benchmarks.md"
 # columns that stay text even when they look like numbers (a commit such as "1e50c3a" reads as a float)
-TEXT_KEYS = frozenset({"commit", "machine", "run_dir"})
+TEXT_KEYS = frozenset({"commit", "machine", "run_dir", "versions"})
+# packages recorded in the ``versions`` column of every row, then those of each benchmark's anchor
+# (keyed by the CSV's file name without ``.csv``); distribution names as pip knows them
+BASE_PACKAGES = ("rlsuite", "torch", "numpy", "gymnasium", "mujoco")
+ANCHOR_PACKAGES: dict[str, tuple[str, ...]] = {
+    "ppo_sac_vs_sb3": ("stable-baselines3",),
+    "llm": ("transformers", "trl"),
+    "stl": ("rtamt",),
+    "deploy": ("onnx", "onnxruntime", "pyzmq", "msgpack"),
+    "cop": ("elkai", "pyvrp", "ortools"),
+    "offline_to_online": ("minari", "h5py"),
+}
 
 
 def cpu_name() -> str:
@@ -35,40 +56,99 @@ def machine(device: str = "cpu") -> str:
 
 
 def git_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    """The short commit id of HEAD, with ``-dirty`` when tracked files under rlsuite/, scripts/ or
+    pyproject.toml differ from it (the figures then come from code no commit holds); ``"unknown"``
+    outside a git checkout (the ``versions`` column still names rlsuite's version)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+        if head.returncode != 0 or not head.stdout.strip():
+            return "unknown"
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "rlsuite", "scripts", "pyproject.toml"],
+                                 capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    except OSError:  # no git executable
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if changed else "")
+
+
+def package_versions(packages: tuple[str, ...] | list[str] = BASE_PACKAGES) -> str:
+    """``"python=3.12.3;rlsuite=0.1.0;torch=2.13.0+cpu;..."``: Python's version, then each of
+    ``packages`` as installed (``importlib.metadata``); one that is not installed reads ``name=absent``."""
+    out = [f"python={platform.python_version()}"]
+    for name in dict.fromkeys(packages):
+        try:
+            out.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name}=absent")
+    return ";".join(out)
+
+
+def parse_versions(text: str) -> dict[str, str]:
+    """The inverse of ``package_versions``: ``{"python": "3.12.3", "torch": "2.13.0+cpu", ...}`` (``{}`` for "")."""
+    out = {}
+    for item in (text or "").split(";"):
+        if item.strip():
+            name, sep, version = item.partition("=")
+            if not sep:
+                raise ValueError(f"versions entry {item!r} in {text!r} is not name=version; the column is written by "
+                                 "benchlib.package_versions as 'name=version;name=version'")
+            out[name.strip()] = version.strip()
+    return out
+
+
+def versions_for(csv_path: Path) -> str:
+    """The ``versions`` text for a new row of ``csv_path``: the base packages and that benchmark's anchors."""
+    return package_versions(BASE_PACKAGES + ANCHOR_PACKAGES.get(Path(csv_path).stem, ()))
 
 
 def read_rows(csv_path: Path, keep_parts: set[str] | None = None) -> list[dict]:
-    """Rows of a previous run whose ``part`` is in ``keep_parts`` (all when None), numbers parsed."""
+    """Rows of a previous run whose ``part`` is in ``keep_parts`` (all when None), numbers parsed, empty
+    cells left out, except ``versions``, which is always there ("" for rows written before it was
+    recorded) so that ``write_results`` does not give an old row the versions installed now."""
     if not csv_path.exists():
         return []
     with open(csv_path, newline="") as f:
-        return [{k: v if k in TEXT_KEYS else _num(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)
+        rows = [{k: v if k in TEXT_KEYS else _num(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)
                 if keep_parts is None or r.get("part") in keep_parts]
+    for r in rows:
+        r.setdefault("versions", "")
+    return rows
 
 
-def write_results(csv_path: Path, rows: list[dict], meta: dict, block: str, rendered: str, title: str) -> None:
+def write_results(csv_path: Path, rows: list[dict], meta: dict, block: str, rendered: str, title: str,
+                  md_path: Path | None = None) -> None:
     """``rows`` (each with ``meta``) to ``csv_path`` and ``rendered`` between the ``block`` markers of
-    docs/benchmarks.md (a new section called ``title`` when the markers are not there yet)."""
+    ``md_path`` (docs/benchmarks.md by default; a new section called ``title`` when the markers are not
+    there yet), then the provenance block of ``csv_path`` in that file (see provenance.py).
+
+    A row without a ``versions`` key (one made by this run) gets the versions installed now; a row read
+    back with ``read_rows`` keeps its own."""
+    md_path = MD_PATH if md_path is None else md_path
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r} | set(meta))
+    versions = versions_for(csv_path)
+    full = [{"versions": versions, **meta, **r} for r in rows]
+    keys = sorted({k for r in full for k in r})
     tmp = csv_path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
-        for r in rows:
-            w.writerow({**meta, **r})
+        for r in full:
+            w.writerow(r)
     os.replace(tmp, csv_path)
     begin, end = f"<!-- BEGIN {block} -->", f"<!-- END {block} -->"
-    text = MD_PATH.read_text()
+    text = md_path.read_text()
     section = f"{begin}\n{rendered}\n{end}"
     if begin in text:
         text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + f"\n\n## {title}\n\n" + section + "\n"
-    tmp_md = MD_PATH.with_suffix(".tmp")
+    if str(Path(__file__).parent) not in sys.path:  # provenance.py sits beside this file
+        sys.path.insert(0, str(Path(__file__).parent))
+    from provenance import update_block
+
+    text = update_block(text, csv_path, block)
+    tmp_md = md_path.with_suffix(".tmp")
     tmp_md.write_text(text)
-    os.replace(tmp_md, MD_PATH)
+    os.replace(tmp_md, md_path)
 
 
 def _num(v: str):
