@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from rlsuite.agents import ppo as _ppo  # noqa: F401
-from rlsuite.agents import sac as _sac  # noqa: F401
-from rlsuite.agents.registry import AGENTS, AgentSpec, preset_config
+import importlib
 
-__all__ = ["AGENTS", "AgentSpec", "preset_config"]
+from rlsuite.agents.registry import AGENTS, MODULES, AgentSpec, build_agent, preset_config
+
+for _module in MODULES:
+    importlib.import_module(f"rlsuite.agents.{_module}")
+
+__all__ = ["AGENTS", "AgentSpec", "build_agent", "preset_config"]

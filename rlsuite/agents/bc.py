@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlsuite.agents.iql import OfflineData, check_same_data, episode_returns
+from rlsuite.agents.iql import (
+    OfflineData,
+    ScaledPolicy,
+    as_array_in,
+    check_same_data,
+    episode_returns,
+    offline_build,
+)
+from rlsuite.agents.registry import AGENTS, AgentSpec
 from rlsuite.core.nets import MLP, adam
 from rlsuite.core.seeding import resolve_device
 
@@ -54,6 +62,7 @@ class BC:
     def __init__(self, cfg: BCConfig, obs_dim: int, act_dim: int, device: str | torch.device = "cpu", seed: int = 0) -> None:
         torch.manual_seed(seed)
         self.cfg, self.device = cfg, resolve_device(device)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
         self.actor = MLP(obs_dim, act_dim, cfg.hidden).to(self.device)
         self.opt = adam(self.actor.parameters(), cfg.lr)
         self.generator = torch.Generator().manual_seed(seed)
@@ -79,9 +88,16 @@ class BC:
                 log(i + 1, {"bc_loss": float(loss.detach())})
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        assert self.data is not None
-        return self.data.unscale_action(torch.tanh(self.actor(self.data.norm_obs(obs)))).astype(np.float32)
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = True) -> np.ndarray | torch.Tensor:
+        """Env-unit actions ``(B, act)`` for raw observations ``(B, obs)`` (BC is deterministic)."""
+        assert self.data is not None, "set_data or load_state_dict first"
+        a = self.data.unscale_action(torch.tanh(self.actor(self.data.norm_obs(obs)))).astype(np.float32)
+        return as_array_in(obs, a, self.device)
+
+    def deploy_module(self) -> torch.nn.Module:
+        """``obs (B, obs) -> actions (B, act)`` with the data statistics inside, for export."""
+        assert self.data is not None, "set_data or load_state_dict first"
+        return ScaledPolicy(self.data, torch.nn.Sequential(self.actor, torch.nn.Tanh())).eval()
 
     def state_dict(self) -> dict[str, Any]:
         assert self.data is not None
@@ -90,9 +106,18 @@ class BC:
                 "steps": torch.tensor(self.steps), "optim": self.opt.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (call :meth:`set_data` with the same dataset first)."""
+        """Restore a :meth:`state_dict` (call :meth:`set_data` with the same dataset first to train on;
+        without data the saved statistics are used: the agent can act and export, not train)."""
+        if self.data is None:
+            self.data = OfflineData.from_state(state, self.device)
         check_same_data(self.data, state)
         self.actor.load_state_dict(state["actor"])
         self.steps = int(state["steps"])
         self.opt.load_state_dict(state["optim"])
         self.generator.set_state(state["generator"])
+
+
+AGENTS.register("bc", AgentSpec(
+    name="bc", config_cls=BCConfig, agent_cls=BC, learns_from="dataset", build=offline_build(BC),
+    summary="Behaviour cloning (of the best episodes) on a dataset; offline only",
+))

@@ -29,10 +29,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rlsuite.agents.registry import AGENTS, AgentSpec
 
 FEATURES = {"tsp": 2, "cvrp": 4, "op": 4, "kp": 3}
 CHOICES = {"tsp": 1, "cvrp": 2, "op": 1, "kp": 1}
@@ -171,12 +174,60 @@ def cvrp_tail_batch(locs: torch.Tensor, demand: torch.Tensor, capacity: torch.Te
 class BQNCO:
     """Policy + training step + decoding. ``device`` as everywhere in rlsuite."""
 
+    algo = "bq-nco"
+    export_unavailable = ("BQ-NCO's policy is a transformer over the instance that remains, not a network over a "
+                          "fixed-size observation, so it has no export module; solve with it instead: "
+                          "rlsuite cop solve FILE --problem tsp --model RUN_DIR")
+
     def __init__(self, cfg: BQNCOConfig, device: str | torch.device = "cpu", seed: int = 0) -> None:
         torch.manual_seed(seed)
         self.cfg, self.device = cfg, torch.device(device)
         self.policy = BQPolicy(cfg).to(self.device)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
         self.steps = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def global_step(self) -> int:
+        return self.steps
+
+    def learn(self, data: dict[str, torch.Tensor], total_steps: int, on_checkpoint: Callable[[BQNCO], None] | None = None,
+              checkpoint_every: int = 1000, on_log: Callable[[int, float], None] | None = None, log_every: int = 100,
+              time_limit_s: float | None = None) -> list[float]:
+        """Imitation training on ``data`` (from :func:`imitation_data`) until ``steps == total_steps``,
+        continuing a restored agent where it stopped (minibatches come from the agent's own generator, so
+        a resumed run draws what an unbroken one would). ``on_checkpoint(agent)`` every ``checkpoint_every``
+        steps; ``on_log(step, mean loss)`` every ``log_every``. Returns the losses of this call."""
+        import time
+
+        losses, t0 = [], time.monotonic()
+        while self.steps < total_steps:
+            feats, target = sample_batch(self.cfg.problem, data, self.cfg.batch_size, self.generator)
+            losses.append(self.train_step(feats, target))
+            if on_log is not None and self.steps % log_every == 0:
+                on_log(self.steps, sum(losses[-log_every:]) / len(losses[-log_every:]))
+            if on_checkpoint is not None and self.steps % checkpoint_every == 0 and self.steps < total_steps:
+                on_checkpoint(self)
+            if time_limit_s is not None and time.monotonic() - t0 > time_limit_s:
+                break
+        return losses
+
+    def prepare_data(self, inst: dict[str, torch.Tensor], solutions: list[list[int]]) -> dict[str, torch.Tensor]:
+        """The imitation tensors of solved instances for :meth:`learn` (see :func:`imitation_data`)."""
+        return imitation_data(self.cfg.problem, inst, solutions)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``weights`` (the policy), ``optim`` (Adam, with the decayed learning rate), ``counters`` and the sampling ``generator``."""
+        return {"weights": {"policy": self.policy.state_dict()}, "optim": {"adam": self.opt.state_dict()},
+                "counters": {"steps": self.steps}, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["weights"]["policy"])
+        if "optim" in state:
+            self.opt.load_state_dict(state["optim"]["adam"])
+        self.steps = int(state.get("counters", {}).get("steps", 0))
+        if "generator" in state:
+            self.generator.set_state(state["generator"].cpu().to(torch.uint8))
 
     def train_step(self, feats: torch.Tensor, target: torch.Tensor) -> float:
         """One Adam step of the imitation loss on a batch of BQ states; returns the loss."""
@@ -263,12 +314,25 @@ class BQNCO:
 
     @staticmethod
     def load(path, device: str | torch.device = "cpu") -> BQNCO:
+        """A model directory written by :meth:`save` (the shipped models), or a ``rlsuite train bq-nco``
+        run directory / checkpoint directory."""
         import json
         from pathlib import Path
 
         from safetensors.torch import load_file
 
         path = Path(path)
+        if (path / "checkpoints").is_dir() or (path / "meta.json").is_file():
+            from rlsuite.core.checkpoint import load_checkpoint
+            from rlsuite.core.config import config_from_dict
+            from rlsuite.core.run import resolve_checkpoint
+
+            state, meta = load_checkpoint(resolve_checkpoint(path), device=device)
+            if meta.get("algo") != "bq-nco":
+                raise ValueError(f"{path} holds a {meta.get('algo')} run, not a BQ-NCO one.")
+            agent = BQNCO(config_from_dict(BQNCOConfig, meta["config"]), device)
+            agent.load_state_dict(state["agent"])
+            return agent
         if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"{path} is not a BQ-NCO checkpoint (needs config.json and model.safetensors); "
                                     "train one with `rlsuite cop train`.")
@@ -350,3 +414,10 @@ def fit(agent: BQNCO, data: dict[str, torch.Tensor], steps: int, seed: int = 0, 
         if time_limit_s is not None and time.monotonic() - t0 > time_limit_s:
             break
     return losses
+
+
+AGENTS.register("bq-nco", AgentSpec(
+    name="bq-nco", config_cls=BQNCOConfig, agent_cls=BQNCO, learns_from="instances",
+    summary="BQ-NCO: transformer over the remaining instance, imitation of solved TSP / CVRP instances",
+    build=lambda cfg, obs_space, act_space, device, seed: BQNCO(cfg, device, seed),
+))

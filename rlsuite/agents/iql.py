@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlsuite.agents.registry import AGENTS, AgentSpec
 from rlsuite.core.nets import MLP, adam, soft_update
 from rlsuite.core.seeding import resolve_device
 
@@ -134,6 +135,17 @@ class OfflineData:
         self._n = 0
         self.add(arrays)
 
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> OfflineData:
+        """The statistics of a saved agent (``obs_mean``, ``obs_std``, ``action_low``, ``action_high``,
+        ``reward_scale``) with no transitions: enough to act with the loaded networks, not to train."""
+        self = cls.__new__(cls)
+        self.low, self.high = (np.asarray(state[k].cpu(), np.float32) for k in ("action_low", "action_high"))
+        self.mean, self.std = (np.asarray(state[k].cpu(), np.float32) for k in ("obs_mean", "obs_std"))
+        self.reward_scale = float(state["reward_scale"]) if "reward_scale" in state else 1.0
+        self.device, self._buf, self._n = device, {}, 0
+        return self
+
     @property
     def t(self) -> dict[str, torch.Tensor]:
         """The stored transitions as tensors ``(N, ...)`` (views of the first ``N`` rows of the buffers)."""
@@ -184,6 +196,42 @@ def episode_returns(rewards: np.ndarray, ends: np.ndarray) -> np.ndarray:
             out.append(acc)
             acc = 0.0
     return np.asarray(out)
+
+
+class ScaledPolicy(nn.Module):
+    """``obs (B, obs) -> env-unit actions (B, act)``: standardise with the dataset statistics, run ``body``
+    (an action in [-1, 1]), clip and rescale to the action bounds. The export module of the offline agents."""
+
+    def __init__(self, data: OfflineData, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        for name, value in (("mean", data.mean), ("std", data.std), ("low", data.low), ("high", data.high)):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32).clone())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        a = self.body((obs - self.mean) / self.std).clamp(-1.0, 1.0)
+        return self.low + (a + 1.0) * 0.5 * (self.high - self.low)
+
+
+def as_array_in(obs: np.ndarray | torch.Tensor, act: np.ndarray, device: torch.device) -> np.ndarray | torch.Tensor:
+    """Return ``act`` as the caller passed ``obs``: a tensor on ``device`` for a tensor, else an array."""
+    return torch.as_tensor(act, device=device) if isinstance(obs, torch.Tensor) else act
+
+
+def flat_dim(space: Any) -> int:
+    """The flat size of a Box space (what the offline agents' networks take)."""
+    return int(np.prod(space.shape))
+
+
+def offline_build(cls: type) -> Callable[..., Any]:
+    """The registry's ``build`` for an offline agent class ``cls(cfg, obs_dim, act_dim, device, seed)``."""
+
+    def build(cfg: Any, observation_space: Any, action_space: Any, device: torch.device, seed: int) -> Any:
+        agent = cls(cfg, flat_dim(observation_space), flat_dim(action_space), device, seed)
+        agent.observation_space, agent.action_space = observation_space, action_space
+        return agent
+
+    return build
 
 
 class IQL:
@@ -261,12 +309,17 @@ class IQL:
                 g["lr"] = self.cfg.lr
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Env-unit actions ``(B, act)`` for raw observations ``(B, obs)``."""
-        assert self.data is not None
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = True) -> np.ndarray | torch.Tensor:
+        """Env-unit actions ``(B, act)`` for raw observations ``(B, obs)`` (a tensor for a tensor, an array for an array)."""
+        assert self.data is not None, "set_data or load_state_dict first"
         o = self.data.norm_obs(obs)
         a = self.actor(o) if deterministic else self.actor.sample(o, None)
-        return self.data.unscale_action(a).astype(np.float32)
+        return as_array_in(obs, self.data.unscale_action(a).astype(np.float32), self.device)
+
+    def deploy_module(self) -> nn.Module:
+        """``obs (B, obs) -> actions (B, act)`` (the deterministic actor with the data statistics inside), for export."""
+        assert self.data is not None, "set_data or load_state_dict first"
+        return ScaledPolicy(self.data, self.actor).eval()
 
     def learn_online(self, env_id: str, steps: int, seed: int = 0, total_steps: int | None = None,
                      log: Callable[[int, dict[str, float]], None] | None = None, log_every: int = 1000) -> list[float]:
@@ -305,17 +358,33 @@ class IQL:
                 "action_low": torch.as_tensor(self.data.low), "action_high": torch.as_tensor(self.data.high),
                 "reward_scale": torch.tensor(self.data.reward_scale), "steps": torch.tensor(self.steps),
                 "optim": {"actor": self.actor_opt.state_dict(), "q": self.q_opt.state_dict(), "v": self.v_opt.state_dict()},
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(),
+                # the offline phase's cosine schedule, so a run killed half-way resumes on the same learning rates
+                "schedule": {"offline_end": self._offline_end, "sched": self._sched.state_dict() if self._sched else {}}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (call :meth:`set_data` with the same dataset first), e.g. to
-        fine-tune online from a finished offline phase."""
+        fine-tune online from a finished offline phase. Without data the saved statistics are used:
+        the agent can act and export, not train."""
+        if self.data is None:
+            self.data = OfflineData.from_state(state, self.device)
         check_same_data(self.data, state)
         self.actor.load_state_dict(state["actor"])
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
         self.v.load_state_dict(state["v"])
         self.steps = int(state["steps"])
+        schedule = state.get("schedule", {})
+        self._offline_end, self._sched = int(schedule.get("offline_end", 0)), None
+        if schedule.get("sched"):  # made before the optimizer's state is loaded: making it resets the lr
+            self._sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, int(schedule["sched"]["T_max"]))
+            self._sched.load_state_dict(schedule["sched"])
         for opt, key in ((self.actor_opt, "actor"), (self.q_opt, "q"), (self.v_opt, "v")):
             opt.load_state_dict(state["optim"][key])
         self.generator.set_state(state["generator"])
+
+
+AGENTS.register("iql", AgentSpec(
+    name="iql", config_cls=IQLConfig, agent_cls=IQL, learns_from="dataset", build=offline_build(IQL),
+    summary="Implicit Q-Learning: offline on a dataset, then online fine-tuning",
+))

@@ -1,4 +1,10 @@
-"""Train, resume and load agents: the glue between the agent registry, envs and run directories."""
+"""The driver of agents that learn from an environment (``learns_from="env"``): train, resume, load.
+
+``train(spec, run_cfg, algo_cfg)`` builds the env (with the spec's env keyword arguments), the agent,
+and a :class:`rlsuite.core.run.Run`, and calls ``agent.learn(env, total_steps, run, seed)``; the run
+evaluates and checkpoints on the way. ``--resume`` takes a run directory (its latest checkpoint) or one
+checkpoint directory of it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any
 
 import torch
 
-from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.agents.registry import AGENTS, AgentSpec, build_agent, env_kwargs_of, num_envs_of
 from rlsuite.core.checkpoint import CheckpointError, first_difference, load_checkpoint
 from rlsuite.core.config import config_from_dict
 from rlsuite.core.run import (
@@ -26,11 +32,19 @@ from rlsuite.core.vec_env import make_vec_env, space_from_description
 log = logging.getLogger("rlsuite")
 
 
+def run_dir_of(path: str | Path) -> Path:
+    """The run directory of ``path``: itself, or for a checkpoint directory ``RUN/checkpoints/NAME`` its ``RUN``."""
+    path = Path(path)
+    if (path / "meta.json").is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent
+    return path
+
+
 def prepare_run_dir(run_cfg: RunConfig, algo: str) -> Path:
     """The run directory for a new run; refuses to mix a new run into an existing one."""
-    run_dir = Path(run_cfg.run_dir) if run_cfg.run_dir else default_run_dir(run_cfg.env, algo, run_cfg.seed)
     if run_cfg.resume:
-        return Path(run_cfg.resume)
+        return run_dir_of(run_cfg.resume)
+    run_dir = Path(run_cfg.run_dir) if run_cfg.run_dir else default_run_dir(run_cfg.env, algo, run_cfg.seed)
     if run_dir.exists() and any(run_dir.iterdir()):
         if not run_cfg.overwrite:
             raise FileExistsError(
@@ -52,15 +66,20 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
         torch.set_num_threads(run_cfg.torch_threads)
     run_dir = prepare_run_dir(run_cfg, spec.name)
     seed_everything(run_cfg.seed, run_cfg.deterministic)
-    env = make_vec_env(run_cfg.env, algo_cfg.num_envs, device=device, seed=run_cfg.seed)
-    agent = spec.agent_cls(algo_cfg, env.single_observation_space, env.single_action_space, device)
+    env_kwargs = env_kwargs_of(spec, algo_cfg)
+    env = make_vec_env(run_cfg.env, num_envs_of(spec, algo_cfg), device=device, seed=run_cfg.seed, **env_kwargs)
+    agent = build_agent(spec, algo_cfg, env.single_observation_space, env.single_action_space, device, run_cfg.seed)
     start = 0
     if run_cfg.resume:
-        ckpt = resolve_checkpoint(run_dir)
+        ckpt = resolve_checkpoint(run_cfg.resume)
         restore_training(agent, env, ckpt)
         start = agent.global_step
+        if start >= run_cfg.total_steps:
+            env.close()
+            raise ValueError(f"{run_dir} is already at step {start}, at or past --total-steps {run_cfg.total_steps}: "
+                             f"nothing to train. Pass a larger --total-steps to continue it.")
         log.info("resumed %s from %s at step %d", spec.name, ckpt, start)
-    run = Run(run_dir, run_cfg, algo_cfg, spec.name, start_step=start)
+    run = Run(run_dir, run_cfg, algo_cfg, spec.name, start_step=start, env_kwargs=env_kwargs)
     try:
         agent.learn(env, run_cfg.total_steps, run, seed=run_cfg.seed)
     except KeyboardInterrupt:
@@ -69,29 +88,37 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
         log.warning("interrupted; continue with: rlsuite train %s --resume %s", spec.name, run_dir)
         raise
     summary = run.finish(agent, env)
+    if hasattr(agent, "success_rate"):  # task-satisfaction agents (TGPO) report their own figure too
+        summary["success_rate"] = agent.success_rate()
     env.close()
     summary["steps"] = agent.global_step
     return summary
 
 
 def load_agent(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
-    """Build an agent from a run directory (its latest checkpoint) or a checkpoint directory.
+    """Build any registered agent from a run directory (its latest checkpoint) or a checkpoint directory.
 
-    No environment is needed: the spaces and config come from the checkpoint.
+    No environment or dataset is needed: the spaces and config come from the checkpoint, and the loaded
+    agent can act (and, where it has one, export its policy module).
 
     Returns:
-        ``(agent, meta)`` where ``meta`` holds config, spaces, env id, step and versions.
+        ``(agent, meta)`` where ``meta`` holds algo, config, spaces, env id, step and versions.
     """
     ckpt = resolve_checkpoint(path)
-    state, meta = load_checkpoint(ckpt, device=resolve_device(device))
+    device = resolve_device(device)
+    state, meta = load_checkpoint(ckpt, device=device)
+    if "algo" not in meta or "config" not in meta:
+        raise CheckpointError(f"{str(ckpt)!r} has no algo/config in its meta.json; it was not written by an rlsuite run.")
     spec = AGENTS.get(meta["algo"])
     cfg = config_from_dict(spec.config_cls, meta["config"])
-    obs_space = space_from_description(meta["observation_space"])
-    act_space = space_from_description(meta["action_space"])
-    agent = spec.agent_cls(cfg, obs_space, act_space, resolve_device(device))
-    check_spaces(agent, meta, ckpt)
-    diff = first_difference(agent.state_dict()["weights"], state["agent"]["weights"])
-    if diff:
-        raise CheckpointError(f"checkpoint {str(ckpt)!r} does not fit a {spec.name} agent with its own config: {diff}.")
+    obs_space = space_from_description(meta["observation_space"]) if meta.get("observation_space") else None
+    act_space = space_from_description(meta["action_space"]) if meta.get("action_space") else None
+    agent = build_agent(spec, cfg, obs_space, act_space, device, int(meta.get("run", {}).get("seed", 0)))
+    if obs_space is not None:
+        check_spaces(agent, meta, ckpt)
+    if "weights" in state["agent"]:  # agents whose state separates the networks: check the shapes first
+        diff = first_difference(agent.state_dict()["weights"], state["agent"]["weights"])
+        if diff:
+            raise CheckpointError(f"checkpoint {str(ckpt)!r} does not fit a {spec.name} agent with its own config: {diff}.")
     agent.load_state_dict(state["agent"])
     return agent, meta

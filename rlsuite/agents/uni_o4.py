@@ -66,8 +66,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlsuite.agents.iql import IQL, IQLConfig, OfflineData, check_same_data
+from rlsuite.agents.iql import (
+    IQL,
+    IQLConfig,
+    OfflineData,
+    ScaledPolicy,
+    as_array_in,
+    check_same_data,
+    offline_build,
+)
 from rlsuite.agents.ppo import PPO, PPOConfig, ppo_policy_loss
+from rlsuite.agents.registry import AGENTS, AgentSpec
 from rlsuite.core.distributions import BoundedGaussianHead
 from rlsuite.core.dynamics import DynamicsEnsemble
 from rlsuite.core.nets import MLP, EnsembleMLP, adam, soft_update
@@ -374,7 +383,10 @@ class UniO4:
     def start_improvement(self, log: Callable[[str], None] | None = None) -> None:
         """Fit the dynamics, copy the BC members into the policies and their references, score them."""
         log = log or (lambda m: None)
-        stats = self.fit_dynamics()
+        log(f"dynamics: fitting {self.cfg.dynamics_members} models on {len(self._require_data())} transitions "
+            f"(at most {self.cfg.dynamics_max_epochs} epochs)")
+        stats = self.fit_dynamics(log=lambda epoch, st: log(f"dynamics epoch {epoch}: "
+                                                           + ", ".join(f"{k} {v:.4g}" for k, v in st.items())))
         log(f"dynamics: {int(stats['epochs'])} epochs, elite hold-out MSE {stats['elite_holdout_mse']:.4f}")
         self.reference = copy.deepcopy(self.members).requires_grad_(False)
         self.pi_opt = adam(self.members.parameters(), self.cfg.improve_lr)
@@ -434,37 +446,50 @@ class UniO4:
         norm = FixedNorm(torch.as_tensor(data.mean), torch.as_tensor(data.std))
         return UniO4ActorCritic(norm, net.member(self.selected), head, copy.deepcopy(self.v_beta).requires_grad_(True)).to(self.device)
 
+    def _make_ppo(self, observation_space: Any, action_space: Any) -> PPO:
+        """The online PPO agent around :meth:`online_policy` for these single-env spaces."""
+        cfg = self.cfg
+        ppo_cfg = PPOConfig(num_envs=1, num_steps=cfg.online_num_steps, num_minibatches=cfg.online_minibatches,
+                            update_epochs=cfg.online_epochs, learning_rate=cfg.online_lr, critic_learning_rate=cfg.online_critic_lr,
+                            clip_coef=cfg.online_clip, ent_coef=cfg.online_ent_coef, gamma=cfg.gamma,
+                            gae_lambda=cfg.online_gae_lambda, hidden_sizes=cfg.hidden, activation=cfg.activation)
+        return PPO(ppo_cfg, observation_space, action_space, self.device,
+                   policy=self.online_policy(action_space.low, action_space.high))
+
     def learn_online(self, env_id: str, steps: int, seed: int = 0, total_steps: int | None = None,
                      log: Callable[[int, dict[str, float]], None] | None = None) -> None:
         """``steps`` env steps of PPO from the offline actor and value (continues across calls; the lr
         decays linearly over ``total_steps``, default ``steps``)."""
         from rlsuite.core.vec_env import make_vec_env
 
-        cfg = self.cfg
         if self.ppo is None:
             self._env = make_vec_env(env_id, num_envs=1, device=self.device, seed=seed)
-            space = self._env.single_action_space
-            ppo_cfg = PPOConfig(num_envs=1, num_steps=cfg.online_num_steps, num_minibatches=cfg.online_minibatches,
-                                update_epochs=cfg.online_epochs, learning_rate=cfg.online_lr, critic_learning_rate=cfg.online_critic_lr,
-                                clip_coef=cfg.online_clip, ent_coef=cfg.online_ent_coef, gamma=cfg.gamma,
-                                gae_lambda=cfg.online_gae_lambda, hidden_sizes=cfg.hidden, activation=cfg.activation)
-            self.ppo = PPO(ppo_cfg, self._env.single_observation_space, space, self.device,
-                           policy=self.online_policy(space.low, space.high))
+            self.ppo = self._make_ppo(self._env.single_observation_space, self._env.single_action_space)
             self._online_total = total_steps or steps
         self.ppo.learn(self._env, self.ppo.global_step + steps, seed=seed, anneal_steps=self._online_total)
 
     # ------------------------------------------------------------------ acting, state
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = True) -> np.ndarray | torch.Tensor:
         """Env-unit actions ``(B, act)`` for raw observations ``(B, obs)``: the online PPO actor once it
-        exists, else the selected member (its accepted reference during improvement)."""
+        exists, else the selected member (its accepted reference during improvement). A tensor for a
+        tensor input, an array for an array."""
         if self.ppo is not None:
-            return self.ppo.act(torch.as_tensor(obs, dtype=torch.float32), deterministic).cpu().numpy().astype(np.float32)
+            a = self.ppo.act(torch.as_tensor(obs, dtype=torch.float32), deterministic)
+            return a if isinstance(obs, torch.Tensor) else a.cpu().numpy().astype(np.float32)
         data = self._require_data()
         net = self.reference if self.reference is not None else self.members
         d = self.dist(data.norm_obs(obs), net)
         a = d.mean[self.selected] if deterministic else d.sample()[self.selected]
-        return data.unscale_action(a.clamp(-1.0, 1.0)).astype(np.float32)
+        return as_array_in(obs, data.unscale_action(a.clamp(-1.0, 1.0)).astype(np.float32), self.device)
+
+    def deploy_module(self) -> nn.Module:
+        """``obs (B, obs) -> actions (B, act)`` for export: the online actor once it exists, else the
+        selected member's mean with the data statistics inside."""
+        if self.ppo is not None:
+            return self.ppo.deploy_module()
+        net = self.reference if self.reference is not None else self.members
+        return ScaledPolicy(self._require_data(), _MemberMean(net.member(self.selected), self.head)).eval()
 
     def state_dict(self) -> dict[str, Any]:
         data = self._require_data()
@@ -493,11 +518,13 @@ class UniO4:
         """Restore a :meth:`state_dict` saved before the online phase (call :meth:`set_data` with the
         same dataset first): the supervised phase or the improvement then continues, or
         :meth:`learn_online` starts from the restored actor and value. A state saved during the online
-        phase is refused: the PPO run's own checkpoint is what continues it."""
+        phase restores the online actor-critic for acting and export; training continues from the
+        offline checkpoint (the online phase starts again). Without data the saved statistics are used:
+        the agent can act and export, not train."""
+        if self.data is None:
+            self.data = OfflineData.from_state(state, self.device)
+            self.critics.data = self.data
         check_same_data(self.data, state, ("critics", "v_beta_target", "optim", "generator"))
-        if "online_policy" in state:
-            raise ValueError("this Uni-O4 state was saved during the online phase; load the offline checkpoint "
-                             "(checkpoints/offline) to fine-tune online again.")
         self.members.load_state_dict(state["members"])
         self.v_beta.load_state_dict(state["v_beta"])
         self.v_beta_target.load_state_dict(state["v_beta_target"])
@@ -518,3 +545,32 @@ class UniO4:
                 gate = AcceptIfImproved(best)
                 gate.accepted, gate.rejected = int(acc), int(rej)
                 self.gates.append(gate)
+        self.ppo = None
+        if "online_policy" in state:
+            import gymnasium as gym
+
+            obs_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
+            act_space = gym.spaces.Box(self.data.low, self.data.high, dtype=np.float32)
+            self.ppo = self._make_ppo(obs_space, act_space)
+            self.ppo.policy.load_state_dict(state["online_policy"])
+
+
+class _MemberMean(nn.Module):
+    """One ensemble member's Gaussian mean in [-1, 1]: ``(B, obs) -> (B, act)``."""
+
+    def __init__(self, member: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.member, self.head = member, head
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.member(obs)).mean
+
+
+def _build(cfg: UniO4Config, observation_space: Any, action_space: Any, device: torch.device, seed: int) -> UniO4:
+    return offline_build(UniO4)(cfg, observation_space, action_space, device, seed)
+
+
+AGENTS.register("uni-o4", AgentSpec(
+    name="uni-o4", config_cls=UniO4Config, agent_cls=UniO4, learns_from="dataset", build=_build,
+    summary="Uni-O4: BC ensemble, offline policy improvement with AM-Q, then online PPO (offline-to-online)",
+))

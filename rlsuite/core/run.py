@@ -102,6 +102,12 @@ class RunConfig:
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on GPU)."""
 
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_episodes", "torch_threads"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}.")
+
 
 def code_version() -> dict[str, str]:
     """rlsuite/torch/gymnasium versions and, when run from a git checkout, the commit."""

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from rlsuite.offline.datasets import DatasetError, dataset_arrays, load_dataset, mean_return, normalized_score
@@ -27,7 +26,44 @@ from rlsuite.offline.datasets import DatasetError, dataset_arrays, load_dataset,
 OFFLINE_ALGOS = ("bc", "iql", "uni-o4")
 
 
-def _config(cls, overrides: dict[str, Any] | None):
+@dataclasses.dataclass(frozen=True)
+class OfflineRunConfig:
+    """Options of ``rlsuite train <algo>`` for an agent that learns from a dataset (then an env)."""
+
+    dataset: str = ""
+    """Dataset id, e.g. rlsuite/hopper/medium-v0 (see rlsuite data list)."""
+    data_dir: str | None = None
+    """Where datasets live (default $RLSUITE_DATA_DIR or ~/.local/share/rlsuite)."""
+    offline_steps: int = 100_000
+    """Offline updates (Uni-O4: of the BC ensemble, critics and value; then its improve_steps)."""
+    online_steps: int = 0
+    """Env steps of online fine-tuning after the offline phase (IQL, Uni-O4)."""
+    seed: int = 0
+    """Random seed (networks, minibatches, env)."""
+    eval_every: int = 5000
+    """Updates (offline) / env steps (online) between evaluations."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    run_dir: str | None = None
+    """Run directory; default runs/<dataset>__<algo>__<seed>__<time>."""
+    resume: str | None = None
+    """A run directory whose offline phase finished: restore it and run the online phase (its settings are reused)."""
+    overwrite: bool = False
+    """Allow training into a run directory that already holds a run (it is replaced)."""
+
+    def __post_init__(self) -> None:
+        for name in ("offline_steps", "online_steps", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
+        if self.eval_every < 1:
+            raise ValueError(f"--eval-every must be >= 1, got {self.eval_every}.")
+
+
+def _config(cls, overrides: Any):
+    if isinstance(overrides, cls):
+        return overrides
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides or {}) - fields)
     if unknown:
@@ -35,25 +71,23 @@ def _config(cls, overrides: dict[str, Any] | None):
     return cls(**(overrides or {}))
 
 
-def _make_agent(algo: str, env_id: str, obs_dim: int, act_dim: int, device: str, seed: int, overrides: dict[str, Any] | None):
-    if algo == "bc":
-        from rlsuite.agents.bc import BC, BCConfig
+def _make_agent(algo: str, env: Any, env_id: str, device: str, seed: int, overrides: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The registered ``algo`` (an agent that learns from a dataset) for ``env``'s spaces, and its spec."""
+    from rlsuite.agents import AGENTS, build_agent
 
-        return BC(_config(BCConfig, overrides), obs_dim, act_dim, device, seed)
-    if algo == "iql":
-        from rlsuite.agents.iql import IQL, IQLConfig
-
-        return IQL(_config(IQLConfig, overrides), obs_dim, act_dim, device, seed)
-    if algo == "uni-o4":
-        from rlsuite.agents.uni_o4 import UniO4, UniO4Config
+    spec = AGENTS.get(algo)
+    if spec.learns_from != "dataset":
+        raise DatasetError(f"{algo} does not learn from a dataset (it learns from {spec.learns_from}); "
+                           f"offline algorithms: {', '.join(n for n in AGENTS.names() if AGENTS.get(n).learns_from == 'dataset')}.")
+    agent = build_agent(spec, _config(spec.config_cls, overrides), env.observation_space, env.action_space, device, seed)
+    if hasattr(agent, "termination"):  # model rollouts end where the env would
         from rlsuite.envs.termination import termination_fn
 
         try:
-            term = termination_fn(env_id)
+            agent.termination = termination_fn(env_id)
         except KeyError as e:
             raise DatasetError(str(e.args[0])) from None
-        return UniO4(_config(UniO4Config, overrides), obs_dim, act_dim, device, seed, termination=term)
-    raise DatasetError(f"unknown offline algorithm {algo!r}; choose one of {', '.join(OFFLINE_ALGOS)}.")
+    return agent, spec
 
 
 def evaluate(agent, env_id: str, episodes: int, seed: int) -> float:
@@ -69,19 +103,26 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     Uni-O4's offline phase is ``offline_steps`` supervised updates followed by ``improve_steps``
     (its config) policy-improvement updates; its evaluations are numbered on after the first part.
 
-    ``resume=True`` continues the run in ``run_dir`` whose offline phase finished (its
-    ``checkpoints/offline`` exists) but whose online phase did not: the agent, its optimizers and the
-    random generators are restored from that checkpoint, the offline rows of ``metrics.csv`` are kept
-    and the online phase runs from its start (``online_steps`` may differ from the first call). The
-    other arguments must match the first call. An online phase interrupted half-way starts again."""
+    ``resume=True`` continues the interrupted run in ``run_dir``: from ``checkpoints/offline`` when its
+    offline phase finished (the online phase then runs from its start; ``online_steps`` may differ
+    from the first call), else from ``checkpoints/offline_partial``, written after every offline
+    evaluation (the offline phase continues where that evaluation left it). The agent, its optimizers
+    and the random generators are restored, so the result is what an unbroken run gives; the rows of
+    ``metrics.csv`` up to the checkpoint are kept. The other arguments must match the first call."""
     import gymnasium as gym
 
     import rlsuite.envs  # noqa: F401
-    from rlsuite.core.checkpoint import atomic_write_json, save_checkpoint
+    from rlsuite.core.checkpoint import atomic_write_json, save_checkpoint, write_latest
+    from rlsuite.core.config import config_to_dict
+    from rlsuite.core.run import code_version
+    from rlsuite.core.vec_env import describe_space
 
     log = log or (lambda m: None)
-    if algo not in OFFLINE_ALGOS:
-        raise DatasetError(f"unknown offline algorithm {algo!r}; choose one of {', '.join(OFFLINE_ALGOS)}.")
+    for name, value in (("offline_steps", offline_steps), ("online_steps", online_steps), ("eval_episodes", eval_episodes)):
+        if value < 0:
+            raise DatasetError(f"{name} must be >= 0, got {value}.")
+    if eval_every < 1:
+        raise DatasetError(f"eval_every must be >= 1, got {eval_every}.")
     if algo == "bc" and online_steps > 0:
         raise DatasetError("BC has no online phase; use --online-steps 0 (or train iql).")
     ds = load_dataset(ds_id, root)
@@ -99,19 +140,32 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         raise DatasetError(f"dataset {ds_id} holds observations of shape {arrays['observations'].shape[1:]} and actions of shape "
                            f"{arrays['actions'].shape[1:]}, but {env_id} has {env.observation_space.shape} and "
                            f"{env.action_space.shape}: collect it again for this env.")
-    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
-    agent = _make_agent(algo, env_id, obs_dim, act_dim, device, seed, config)
+    agent, spec = _make_agent(algo, env, env_id, device, seed, config)
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
     run = Path(run_dir or f"runs/{ds_id.replace('/', '_')}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
     run_config = {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps, "online_steps": online_steps,
-                  "seed": seed, "reference": [ref_min, ref_max], "config": dataclasses.asdict(agent.cfg)}
+                  "seed": seed, "reference": [ref_min, ref_max], "config": dataclasses.asdict(agent.cfg),
+                  "run": {"env": env_id, "seed": seed, "dataset": ds_id, "offline_steps": offline_steps, "online_steps": online_steps,
+                          "eval_every": eval_every, "eval_episodes": eval_episodes, "device": str(device),
+                          "data_dir": str(root) if root else None},
+                  "versions": code_version()}
+    ckpt_meta = {"algo": algo, "config": config_to_dict(agent.cfg), "run": run_config["run"], "dataset": ds_id,
+                 "observation_space": describe_space(env.observation_space), "action_space": describe_space(env.action_space)}
+
+    def save(phase: str, step: int, state: dict[str, Any], extra: dict[str, Any]) -> None:
+        save_checkpoint(run / "checkpoints" / phase, state, {**ckpt_meta, "phase": phase, "step": step, **extra})
+        write_latest(run / "checkpoints", phase, step)
     rows: list[dict[str, Any]] = []
-    restored_seconds = float("nan")
+    restored_seconds, offline_finished, done, k = 0.0, False, 0, 0
     if resume:
         if run_dir is None:
             raise DatasetError("resume needs the run directory of the interrupted run (run_dir / --run-dir).")
-        rows, restored_seconds = _restore_offline_phase(run, run_config, agent, device)
-        log(f"resumed {run}: offline phase restored from checkpoints/offline ({len(rows)} evaluations kept)")
+        rows, meta = _restore_offline_phase(run, run_config, agent, device)
+        offline_finished = meta["phase"] == "offline"
+        restored_seconds = float(meta.get("seconds", 0.0))
+        done, k = int(meta.get("offline_done", offline_steps)), int(meta.get("improve_done", 0))
+        log(f"resumed {run} from checkpoints/{meta['phase']} (offline update {done}, improvement update {k}; "
+            f"{len(rows)} evaluations kept)")
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {**run_config, "config": _jsonable(run_config["config"])})
 
@@ -123,15 +177,26 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         return score
 
     t0 = time.perf_counter()
-    done = offline_steps if resume else 0
+
+    def save_partial() -> None:  # after every evaluation of the offline phase: a kill loses at most one interval
+        save("offline_partial", done + k, {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()},
+             {"offline_done": done, "improve_done": k, "seconds": restored_seconds + time.perf_counter() - t0})
+
+    progress_every = max(1, min(1000, eval_every))
     while done < offline_steps:
         chunk = min(eval_every, offline_steps - done)
-        agent.learn_offline(chunk, total_steps=offline_steps)
+        base, t_chunk = done, time.perf_counter()
+        agent.learn_offline(chunk, total_steps=offline_steps, log_every=progress_every,
+                            log=lambda i, st, base=base, t=t_chunk: log(  # noqa: B023 - base/t bound per chunk
+                                f"offline update {base + i}/{offline_steps}: " + ", ".join(f"{k} {v:.3g}" for k, v in st.items())
+                                + f" ({(time.perf_counter() - t) / i * 1000:.1f} ms/update)"))
         done += chunk
         record("offline", done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
-    if algo == "uni-o4" and not resume:
-        agent.start_improvement(log)
-        k_total, k = agent.cfg.improve_steps, 0
+        save_partial()
+    if hasattr(agent, "improve") and not offline_finished:  # Uni-O4's offline policy improvement
+        if agent.reference is None:
+            agent.start_improvement(log)
+        k_total = agent.cfg.improve_steps
         while k < k_total:
             chunk = min(eval_every, k_total - k)
             agent.improve(chunk, total_steps=k_total)
@@ -140,13 +205,13 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             log(f"improvement step {k}: AM-Q best {best:.2f}, accepted {sum(g.accepted for g in agent.gates)}, "
                 f"rejected {sum(g.rejected for g in agent.gates)}, selected member {agent.selected}")
             record("offline", offline_steps + k, evaluate(agent, env_id, eval_episodes, seed + 100_000))
-    offline_seconds = restored_seconds if resume else time.perf_counter() - t0
-    offline_end = offline_steps + (agent.cfg.improve_steps if algo == "uni-o4" else 0)
-    offline_score = rows[-1]["normalized_score"] if rows else float("nan")
-    if not resume:
+            save_partial()
+    offline_seconds = restored_seconds if offline_finished else restored_seconds + time.perf_counter() - t0
+    offline_end = offline_steps + (agent.cfg.improve_steps if hasattr(agent, "improve") else 0)
+    offline_score = next((r["normalized_score"] for r in reversed(rows) if r["phase"] == "offline"), float("nan"))
+    if not offline_finished:
         # the agent plus torch's global generator (online sampling draws from it): resuming is exact
-        save_checkpoint(run / "checkpoints" / "offline", {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()},
-                        {"algo": algo, "phase": "offline", "dataset": ds_id, "seconds": offline_seconds})
+        save("offline", offline_end, {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()}, {"seconds": offline_seconds})
     online_score = None
     t1 = time.perf_counter()
     if online_steps > 0:
@@ -157,7 +222,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             done += chunk
             record("online", offline_end + done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
         online_score = rows[-1]["normalized_score"]
-        save_checkpoint(run / "checkpoints" / "online", {"agent": agent.state_dict()}, {"algo": algo, "phase": "online", "dataset": ds_id})
+        save("online", offline_end + online_steps, {"agent": agent.state_dict()}, {})
     online_seconds = time.perf_counter() - t1
     _write_metrics(run, rows)
     return {"run_dir": str(run), "offline_score": offline_score, "online_score": online_score, "rows": rows,
@@ -169,33 +234,35 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, device: str) -> tuple[list[dict[str, Any]], float]:
-    """Load ``run/checkpoints/offline`` into ``agent`` (and torch's global generator) after checking
-    that ``run/config.json`` describes the same offline phase; returns the offline rows of metrics.csv
-    and the offline phase's wall-clock seconds."""
+def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, device: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load ``run/checkpoints/offline`` (a finished offline phase) or else ``offline_partial`` (the last
+    evaluation of an interrupted one) into ``agent`` and torch's global generator, after checking that
+    ``run/config.json`` describes the same offline phase; returns the offline rows of metrics.csv up to
+    that point and the checkpoint's meta (``phase``, ``offline_done``, ``improve_done``, ``seconds``)."""
     from rlsuite.core.checkpoint import CheckpointError, load_checkpoint
 
     if (run / "checkpoints" / "online").exists():
         raise DatasetError(f"{run} finished its online phase (checkpoints/online exists): nothing to resume; "
                            "start a new run with another --run-dir.")
-    if not (run / "checkpoints" / "offline").exists():
-        raise DatasetError(f"nothing to resume in {run}: its offline phase did not finish (no checkpoints/offline) and an "
-                           "offline phase is not checkpointed half-way; run it again without --resume.")
+    name = next((n for n in ("offline", "offline_partial") if (run / "checkpoints" / n).exists()), None)
+    if name is None:
+        raise DatasetError(f"nothing to resume in {run}: it has no checkpoint yet (the first is written at the first "
+                           "evaluation); run it again without --resume.")
     try:
         saved = json.loads((run / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DatasetError(f"cannot read {run / 'config.json'} ({e}); the run directory is damaged.") from None
     mine = {**run_config, "config": _jsonable(run_config["config"])}
-    diff = [k for k in ("algo", "dataset", "env", "offline_steps", "seed", "reference", "config") if saved.get(k) != mine[k]]
+    diff = [k for k in ("algo", "dataset", "env", "offline_steps", "seed", "reference", "config") if saved.get(k) != mine.get(k)]
     if diff:
         detail = "; ".join(f"{k}: run has {saved.get(k)!r}, received {mine[k]!r}" for k in diff)
         raise DatasetError(f"cannot resume {run} with other settings ({detail}); pass the settings of the first call.")
     try:
-        state, meta = load_checkpoint(run / "checkpoints" / "offline", device)
+        state, meta = load_checkpoint(run / "checkpoints" / name, device)
     except CheckpointError as e:
         raise DatasetError(str(e)) from None
     if "agent" not in state or "torch_rng" not in state:
-        raise DatasetError(f"{run / 'checkpoints' / 'offline'} was written by an rlsuite without resume support; "
+        raise DatasetError(f"{run / 'checkpoints' / name} was written by an rlsuite without resume support; "
                            "run again without --resume.")
     agent.load_state_dict(state["agent"])
     torch.set_rng_state(state["torch_rng"].cpu())
@@ -204,7 +271,9 @@ def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, de
         with open(run / "metrics.csv", newline="") as f:
             rows = [{"phase": r["phase"], "step": int(r["step"]), "return": float(r["return"]),
                      "normalized_score": float(r["normalized_score"])} for r in csv.DictReader(f) if r["phase"] == "offline"]
-    return rows, float(meta.get("seconds", float("nan")))
+    upto = int(meta.get("offline_done", 0)) + int(meta.get("improve_done", 0)) if name == "offline_partial" else None
+    rows = [r for r in rows if upto is None or r["step"] <= upto]
+    return rows, {"phase": name, **meta}
 
 
 def _write_metrics(run: Path, rows: list[dict[str, Any]], curve: bool = True) -> None:

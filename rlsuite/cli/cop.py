@@ -1,0 +1,136 @@
+"""``rlsuite cop generate|label|solve``: combinatorial instances, reference solvers, solving files.
+
+Training BQ-NCO is ``rlsuite train bq-nco`` (``rlsuite cop train`` is the same command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def cmd_cop(argv: list[str]) -> int:
+    """``rlsuite cop generate|label|train|solve``: combinatorial optimisation (see docs/cop.md)."""
+    sub, rest = (argv[0], argv[1:]) if argv else ("", [])
+    handlers = {"generate": _cop_generate, "label": _cop_label, "train": _cop_train, "solve": _cop_solve}
+    if sub not in handlers:
+        print("usage: rlsuite cop generate|label|train|solve [options]  (rlsuite cop <command> --help)", file=sys.stderr)
+        return 2
+    return handlers[sub](rest)
+
+
+def _cop_train(argv: list[str]) -> int:
+    """``rlsuite cop train`` is ``rlsuite train bq-nco`` (same options: rlsuite train bq-nco --help)."""
+    from rlsuite.cli.train import cmd_train
+
+    return cmd_train(["bq-nco", *argv])
+
+
+def _cop_generate(argv: list[str]) -> int:
+    from rlsuite.envs.cop.dataset import save_instances
+    from rlsuite.envs.cop.problems import PROBLEMS, generate
+
+    p = argparse.ArgumentParser(prog="rlsuite cop generate", description="Write random instances (safetensors + JSON).")
+    p.add_argument("--problem", required=True, choices=PROBLEMS)
+    p.add_argument("--size", type=int, required=True, help="nodes (TSP, ATSP), clients (CVRP, OP) or items (KP)")
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    inst = generate(a.problem, a.count, a.size, a.seed)
+    d = save_instances(a.out, a.problem, inst, {"seed": a.seed, "generator": "rlsuite.envs.cop.problems.generate"}, a.overwrite)
+    print(f"wrote {a.count} {a.problem}{a.size} instances (seed {a.seed}) to {d}")
+    return 0
+
+
+def _cop_label(argv: list[str]) -> int:
+    import time
+
+    from rlsuite.envs.cop.dataset import load_instances, save_labels
+    from rlsuite.envs.cop.problems import cost, validate
+    from rlsuite.envs.cop.solvers import SOLVERS, solve
+
+    p = argparse.ArgumentParser(prog="rlsuite cop label", description="Solve every instance of a set with a reference solver.")
+    p.add_argument("dir")
+    p.add_argument("--solver", required=True, choices=list(SOLVERS))
+    p.add_argument("--time-limit", type=float, default=1.0, help="seconds per instance (pyvrp, ortools; LKH: 10 x restarts)")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    problem, inst, meta = load_instances(a.dir)
+    B = meta["count"]
+    sols: list[list[int]] = []
+    t0 = time.monotonic()
+    chunk = max(1, B // 10)
+    for i in range(0, B, chunk):
+        part = {k: v[i : i + chunk] for k, v in inst.items()}
+        sols += solve(problem, part, a.solver, a.time_limit, a.seed)
+        print(f"labelled {len(sols)}/{B} with {a.solver} ({time.monotonic() - t0:.0f} s)", flush=True)
+    validate(problem, inst, sols)
+    costs = cost(problem, inst, sols).double()
+    save_labels(a.dir, sols, costs, {"solver": a.solver, "time_limit": a.time_limit, "seconds": time.monotonic() - t0})
+    print(f"mean cost {float(costs.mean()):.4f} over {B} instances; labels in {a.dir}")
+    print(f"mean_cost={float(costs.mean()):.6g}")
+    return 0
+
+
+def _cop_solve(argv: list[str]) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from rlsuite.agents.bq_nco import BQNCO
+    from rlsuite.envs.cop.env import COPEnv
+    from rlsuite.envs.cop.io import normalised_coords, read_instance
+    from rlsuite.envs.cop.solvers import SOLVERS, solve
+
+    p = argparse.ArgumentParser(prog="rlsuite cop solve", description="Solve a TSPLIB / CVRPLIB file with a BQ-NCO model "
+                                "(the shipped one by default) or a reference solver; the last line is cost=<number>.")
+    p.add_argument("file")
+    p.add_argument("--problem", required=True, choices=["tsp", "atsp", "cvrp"])
+    p.add_argument("--model", default=None, help="checkpoint directory (default: the shipped model for the problem)")
+    p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--knn", type=int, default=None, help="feed only the K nearest remaining nodes (large instances)")
+    p.add_argument("--solver", default=None, choices=list(SOLVERS))
+    p.add_argument("--time-limit", type=float, default=1.0)
+    p.add_argument("--optimum", type=float, default=None, help="known optimal cost: also print the gap")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    inst = read_instance(a.file)
+    if inst.type.lower() != a.problem:
+        raise ValueError(f"{a.file} is a {inst.type} instance but --problem {a.problem} was given.")
+    t0 = time.monotonic()
+    if a.solver:
+        tens = {"dist": torch.as_tensor(inst.weights)[None]}
+        if a.problem == "cvrp":
+            xy = inst.coords if inst.coords is not None else np.zeros((inst.dimension, 2))
+            tens.update(locs=torch.as_tensor(xy)[None], demand=torch.as_tensor(inst.demand)[None],
+                        capacity=torch.tensor([inst.capacity]))
+        sol = solve(a.problem, tens, a.solver, a.time_limit)[0]
+        how = a.solver
+    else:
+        if a.problem == "atsp":
+            raise ValueError("no BQ-NCO model for ATSP (it needs edge features); use --solver lkh or --solver nn.")
+        model_dir = Path(a.model) if a.model else PRETRAINED_DIR / f"bq_nco_{a.problem}"
+        if not (model_dir / "config.json").exists() and not (model_dir / "checkpoints").is_dir() and not (model_dir / "meta.json").exists():
+            raise FileNotFoundError(f"no model at {model_dir}; train one with `rlsuite train bq-nco --problem {a.problem} --size 50 "
+                                    f"--run-dir DIR` and pass --model DIR, or use --solver.")
+        agent = BQNCO.load(model_dir, a.device)
+        xy = torch.as_tensor(normalised_coords(inst), dtype=torch.float32)[None].to(agent.device)
+        tens = {"locs": xy}
+        if a.problem == "cvrp":
+            tens.update(demand=torch.as_tensor(inst.demand, dtype=torch.float32)[None].to(agent.device),
+                        capacity=torch.tensor([inst.capacity], dtype=torch.float32, device=agent.device))
+        file_cost = lambda sols: torch.tensor([inst.tour_cost(s) for s in sols])  # noqa: E731
+        sol = agent.solve(COPEnv(a.problem, tens), beam=a.beam, knn=a.knn, cost_fn=file_cost)[0]
+        how = f"BQ-NCO {'greedy' if a.beam <= 1 else f'beam {a.beam}'} ({model_dir})"
+    value = inst.tour_cost(sol)
+    print(f"{inst.name}: {inst.type} with {inst.dimension} nodes, solved by {how} in {time.monotonic() - t0:.2f} s")
+    if a.optimum is not None:
+        print(f"gap={100 * (value - a.optimum) / a.optimum:.3f}%")
+    print(f"cost={value:g}")
+    return 0

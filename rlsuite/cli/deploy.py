@@ -1,0 +1,111 @@
+"""``rlsuite export RUN``, ``rlsuite deploy --robot sim:ENV``, ``rlsuite serve-policy FILE``."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def cmd_export(argv: list[str]) -> int:
+    """``rlsuite export RUN_DIR --format onnx|torchscript --out FILE`` for any run with a policy module."""
+    p = argparse.ArgumentParser(prog="rlsuite export", description="Export a trained policy (normaliser and action "
+                                "scaling inside) and check it against the torch policy.")
+    p.add_argument("run_dir", help="run directory (its latest checkpoint) or a checkpoint directory")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", required=True, help="file to write (.onnx or .pt)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    a = p.parse_args(argv)
+    from rlsuite.robots.contract import file_sha256
+    from rlsuite.runs import export_run
+
+    path, diff, info = export_run(a.run_dir, a.format, a.out, a.opset)
+    print(f"exported {info['algo']} ({info['env']}) to {path} [{a.format}], sha256 {file_sha256(path)}")
+    print(f"parity on 256 random observations: max abs difference {diff:.3g} (limit 1e-05)")
+    print(f"max_abs_diff={diff:.3g}")
+    return 0
+
+
+def cmd_deploy(argv: list[str]) -> int:
+    """``rlsuite deploy --robot sim:<env> --policy FILE``: run an exported policy on a simulated robot."""
+    p = argparse.ArgumentParser(prog="rlsuite deploy", description="Run an exported policy through contract, observation "
+                                "builder, safety chain and control loop on a simulated robot (lockstep).")
+    p.add_argument("--robot", required=True, help="sim:<task>: sim:InvertedPendulum-v5 or sim:quadruped")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--policy", help="an artifact from rlsuite export (.onnx or .pt)")
+    src.add_argument("--remote", help="a policy server, e.g. tcp://127.0.0.1:5555 (key from --key-file or $RLSUITE_POLICY_KEY)")
+    p.add_argument("--key-file", default=None)
+    p.add_argument("--remote-timeout", type=float, default=None,
+                   help="seconds to wait for each remote action before damping (default: one control period, at least 0.05)")
+    p.add_argument("--rate", type=float, default=None, help="control rate in Hz (must match the robot's policy rate)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time per episode at most")
+    p.add_argument("--episodes", type=int, default=1, help="episodes; with --compare-gym also run them in the Gymnasium env")
+    p.add_argument("--compare-gym", action="store_true", help="sim-to-sim check: same start states in the Gymnasium env")
+    p.add_argument("--latency-steps", type=int, default=0, help="sensor latency in control ticks")
+    p.add_argument("--noise-std", type=float, default=0.0, help="Gaussian sensor noise")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    if not a.robot.startswith("sim:"):
+        raise ValueError(f"--robot {a.robot!r}: only simulated robots (sim:InvertedPendulum-v5, sim:quadruped) can be driven from the command line; "
+                         "drive hardware from Python with your Robot driver and rlsuite.robots.loop.ControlLoop.")
+    from rlsuite.robots.export import load_runner
+    from rlsuite.robots.sim import run_episode, sim_task, sim_to_sim
+
+    task = sim_task(a.robot[len("sim:") :])
+    contract = task.make_contract()
+    rate = 1.0 / contract.policy_dt
+    if a.rate is not None and abs(a.rate - rate) > 1e-6:
+        raise ValueError(f"--rate {a.rate:g} Hz does not match {task.name}'s policy rate of {rate:g} Hz (the contract's policy_dt).")
+    if a.remote:
+        from rlsuite.robots.transport import PolicyClient, load_key
+
+        timeout = a.remote_timeout if a.remote_timeout is not None else max(0.05, contract.policy_dt)
+        client = PolicyClient(a.remote, load_key(a.key_file), timeout_s=timeout)
+        policy = lambda o: client.act(o)  # noqa: E731
+    else:
+        runner = load_runner(a.policy)
+        policy = lambda o: runner(o[None])[0]  # noqa: E731
+    ticks = int(a.duration * rate)
+    if a.compare_gym:
+        gym_r, sim_r = sim_to_sim(policy, task, a.episodes, a.seed, a.latency_steps, a.noise_std)
+        for i, (g, r) in enumerate(zip(gym_r, sim_r, strict=True)):
+            print(f"episode {i}: gymnasium return {g:.1f}, simulated robot return {r:.1f}")
+        gm, sm = float(np.mean(gym_r)), float(np.mean(sim_r))
+        print(f"mean return: gymnasium {gm:.2f}, simulated robot {sm:.2f} ({100 * (sm - gm) / max(abs(gm), 1e-9):+.1f}%)")
+        print(f"sim_to_sim_gap={abs(sm - gm) / max(abs(gm), 1e-9):.4f}")
+        return 0
+    robot = task.make_robot(a.latency_steps, a.noise_std, a.seed)
+    for ep in range(a.episodes):
+        out = run_episode(task, robot, policy, contract, max_steps=ticks, seed=a.seed + ep)
+        st = out["stats"]
+        print(f"episode {ep}: return {out['return']:.1f}, ticks {st['ticks']} (lockstep, simulated clock), overruns {st['overruns']}, "
+              f"jitter p99 {st['jitter_p99_ms']:.3f} ms, inference p50 {st['infer_p50_ms']:.3f} ms, safety events {len(out['events'])}")
+        for e in out["events"][:10]:
+            print(f"  safety {e.filter} {e.kind}: {e.detail}")
+    print(f"return={out['return']:.1f}")
+    return 0
+
+
+def cmd_serve_policy(argv: list[str]) -> int:
+    """``rlsuite serve-policy FILE --port N``: answer authenticated action requests for an exported policy."""
+    p = argparse.ArgumentParser(prog="rlsuite serve-policy", description="Serve an exported policy (.onnx or .pt) over "
+                                "ZeroMQ with HMAC-authenticated msgpack messages.")
+    p.add_argument("file", help="an artifact from rlsuite export")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--key-file", default=None, help="file holding the shared key (else $RLSUITE_POLICY_KEY)")
+    p.add_argument("--max-requests", type=int, default=None, help="stop after this many answered requests")
+    a = p.parse_args(argv)
+    from rlsuite.robots.export import load_runner
+    from rlsuite.robots.transport import PolicyServer, load_key
+
+    key = load_key(a.key_file)
+    runner = load_runner(a.file)
+    server = PolicyServer(runner, key, bind=f"tcp://{a.bind}:{a.port}", allow_remote=a.bind != "127.0.0.1")
+    print(f"serving {a.file} on {server.endpoint} (HMAC-SHA256 authenticated; Ctrl-C stops)", flush=True)
+    try:
+        server.serve(max_requests=a.max_requests)
+    finally:
+        server.close()
+    print(f"served={server.served} rejected={server.rx.rejected}")
+    return 0

@@ -1,0 +1,213 @@
+"""``rlsuite list``, ``rlsuite train <algo>`` (any registered agent) and ``rlsuite eval RUN``.
+
+``train`` parses, with tyro, the options of the agent's source (:class:`rlsuite.core.run.RunConfig`
+for an env, :class:`rlsuite.offline.train.OfflineRunConfig` for a dataset,
+:class:`rlsuite.envs.cop.train.InstancesRunConfig` for instance sets) and the agent's own config
+dataclass, with flags named after the fields and their defaults shown; ``--resume RUN`` reuses the
+saved settings and lets flags override them. The drivers do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+RUN_CONFIGS = {
+    "env": ("rlsuite.core.run", "RunConfig"),
+    "dataset": ("rlsuite.offline.train", "OfflineRunConfig"),
+    "instances": ("rlsuite.envs.cop.train", "InstancesRunConfig"),
+}
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _run_config_cls(kind: str) -> type:
+    import importlib
+
+    module, name = RUN_CONFIGS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def _parse(spec: Any, argv: list[str]) -> tuple[Any, Any]:
+    """``(run options, algorithm config)`` from the command line (and a resumed run's saved settings)."""
+    import tyro
+
+    from rlsuite.core.config import config_from_dict
+    from rlsuite.core.run import read_run_config
+
+    run_cls = _run_config_cls(spec.learns_from)
+    resume = _flag_value(argv, "--resume")
+    if resume:
+        from rlsuite.agents.train import run_dir_of
+
+        saved = read_run_config(run_dir_of(resume))
+        if saved.get("algo") != spec.name:
+            raise ValueError(f"{resume!r} is a {saved.get('algo')} run; resume it with: rlsuite train {saved.get('algo')} --resume {resume}")
+        known = {f.name for f in dataclasses.fields(run_cls)}  # the run record may carry more (e.g. the env a dataset names)
+        saved_run = {k: v for k, v in saved["run"].items() if k in known}
+        run_defaults = config_from_dict(run_cls, {**saved_run, "resume": resume, "run_dir": str(run_dir_of(resume))})
+        algo_defaults = config_from_dict(spec.config_cls, saved["config"])
+    else:
+        env_id = _flag_value(argv, "--env") or spec.default_env
+        run_defaults = run_cls(env=env_id) if spec.learns_from == "env" else run_cls()
+        algo_defaults = spec.config_cls(**spec.presets.get(env_id, {})) if spec.learns_from == "env" else spec.config_cls()
+    Args = dataclasses.make_dataclass(
+        f"Train{spec.config_cls.__name__}",
+        [("run", run_cls, dataclasses.field(default_factory=run_cls)),
+         ("algo", spec.config_cls, dataclasses.field(default_factory=spec.config_cls))],
+        frozen=True,
+    )
+    presets = f" Per-env presets (applied with --env): {', '.join(spec.presets)}." if spec.presets else ""
+    args = tyro.cli(Args, args=argv, default=Args(run=run_defaults, algo=algo_defaults), prog=f"rlsuite train {spec.name}",
+                    description=f"Train {spec.name}: {spec.summary}. Learns from: {spec.learns_from}.{presets}",
+                    config=(tyro.conf.OmitArgPrefixes,))
+    return args.run, args.algo
+
+
+def _new_run_dir(run_cfg: Any, default: Path) -> Path:
+    run_dir = Path(run_cfg.run_dir) if run_cfg.run_dir else default
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not run_cfg.overwrite:
+            raise FileExistsError(f"run directory {str(run_dir)!r} already holds a run. Continue it with --resume {run_dir}, "
+                                  "pick another --run-dir, or pass --overwrite to replace it.")
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def cmd_train(argv: list[str]) -> int:
+    from rlsuite.agents import AGENTS
+
+    if not argv or argv[0].startswith("-"):
+        kinds = ", ".join(f"{n} ({AGENTS.get(n).learns_from})" for n in AGENTS.names())
+        print(f"usage: rlsuite train <algo> [options]; algos: {kinds}")
+        return 2
+    spec = AGENTS.get(argv[0])
+    run_cfg, algo_cfg = _parse(spec, argv[1:])
+    if spec.learns_from == "env":
+        from rlsuite.agents.train import train
+
+        s = train(spec, run_cfg, algo_cfg)
+        print(f"run directory: {s['run_dir']}\ncheckpoint:    {s['checkpoint']}\ncurve:         {s['curve']}")
+        extra = f" success_rate={s['success_rate']:.4f}" if "success_rate" in s else ""
+        print(f"steps={s['steps']} eval_mean_return={s['eval_mean_return']:.2f}{extra}")
+        return 0
+    if spec.learns_from == "dataset":
+        return _train_dataset(spec, run_cfg, algo_cfg)
+    return _train_instances(spec, run_cfg, algo_cfg)
+
+
+def _train_dataset(spec: Any, run_cfg: Any, algo_cfg: Any) -> int:
+    from rlsuite.offline.train import train_offline
+
+    if not run_cfg.dataset:
+        raise ValueError(f"rlsuite train {spec.name} needs --dataset ID (see rlsuite data list; make one with rlsuite data collect).")
+    run_dir = run_cfg.run_dir
+    if not run_cfg.resume:
+        default = Path("runs") / f"{run_cfg.dataset.replace('/', '_')}__{spec.name}__{run_cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = str(_new_run_dir(run_cfg, default))
+    out = train_offline(spec.name, run_cfg.dataset, run_cfg.offline_steps, run_cfg.online_steps, run_cfg.seed, run_cfg.eval_every,
+                        run_cfg.eval_episodes, run_dir, Path(run_cfg.data_dir) if run_cfg.data_dir else None, run_cfg.device,
+                        log=lambda m: print(m, flush=True), config=algo_cfg, resume=bool(run_cfg.resume))
+    last = {r["phase"]: r for r in out["rows"]}
+    print(f"run directory: {out['run_dir']} (metrics.csv, curve.png, checkpoints/)")
+    for phase in ("offline", "online"):
+        if phase in last:
+            r = last[phase]
+            print(f"{phase}: return {r['return']:.1f}, normalized score {r['normalized_score']:.1f} ({out[f'{phase}_seconds']:.0f} s)")
+    online = f" online_score={out['online_score']:.3f}" if out["online_score"] is not None else ""
+    print(f"offline_score={out['offline_score']:.3f}{online}")
+    return 0
+
+
+def _train_instances(spec: Any, run_cfg: Any, algo_cfg: Any) -> int:
+    from rlsuite.agents import build_agent
+    from rlsuite.agents.train import run_dir_of
+    from rlsuite.core.run import resolve_checkpoint
+    from rlsuite.core.seeding import resolve_device, seed_everything
+    from rlsuite.envs.cop.train import resume_state, train_instances
+
+    device = resolve_device(run_cfg.device)
+    seed_everything(run_cfg.seed)
+    agent = build_agent(spec, algo_cfg, None, None, device, run_cfg.seed)
+    start = None
+    if run_cfg.resume:
+        run_dir = run_dir_of(run_cfg.resume)
+        start = resume_state(resolve_checkpoint(run_cfg.resume), device)
+    else:
+        default = Path("runs") / f"{algo_cfg.problem}{run_cfg.size}__{spec.name}__{run_cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = _new_run_dir(run_cfg, default)
+    out = train_instances(agent, spec.name, run_cfg, run_dir, start, say=lambda m: print(m, flush=True))
+    print(f"run directory: {out['run_dir']}\ncheckpoint:    {out['checkpoint']}")
+    print(f"on {run_cfg.eval_instances} fresh instances: greedy mean cost {out['greedy_cost']:.4f}, nearest neighbour {out['nn_cost']:.4f}")
+    print(f"steps={out['steps']} greedy_cost={out['greedy_cost']:.6g}")
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    import os
+
+    p = argparse.ArgumentParser(prog="rlsuite eval", description="Evaluate any run (deterministic actions; instance solvers: "
+                                "greedy cost on fresh instances).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run_dir", help="run directory (its latest checkpoint) or a checkpoint directory")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (instance solvers: fresh instances)")
+    p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    p.add_argument("--video", action="store_true", help="record an MP4 of the first episode (offscreen rendering)")
+    p.add_argument("--video-path", default=None, help="where to write the MP4 (default RUN_DIR/videos/eval.mp4)")
+    a = p.parse_args(argv)
+    if a.video:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    from rlsuite.runs import evaluate_run
+
+    out = evaluate_run(a.run_dir, a.episodes, a.seed, a.device, deterministic=not a.stochastic)
+    if out["metric"] == "cost":
+        print(f"{out['algo']} on {a.episodes} fresh {out['env']} instances, checkpoint step {out['step']}: "
+              f"greedy mean cost {out['mean']:.4f} (nearest neighbour {out['baseline']:.4f})")
+        print(f"mean_cost={out['mean']:.6g}")
+        return 0
+    print(f"{out['algo']} on {out['env']}, checkpoint step {out['step']}, {a.episodes} episodes")
+    for i, r in enumerate(out["values"]):
+        print(f"episode {i}: return={r:.3f}")
+    if a.video:
+        from rlsuite.core.evaluate import record_video
+
+        agent = out["agent"]
+        path = Path(a.video_path) if a.video_path else Path(a.run_dir) / "videos" / "eval.mp4"
+        rets = record_video(lambda o: agent.act(o, deterministic=not a.stochastic), out["env"], path, seed=a.seed,
+                            device=agent.device, env_kwargs=out["env_kwargs"])
+        print(f"video: {path} (return {rets[0]:.2f})")
+    print(f"mean_return={out['mean']:.4f}")
+    return 0
+
+
+def cmd_list(argv: list[str]) -> int:
+    import gymnasium as gym
+
+    from rlsuite.agents import AGENTS
+    from rlsuite.envs import ENV_IDS
+
+    print("agents (rlsuite train <name> --help):")
+    for name in AGENTS.names():
+        spec = AGENTS.get(name)
+        where = f", default env {spec.default_env}" if spec.default_env else ""
+        print(f"  {name:<8} learns from {spec.learns_from:<9} {spec.summary}{where}")
+    print("environments (rlsuite):")
+    width = max(len(e) for e in ENV_IDS)
+    for env_id in ENV_IDS:
+        spec = gym.spec(env_id)
+        kind = "batched torch + single" if spec.vector_entry_point else "single"
+        print(f"  {env_id:<{width}} {kind}")
+    print("any other Gymnasium id works too (e.g. CartPole-v1, Pendulum-v1, Hopper-v5) through the vector adapter.")
+    return 0
