@@ -22,8 +22,9 @@ Normalised scores follow D4RL: ``100 * (R - R_random) / (R_expert - R_random)``.
 Gymnasium's ``-v5``, so the numbers compare only roughly); for the others they are measured: the mean
 return of the random policy and of our own expert, recorded in the dataset metadata.
 
-Writes are atomic: a dataset is built in a temporary directory next to its final place and renamed
-into it, and an existing dataset is never replaced unless asked.
+Writes are atomic (:func:`rlsuite.core.atomic.atomic_dir`): a dataset is built in a temporary directory
+next to its final place, fsynced and renamed into it, and an existing dataset is never replaced unless
+asked.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from rlsuite.core.atomic import atomic_dir, atomic_write_bytes
 from rlsuite.core.checkpoint import sha256_tree
 
 LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -176,15 +178,10 @@ def write_dataset(ds_id: str, env_id: str, episodes: list[Episode], ref_min: flo
                 ref_min_score=float(ref_min), ref_max_score=float(ref_max), description=json.dumps(metadata, sort_keys=True),
                 data_format="hdf5")
         built = tmp_root / ds_id
-        final.parent.mkdir(parents=True, exist_ok=True)
         _copy_namespace_metadata(tmp_root, root, ds_id)
-        if final.exists():
-            backup = final.with_name(final.name + ".old")
-            os.replace(final, backup)
-            os.replace(built, final)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(built, final)
+        with atomic_dir(final) as dst:  # replaces an existing dataset in one step (see rlsuite.core.atomic)
+            for child in built.iterdir():
+                os.replace(child, dst / child.name)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     return final
@@ -209,8 +206,7 @@ def _copy_namespace_metadata(src_root: Path, dst_root: Path, ds_id: str) -> None
         src = src_root.joinpath(*parts[:i], "namespace_metadata.json")
         dst = dst_root.joinpath(*parts[:i], "namespace_metadata.json")
         if src.exists() and not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            atomic_write_bytes(dst, src.read_bytes())
 
 
 def load_dataset(ds_id: str, root: Path | None = None):
@@ -344,9 +340,7 @@ def train_behaviour(env_id: str, seed: int = 0, steps: int = 300_000, eval_every
     threshold = random_return + MEDIUM_FRACTION * (expert_return - random_return)
     medium_step, medium_return, medium_actor = next(s for s in snapshots if s[1] >= threshold)
     replay = [e for e, end in zip(env.episodes, env.steps_at_episode_end, strict=True) if end <= medium_step]
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".behaviour-", dir=root))
-    try:
+    with atomic_dir(cache) as tmp:
         save_file({k: v.contiguous() for k, v in expert_actor.items()}, str(tmp / "expert_actor.safetensors"))
         save_file({k: v.contiguous() for k, v in medium_actor.items()}, str(tmp / "medium_actor.safetensors"))
         _save_episodes(tmp / "medium_replay.safetensors", replay)
@@ -355,10 +349,6 @@ def train_behaviour(env_id: str, seed: int = 0, steps: int = 300_000, eval_every
                 "medium_return": medium_return, "medium_step": medium_step, "medium_fraction": MEDIUM_FRACTION,
                 "evaluations": [[s, r] for s, r, _ in snapshots], "replay_episodes": len(replay)}
         (tmp / "behaviour.json").write_text(json.dumps(meta, indent=2, default=str))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, cache)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return cache
 
 
