@@ -9,8 +9,10 @@ A checkpoint is a directory::
                               (config, spaces, code version, step, RNG states ...)
 
 Nothing is pickled. The directory is written under a temporary name and renamed into place, and the
-``latest.json`` pointer beside it is replaced atomically, so a crash mid-write leaves the previous
-checkpoint intact. Loading checks the hash first, so a truncated or corrupted file fails clearly.
+``latest.json`` pointer beside it is replaced atomically (both through :mod:`rlsuite.core.atomic`), so a
+crash mid-write leaves the previous checkpoint and pointer intact. Loading checks the hash first, so a
+truncated or corrupted file fails clearly: the error names the file and what is wrong with it and, when
+an older checkpoint beside it is intact, the exact ``--resume`` flag that continues from that one.
 
 The nested state is any mix of dicts (string or int keys), lists, tuples, tensors, numbers, strings,
 bools and None (what ``nn.Module.state_dict()`` and ``Optimizer.state_dict()`` return).
@@ -21,14 +23,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+# atomic_write_text and _fsync_dir stay importable from here, where they were defined before
+from rlsuite.core.atomic import atomic_dir, atomic_write_json, atomic_write_text  # noqa: F401
+from rlsuite.core.atomic import fsync_dir as _fsync_dir  # noqa: F401
 
 FORMAT = "rlsuite-checkpoint"
 FORMAT_VERSION = 1
@@ -93,7 +99,7 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-# ----------------------------------------------------------------------------- atomic files
+# ----------------------------------------------------------------------------- hashes
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -112,41 +118,6 @@ def sha256_tree(path: str | os.PathLike) -> str:
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
         h.update(str(p.relative_to(root)).encode() + b"\0" + sha256_file(p).encode() + b"\n")
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -168,8 +139,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any] | 
             t = t.clone()
         seen.add(t.data_ptr())
         flat[k] = t
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_file(flat, str(tmp / TENSOR_FILE))
         doc = {
             "format": FORMAT,
@@ -178,23 +148,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any] | 
             "skeleton": skeleton,
             "meta": meta or {},
         }
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / META_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return path
 
 
@@ -220,30 +174,121 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
-    """Load a checkpoint directory; returns ``(state, meta)``.
+def _describe_tensor_file_damage(tfile: Path) -> str:
+    """What is wrong with a safetensors file whose hash does not match: cut short, or changed."""
+    size = tfile.stat().st_size
+    try:
+        with open(tfile, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"only {size} bytes are there, fewer than the 8 bytes of the header length"
+            (n,) = struct.unpack("<Q", head)
+            if 8 + n > size:
+                return f"only {size} bytes are there, fewer than its header's {8 + n}"
+            header = json.loads(f.read(n))
+        end = 8 + n + max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return "its safetensors header is unreadable"
+    if size < end:
+        return f"only {size} of its {end} bytes are there"
+    return "its size is right but its bytes differ from the ones written"
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check that a checkpoint directory is complete and intact, without loading its tensors.
+
+    Returns the ``meta.json`` document. Reads the whole tensor file once (for its hash).
 
     Raises:
-        CheckpointError: the directory or a file is missing, the tensor file's hash does not match
-            (truncated or corrupted), or the file cannot be parsed.
+        CheckpointError: naming the file and what is wrong (missing, not JSON, other format version,
+            truncated or corrupted tensor file).
     """
     path = Path(path)
     doc = read_checkpoint_meta(path)
     tfile = path / TENSOR_FILE
     if not tfile.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} has no {TENSOR_FILE}; it is incomplete.")
-    expected = doc.get("sha256", {}).get(TENSOR_FILE)
+    expected = (doc.get("sha256") or {}).get(TENSOR_FILE)
     actual = sha256_file(tfile)
     if expected != actual:
         raise CheckpointError(
-            f"checkpoint file {str(tfile)!r} is corrupted or truncated: sha256 {actual[:12]}... does not match "
-            f"the recorded {str(expected)[:12]}... Resume from an earlier checkpoint in {str(path.parent)!r}."
+            f"checkpoint file {str(tfile)!r} is corrupted or truncated: {_describe_tensor_file_damage(tfile)} "
+            f"(sha256 {actual[:12]}... does not match the {str(expected)[:12]}... recorded in {META_FILE})."
         )
+    return doc
+
+
+def _step_of(path: Path, doc: dict[str, Any] | None) -> int | None:
+    step = ((doc or {}).get("meta") or {}).get("step")
+    if isinstance(step, int):
+        return step
+    m = re.fullmatch(r"step_(\d+)", path.name)
+    return int(m.group(1)) if m else None
+
+
+def describe_fallback(checkpoint_dir: str | os.PathLike, bad: str | os.PathLike | None = None) -> str:
+    """The sentence that tells a user how to continue when checkpoint ``bad`` cannot be used.
+
+    Looks in ``checkpoint_dir`` for the newest *intact* checkpoint other than ``bad`` (and, when both
+    steps are known, not newer than it) and returns ``"the previous checkpoint <path> is intact: resume
+    from it with --resume <path>"``; otherwise says that there is none. ``bad=None`` (the pointer itself
+    is broken) considers every checkpoint in the directory.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    bad_path = Path(bad) if bad is not None else None
+    bad_step = None
+    if bad_path is not None:
+        try:
+            bad_step = _step_of(bad_path, json.loads((bad_path / META_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError):
+            bad_step = _step_of(bad_path, None)
+    candidates = []
+    if checkpoint_dir.is_dir():
+        for p in checkpoint_dir.iterdir():
+            if p.name.startswith(".") or not (p / META_FILE).is_file():
+                continue
+            if bad_path is not None and p.name == bad_path.name and p.parent.resolve() == bad_path.parent.resolve():
+                continue
+            try:
+                step = _step_of(p, json.loads((p / META_FILE).read_text(encoding="utf-8")))
+            except (OSError, ValueError, AttributeError):
+                continue
+            if bad_step is not None and step is not None and step > bad_step:
+                continue
+            candidates.append((-1 if step is None else step, p.name, p))
+    for _, _, p in sorted(candidates, reverse=True):
+        try:
+            verify_checkpoint(p)
+        except CheckpointError:
+            continue
+        return f"the previous checkpoint {p} is intact: resume from it with --resume {p}"
+    return f"no intact earlier checkpoint is left in {str(checkpoint_dir)!r}"
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Load a checkpoint directory; returns ``(state, meta)``.
+
+    Raises:
+        CheckpointError: the directory or a file is missing, the tensor file's hash does not match
+            (truncated or corrupted), or the file cannot be parsed. The message names the file and,
+            when an older checkpoint in the same directory is intact, the flag that resumes from it.
+    """
+    path = Path(path)
     try:
-        tensors = load_file(str(tfile), device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read {str(tfile)!r}: {e}") from None
-    return unflatten_state(doc["skeleton"], tensors), doc["meta"]
+        doc = verify_checkpoint(path)
+        tfile = path / TENSOR_FILE
+        try:
+            tensors = load_file(str(tfile), device=str(device))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read {str(tfile)!r}: {e}") from None
+        state = unflatten_state(doc["skeleton"], tensors)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} {_capital(describe_fallback(path.parent, path))}.") from None
+    return state, doc["meta"]
+
+
+def _capital(sentence: str) -> str:
+    return sentence[:1].upper() + sentence[1:]
 
 
 def first_difference(expected: Any, got: Any, path: str = "") -> str | None:
@@ -291,18 +336,33 @@ def write_latest(checkpoint_dir: str | os.PathLike, name: str, step: int) -> Non
 
 
 def find_latest(checkpoint_dir: str | os.PathLike) -> Path:
-    """Return the checkpoint that ``latest.json`` points to (or the highest ``step_*`` directory)."""
+    """Return the checkpoint that ``latest.json`` points to (without it: the highest ``step_*`` directory).
+
+    Only the pointer is checked here; :func:`load_checkpoint` checks the checkpoint itself.
+
+    Raises:
+        CheckpointError: ``latest.json`` is unreadable or points at a checkpoint that is not there (the
+            message gives the ``--resume`` flag of the newest intact one), or there is no checkpoint.
+    """
     checkpoint_dir = Path(checkpoint_dir)
     pointer = checkpoint_dir / LATEST
     if pointer.is_file():
         try:
-            name = json.loads(pointer.read_text())["checkpoint"]
-            cand = checkpoint_dir / name
-            if (cand / META_FILE).is_file():
-                return cand
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
+            name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+            if not isinstance(name, str) or not name or Path(name).name != name:
+                raise TypeError(f"'checkpoint' is {name!r}, not the name of a directory beside it")
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            what = "has no 'checkpoint' entry" if isinstance(e, KeyError) else f"is corrupted ({e})"
+            raise CheckpointError(f"{str(pointer)!r} {what}. {_capital(describe_fallback(checkpoint_dir))}.") from None
+        cand = checkpoint_dir / name
+        if not (cand / META_FILE).is_file():
+            what = "is missing" if not cand.exists() else f"has no {META_FILE} (it is incomplete)"
+            raise CheckpointError(
+                f"{str(pointer)!r} points at the checkpoint {str(cand)!r}, which {what}. "
+                f"{_capital(describe_fallback(checkpoint_dir, cand))}."
+            )
+        return cand
     steps = sorted(p for p in checkpoint_dir.glob("step_*") if (p / META_FILE).is_file())
     if not steps:
-        raise CheckpointError(f"no checkpoint found in {str(checkpoint_dir)!r}.")
+        raise CheckpointError(f"no checkpoint found in {str(checkpoint_dir)!r} (no {LATEST} and no step_* directory).")
     return steps[-1]

@@ -3,11 +3,19 @@
 Keys live in four namespaces: ``rollout/`` (episode return and length), ``train/`` (losses and
 diagnostics), ``eval/`` (evaluation returns) and ``time/`` (SPS, wall-clock). A key outside them is a
 programming error and raises.
+
+What a crash does to ``metrics.csv``: a new row is appended (one ``write`` of a whole line, not
+fsynced: appending is cheap and keeps the file's inode); every rewrite (a new column widens the header,
+a resume truncates to the checkpoint's step) goes through :func:`rlsuite.core.atomic.atomic_path`, so it
+leaves the old file or the new one. A crash can therefore lose only the last rows and tear only the
+last line. :func:`read_metrics` ignores a torn last line (one without its final newline) and
+:class:`CSVWriter` removes it, atomically, when it opens an existing file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import time
@@ -25,6 +33,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from rlsuite.core.atomic import atomic_path
+
 NAMESPACES = ("rollout/", "train/", "eval/", "time/")
 log = logging.getLogger("rlsuite")
 
@@ -35,46 +45,74 @@ def _float(v: Any) -> float:
     return float(v)
 
 
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]], bool]:
+    """``(header, rows, torn)`` of a CSV file; a last line without its newline is dropped (``torn``)."""
+    if not path.is_file():
+        return [], [], False
+    with open(path, newline="", encoding="utf-8") as f:
+        text = f.read()
+    torn = bool(text) and not text.endswith("\n")
+    if torn:
+        text = text[: text.rfind("\n") + 1]
+    lines = list(csv.reader(io.StringIO(text, newline="")))
+    if not lines:
+        return [], [], torn
+    header = lines[0]
+    return header, [dict(zip(header, r, strict=False)) for r in lines[1:]], torn
+
+
+def read_metrics(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a ``metrics.csv`` as dicts (column -> text; empty when a row lacks the metric).
+
+    A torn last line (a crash during its append) is left out.
+    """
+    return _read_csv(Path(path))[1]
+
+
 class CSVWriter:
-    """Wide CSV (one column per key, ``step`` first); the header grows when a new key appears."""
+    """Wide CSV (one column per key, ``step`` first); the header grows when a new key appears.
+
+    See the module docstring for what a crash can do to the file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.keys: list[str] = []
-        if path.is_file():
-            with open(path, newline="") as f:
-                header = next(csv.reader(f), [])
-            self.keys = [k for k in header if k != "step"]
+        header, rows, torn = _read_csv(path)
+        self.keys = [k for k in header if k != "step"]
+        if torn:
+            log.warning("%s: its last line was cut off by an interrupted write; dropping it.", path)
+            self._rewrite(rows)
 
-    def write(self, step: int, row: dict[str, float]) -> None:
-        new = [k for k in row if k not in self.keys]
-        if new:
-            rows = self.read()
-            self.keys += sorted(new)
-            with open(self.path, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["step", *self.keys])
-                for r in rows:
-                    w.writerow([r.get("step", "")] + [r.get(k, "") for k in self.keys])
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([step] + [_fmt(row.get(k)) for k in self.keys])
-
-    def read(self) -> list[dict[str, str]]:
-        if not self.path.is_file():
-            return []
-        with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
-
-    def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (used on resume, so the file matches the checkpoint)."""
-        rows = [r for r in self.read() if r.get("step") not in (None, "") and int(float(r["step"])) <= step]
-        if not self.path.is_file():
-            return
-        with open(self.path, "w", newline="") as f:
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["step", *self.keys])
             for r in rows:
                 w.writerow([r.get("step", "")] + [r.get(k, "") for k in self.keys])
+
+    def write(self, step: int, row: dict[str, float]) -> None:
+        values = {"step": str(step), **{k: _fmt(v) for k, v in row.items()}}
+        new = [k for k in row if k not in self.keys]
+        if new or not self.path.is_file():  # a new or wider header: write the whole file (atomically), this row last
+            rows = self.read()
+            self.keys += sorted(new)
+            self._rewrite([*rows, values])
+            return
+        line = io.StringIO(newline="")
+        csv.writer(line).writerow([values["step"]] + [values.get(k, "") for k in self.keys])
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            f.write(line.getvalue())  # one write of the whole line
+
+    def read(self) -> list[dict[str, str]]:
+        return _read_csv(self.path)[1]
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (used on resume, so the file matches the checkpoint)."""
+        if not self.path.is_file():
+            return
+        rows = [r for r in self.read() if r.get("step") not in (None, "") and int(float(r["step"])) <= step]
+        self._rewrite(rows)
 
 
 def _fmt(v: float | None) -> str:

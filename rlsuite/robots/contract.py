@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rlsuite.core.atomic import atomic_write_json
 from rlsuite.core.checkpoint import sha256_file
 
 SCHEMA = "rlsuite.policy_contract/1"
@@ -222,11 +223,9 @@ class PolicyContract:
             raise ContractError(f"malformed contract: {e}.") from None
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically (temporary file + rename)."""
+        """Write atomically (:func:`rlsuite.core.atomic.atomic_write_json`)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write_json(path, self.to_json(), sort_keys=True)
         return path
 
     @staticmethod

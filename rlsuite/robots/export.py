@@ -12,15 +12,14 @@ needs side files of statistics (a known source of "garbage on the robot" with ex
 - :func:`verify_parity` runs both on the same random observations (float32) and fails above
   ``atol`` (1e-5 by default), reporting the largest absolute difference.
 
-Every file is written to a temporary name and renamed, so an interrupted export leaves nothing half
-written. Loading TorchScript runs code from the file: only load artifacts you trust.
+Every file is written through :func:`rlsuite.core.atomic.atomic_path` (temporary name in the same
+directory, fsync, rename), so an interrupted export leaves nothing half written. Loading TorchScript runs code from the file: only load artifacts you trust.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlsuite.core.atomic import atomic_path
+
 FORMATS = ("onnx", "torchscript")
 
 
 class ParityError(RuntimeError):
     """An exported artifact does not reproduce the torch policy."""
-
-
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
 
 
 def export_torchscript(module: nn.Module, path: str | os.PathLike, obs_dim: int, metadata: dict[str, Any] | None = None) -> Path:
@@ -50,9 +44,8 @@ def export_torchscript(module: nn.Module, path: str | os.PathLike, obs_dim: int,
         scripted = torch.jit.script(module)
     except Exception:  # noqa: BLE001 - modules that script does not understand are traced instead
         scripted = torch.jit.trace(module, torch.zeros(1, obs_dim))
-    tmp = _atomic_target(path)
-    torch.jit.save(scripted, str(tmp), _extra_files={"rlsuite.json": json.dumps(metadata or {})})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.jit.save(scripted, str(tmp), _extra_files={"rlsuite.json": json.dumps(metadata or {})})
     return path
 
 
@@ -71,9 +64,8 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, obs_dim: int, opset:
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(model)
-    tmp = _atomic_target(path)
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
     return path
 
 

@@ -1,10 +1,12 @@
 import json
+import re
 
 import pytest
 import torch
 
 from rlsuite.core.checkpoint import (
     CheckpointError,
+    describe_fallback,
     find_latest,
     first_difference,
     flatten_state,
@@ -83,5 +85,93 @@ def test_latest_pointer(tmp_path):
         save_checkpoint(tmp_path / f"step_{step:09d}", {"x": torch.zeros(1)})
     write_latest(tmp_path, "step_000000010", 10)
     assert find_latest(tmp_path).name == "step_000000010"
+    (tmp_path / "latest.json").unlink()
+    assert find_latest(tmp_path).name == "step_000000020"  # no pointer: the newest on disk
     (tmp_path / "latest.json").write_text(json.dumps({"checkpoint": "gone"}))
-    assert find_latest(tmp_path).name == "step_000000020"  # falls back to the newest on disk
+    # a pointer at a missing checkpoint is an error that says which intact one to resume from
+    with pytest.raises(CheckpointError, match=r"points at the checkpoint .*gone'.* is missing\. The previous checkpoint "):
+        find_latest(tmp_path)
+    (tmp_path / "latest.json").write_text(json.dumps({"checkpoint": "../elsewhere"}))
+    with pytest.raises(CheckpointError, match="not the name of a directory beside it"):
+        find_latest(tmp_path)
+
+
+def _run_checkpoints(tmp_path, steps=(10, 20, 30)):
+    ck = tmp_path / "run" / "checkpoints"
+    for step in steps:
+        save_checkpoint(ck / f"step_{step:09d}", {"w": torch.full((64,), float(step))}, {"step": step})
+        write_latest(ck, f"step_{step:09d}", step)
+    return ck
+
+
+def _resume_hint(path):
+    return f"The previous checkpoint {path} is intact: resume from it with --resume {path}."
+
+
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [
+        ("truncate", r"tensors\.safetensors' is corrupted or truncated: only \d+ of its \d+ bytes are there"),
+        ("flip", r"tensors\.safetensors' is corrupted or truncated: its size is right but its bytes differ"),
+        ("header", r"tensors\.safetensors' is corrupted or truncated: its safetensors header is unreadable"),
+        ("tiny", r"tensors\.safetensors' is corrupted or truncated: only 5 bytes are there"),
+        ("in-header", r"tensors\.safetensors' is corrupted or truncated: only 20 bytes are there, fewer than its header's"),
+        ("no-tensors", r"has no tensors\.safetensors; it is incomplete"),
+        ("meta", r"meta\.json' is corrupted"),
+        ("no-meta", r"has no meta\.json"),
+    ],
+)
+def test_a_corrupted_latest_checkpoint_names_the_file_and_the_flag_for_the_previous_one(tmp_path, damage, what):
+    ck = _run_checkpoints(tmp_path)
+    latest = find_latest(ck)
+    assert latest.name == "step_000000030"
+    t, m = latest / "tensors.safetensors", latest / "meta.json"
+    data = t.read_bytes()
+    if damage == "truncate":
+        t.write_bytes(data[: len(data) - 100])
+    elif damage == "flip":
+        t.write_bytes(data[:-10] + bytes(b ^ 0xFF for b in data[-10:]))
+    elif damage == "header":
+        t.write_bytes(data[:8] + b"#" + data[9:])
+    elif damage == "tiny":
+        t.write_bytes(data[:5])
+    elif damage == "in-header":
+        t.write_bytes(data[:20])
+    elif damage == "no-tensors":
+        t.unlink()
+    elif damage == "meta":
+        m.write_text(m.read_text()[:40])
+    elif damage == "no-meta":
+        m.unlink()
+    previous = ck / "step_000000020"
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(latest)
+    msg = str(e.value)
+    assert re.search(what, msg), msg
+    assert _resume_hint(previous) in msg
+    state, meta = load_checkpoint(previous)  # the flag's checkpoint does load
+    assert meta["step"] == 20 and torch.equal(state["w"], torch.full((64,), 20.0))
+
+
+def test_the_hint_skips_damaged_older_checkpoints_and_says_when_none_is_left(tmp_path):
+    ck = _run_checkpoints(tmp_path)
+    for step in (30, 20):
+        f = ck / f"step_{step:09d}" / "tensors.safetensors"
+        f.write_bytes(f.read_bytes()[:-1])
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(find_latest(ck))
+    assert _resume_hint(ck / "step_000000010") in str(e.value)
+    f = ck / "step_000000010" / "tensors.safetensors"
+    f.write_bytes(f.read_bytes()[:-1])
+    with pytest.raises(CheckpointError, match="No intact earlier checkpoint is left in"):
+        load_checkpoint(find_latest(ck))
+    assert describe_fallback(ck, None) == f"no intact earlier checkpoint is left in {str(ck)!r}"
+
+
+def test_the_hint_never_points_at_a_newer_checkpoint(tmp_path):
+    ck = _run_checkpoints(tmp_path)
+    f = ck / "step_000000020" / "tensors.safetensors"
+    f.write_bytes(f.read_bytes()[:-1])
+    hint = describe_fallback(ck, ck / "step_000000020")
+    path = ck / "step_000000010"
+    assert hint == f"the previous checkpoint {path} is intact: resume from it with --resume {path}"

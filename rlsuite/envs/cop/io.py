@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlsuite.core.atomic import atomic_write_text
+
 
 class InstanceFormatError(ValueError):
     """A TSPLIB / CVRPLIB file that cannot be read."""
@@ -220,9 +222,7 @@ def write_instance(inst: Instance, path: str | os.PathLike, precision: int = 0) 
         out += [f"{i + 1} {fmt(d)}" for i, d in enumerate(inst.demand)]
         out += ["DEPOT_SECTION", "1", "-1"]
     out.append("EOF")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(out) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(out) + "\n")
     return path
 
 
