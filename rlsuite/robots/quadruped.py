@@ -37,7 +37,7 @@ import numpy as np
 
 from rlsuite.robots.contract import ActionSpec, ObservationBuilder, ObsTerm, PolicyContract
 from rlsuite.robots.loop import default_terms
-from rlsuite.robots.sim import MuJoCoRobot, SimTask
+from rlsuite.robots.mujoco_robot import MuJoCoRobot, SimTask
 from rlsuite.robots.types import JointSpec, Mode, RobotCommand, RobotInfo, RobotState, projected_gravity
 
 LEGS = ("FR", "FL", "RR", "RL")

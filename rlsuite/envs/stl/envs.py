@@ -56,15 +56,10 @@ import torch
 
 from rlsuite.core.seeding import resolve_device
 from rlsuite.core.vec_env import TorchVecEnv
+from rlsuite.envs.stl.caching import tensor_version as _version
 from rlsuite.envs.stl.robustness import robustness
 from rlsuite.envs.stl.spec import parse, signals, to_text
 from rlsuite.envs.stl.tasks import ARENA, STLTask, sample_task
-
-
-def _version(t: torch.Tensor) -> int:
-    """In-place version counter of a tensor (inference tensors have none and cannot be changed in place
-    outside inference mode; the envs never modify a state tensor in place)."""
-    return -1 if t.is_inference() else t._version
 
 
 class Dynamics:

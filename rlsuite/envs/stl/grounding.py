@@ -27,14 +27,14 @@ subgoals; its code is not public and this is our reconstruction (choices marked 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from rlsuite.core.vec_env import TorchVecEnv
-from rlsuite.envs.stl.envs import STLVecEnv, _version
+from rlsuite.envs.stl.caching import tensor_version as _version
 from rlsuite.envs.stl.robustness import robustness
 from rlsuite.envs.stl.spec import (
     Always,
@@ -48,6 +48,9 @@ from rlsuite.envs.stl.spec import (
     Until,
     children,
 )
+
+if TYPE_CHECKING:  # envs.py builds a GroundedSTLVecEnv in make_stl_vec_env: a runtime import would be a cycle
+    from rlsuite.envs.stl.envs import STLVecEnv
 
 
 @dataclasses.dataclass(frozen=True)
