@@ -70,6 +70,8 @@ class RolloutStorage:
         action_shape: single action shape (``()`` for discrete).
         device: where every tensor lives.
         action_dtype: ``torch.int64`` for discrete actions, float otherwise.
+        mask_width: ``n`` to keep the env's ``info["action_mask"]`` per step in ``action_masks``
+            ``(T, N, n)`` bool (the mask of ``obs[t]``), ``None`` for envs without masks.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class RolloutStorage:
         action_shape: tuple[int, ...],
         device: torch.device,
         action_dtype: torch.dtype = torch.float32,
+        mask_width: int | None = None,
     ) -> None:
         T, N = num_steps, num_envs
         self.num_steps, self.num_envs = T, N
@@ -95,6 +98,7 @@ class RolloutStorage:
         self.truncated = torch.zeros((T, N), dtype=torch.bool, **z)
         self.advantages = torch.zeros((T, N), **z)
         self.returns = torch.zeros((T, N), **z)
+        self.action_masks = None if mask_width is None else torch.ones((T, N, mask_width), dtype=torch.bool, **z)
 
     def insert(
         self,
@@ -107,8 +111,10 @@ class RolloutStorage:
         next_obs: torch.Tensor,
         terminated: torch.Tensor,
         truncated: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
     ) -> None:
-        """Write step ``t`` (every argument ``(N, ...)``)."""
+        """Write step ``t`` (every argument ``(N, ...)``; ``action_mask`` ``(N, n)`` bool, the mask ``action``
+        was drawn under, required when the storage keeps masks)."""
         self.obs[t] = obs
         self.actions[t] = action
         self.logp[t] = logp
@@ -117,6 +123,10 @@ class RolloutStorage:
         self.next_obs[t] = next_obs
         self.terminated[t] = terminated
         self.truncated[t] = truncated
+        if self.action_masks is not None:
+            if action_mask is None:
+                raise ValueError("this storage keeps action masks (mask_width was given); pass action_mask to insert().")
+            self.action_masks[t] = action_mask
 
     def compute_returns(self, next_values: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Fill ``advantages`` and ``returns`` given ``next_values`` ``(T, N)`` = V(next_obs)."""
@@ -126,7 +136,8 @@ class RolloutStorage:
         self.returns.copy_(ret)
 
     def minibatches(self, num_minibatches: int) -> Iterator[dict[str, torch.Tensor]]:
-        """Shuffle the ``T * N`` samples (global torch RNG) and yield ``num_minibatches`` flat batches."""
+        """Shuffle the ``T * N`` samples (global torch RNG) and yield ``num_minibatches`` flat batches
+        (with ``action_masks`` ``(B, n)`` when the storage keeps masks)."""
         total = self.num_steps * self.num_envs
         if num_minibatches < 1 or total % num_minibatches:
             raise ValueError(
@@ -141,6 +152,8 @@ class RolloutStorage:
             "advantages": self.advantages.flatten(),
             "returns": self.returns.flatten(),
         }
+        if self.action_masks is not None:
+            flat["action_masks"] = self.action_masks.flatten(0, 1)
         if num_minibatches == 1:  # one full batch per epoch: the order does not matter, skip the gather
             yield flat
             return

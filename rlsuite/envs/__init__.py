@@ -34,6 +34,13 @@ for _name in ("Linear", "Unicycle", "Quadrotor", "Panda", "Ant"):
         vector_entry_point=f"rlsuite.envs.stl.envs:STL{_name}VecEnv",
     )
 
+# A masked contextual bandit whose unmasked optimum is forbidden (tests masked policies).
+_register(
+    "rlsuite/MaskedBandit-v0",
+    entry_point="rlsuite.envs.toy:MaskedBanditEnv",
+    vector_entry_point="rlsuite.envs.toy:MaskedBanditVecEnv",
+)
+
 # The quadruped lives in rlsuite.robots because it is built from the deploy pieces (simulated robot,
 # policy contract, observation builder): training and deployment share one code path.
 _register(
