@@ -41,6 +41,10 @@ _register(
     vector_entry_point="rlsuite.envs.toy:MaskedBanditVecEnv",
 )
 
+# Combinatorial problems (constructive, masked): one random instance per episode; size=... sets N.
+for _name in ("TSP", "ATSP", "CVRP", "OP", "KP"):
+    _register(f"rlsuite/{_name}-v0", entry_point="rlsuite.envs.cop.env:COPGymEnv", kwargs={"problem": _name.lower()})
+
 # The quadruped lives in rlsuite.robots because it is built from the deploy pieces (simulated robot,
 # policy contract, observation builder): training and deployment share one code path.
 _register(

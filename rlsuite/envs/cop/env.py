@@ -21,13 +21,48 @@ policy needs (BQ-NCO, Prop. 2): rows ``[origin, remaining nodes in index order..
 ``xy, prize, remaining budget`` (OP), the sub-matrix of distances (ATSP); for KP the remaining items
 ``weight, value, remaining capacity``. ``view["index"]`` maps rows back to node indices and
 ``view["mask"]`` marks rows that are padding (OP, where the remaining sets differ in size).
+
+Gymnasium view (:class:`COPGymEnv`, registered as ``rlsuite/TSP-v0``, ``rlsuite/ATSP-v0``,
+``rlsuite/CVRP-v0``, ``rlsuite/OP-v0``, ``rlsuite/KP-v0``): one random instance of ``size`` nodes per
+episode, ``Discrete(A)`` actions as above, the allowed ones in ``info["action_mask"]`` (bool ``(A,)``,
+the rows of :meth:`COPEnv.action_mask`), a ``Dict`` observation of the instance and the partial
+solution (flattened by :mod:`rlsuite.core.spaces` when it goes through ``make_vec_env``):
+
+=====  =========================================================================================
+TSP    ``locs (N, 2)``, ``visited`` MultiBinary(N), ``current`` Discrete(N); the tour starts and
+       ends at node 0
+ATSP   ``dist (N, N)``, ``visited``, ``current``
+CVRP   ``locs (N+1, 2)``, ``demand (N+1,)`` / capacity, ``load (1,)`` / capacity, ``visited``
+       MultiBinary(N+1), ``current`` Discrete(N+1)
+OP     ``locs (N+1, 2)``, ``prize (N+1,)``, ``budget (1,)`` length left, ``visited``, ``current``
+KP     ``weight (N,)``, ``value (N,)``, ``room (1,)`` capacity left, ``taken`` MultiBinary(N)
+=====  =========================================================================================
+
+Rewards are the objective's increments, so an episode's return is ``-cost`` (:func:`problems.cost`):
+minus each travelled distance (TSP / ATSP / CVRP, the closing edge back to the start or depot added on
+the last step), the prize of each visited node (OP), the value of each item (KP). A forbidden action is
+not applied: the state stays, the reward is 0 and ``info["invalid_action"]`` is True (so env checkers,
+which sample without masks, run); the episode is truncated after ``2 A`` steps, more than any valid
+episode takes. In a terminal state the mask allows nothing.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
 import torch
 
-from rlsuite.envs.cop.problems import check_problem, distance_matrix, instance_size
+from rlsuite.envs.cop.problems import (
+    OP_MAX_LENGTH,
+    check_problem,
+    distance_matrix,
+    generate,
+    instance_size,
+    kp_capacity,
+    nearest_setting,
+)
 
 
 class COPEnv:
@@ -240,3 +275,110 @@ def _gather_rows(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
     pad = torch.arange(width, device=keep.device)[None, :] >= count[:, None]
     return torch.where(pad, torch.zeros_like(order), order), pad
+
+
+# ----------------------------------------------------------------------------- Gymnasium view
+
+
+class COPGymEnv(gym.Env):
+    """One instance of ``problem`` with ``size`` nodes (clients, items) per episode, as a Gymnasium env
+    with ``info["action_mask"]`` (see the module docstring). Built on :class:`COPEnv` with a batch of one."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, problem: str = "tsp", size: int = 20) -> None:
+        self.problem = check_problem(problem)
+        if size < 2:
+            raise ValueError(f"size must be >= 2, got {size}.")
+        self.size = n = int(size)
+        box = lambda high, shape: gym.spaces.Box(0.0, float(high), shape, np.float32)  # noqa: E731
+        if problem == "tsp":
+            spaces = {"locs": box(1, (n, 2)), "visited": gym.spaces.MultiBinary(n), "current": gym.spaces.Discrete(n)}
+            self.n_actions = n
+        elif problem == "atsp":
+            spaces = {"dist": box(1, (n, n)), "visited": gym.spaces.MultiBinary(n), "current": gym.spaces.Discrete(n)}
+            self.n_actions = n
+        elif problem == "cvrp":
+            spaces = {"locs": box(1, (n + 1, 2)), "demand": box(1, (n + 1,)), "load": box(1, (1,)),
+                      "visited": gym.spaces.MultiBinary(n + 1), "current": gym.spaces.Discrete(n + 1)}
+            self.n_actions = 2 * n
+        elif problem == "op":
+            spaces = {"locs": box(1, (n + 1, 2)), "prize": box(1, (n + 1,)), "budget": box(nearest_setting(OP_MAX_LENGTH, n), (1,)),
+                      "visited": gym.spaces.MultiBinary(n + 1), "current": gym.spaces.Discrete(n + 1)}
+            self.n_actions = n + 1
+        else:
+            cap = kp_capacity(n)
+            spaces = {"weight": box(1, (n,)), "value": box(1, (n,)), "room": box(cap, (1,)), "taken": gym.spaces.MultiBinary(n)}
+            self.n_actions = n
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Discrete(self.n_actions)
+        self.max_steps = 2 * self.n_actions
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
+        super().reset(seed=seed)
+        inst = generate(self.problem, 1, self.size, seed=int(self.np_random.integers(0, 2**31 - 1)))
+        self.env = COPEnv(self.problem, inst)
+        self.instance = inst
+        self._steps = 0
+        return self._obs(), {"action_mask": self.action_mask()}
+
+    def action_mask(self) -> np.ndarray:
+        """``(A,)`` bool: the allowed actions now (none in a terminal state)."""
+        if bool(self.env.done[0]):
+            return np.zeros(self.n_actions, dtype=bool)
+        return self.env.action_mask()[0].cpu().numpy().copy()
+
+    def _obs(self) -> dict[str, Any]:
+        e, inst, p = self.env, self.instance, self.problem
+        f = lambda t: t[0].cpu().numpy().astype(np.float32)  # noqa: E731
+        if p == "kp":
+            return {"weight": f(inst["weight"]), "value": f(inst["value"]),
+                    "room": np.clip(f(e.room[:, None]), 0.0, self.observation_space["room"].high), "taken": f(e.taken).astype(np.int8)}
+        obs: dict[str, Any] = {"visited": f(e.visited).astype(np.int8), "current": np.int64(e.current[0])}
+        if p == "atsp":
+            obs["dist"] = f(inst["dist"])
+        else:
+            obs["locs"] = f(inst["locs"])
+        if p == "cvrp":
+            cap = inst["capacity"][:, None]
+            obs["demand"] = f(inst["demand"] / cap)
+            obs["load"] = np.clip(f(e.load[:, None] / cap), 0.0, 1.0)
+        elif p == "op":
+            obs["prize"] = f(inst["prize"])
+            obs["budget"] = np.clip(f(e.budget[:, None]), 0.0, self.observation_space["budget"].high)
+        return obs
+
+    def _reward(self, a: int) -> float:
+        """The objective's increment for the allowed action ``a`` (taken in the current state)."""
+        e, p = self.env, self.problem
+        if p == "kp":
+            return float(self.instance["value"][0, a])
+        d = e.dist[0]
+        cur = int(e.current[0])
+        if p == "op":
+            return float(self.instance["prize"][0, a]) if a != 0 else 0.0
+        if p == "cvrp":
+            node = a % self.size + 1
+            return -float(d[cur, node] if a < self.size else d[cur, 0] + d[0, node])
+        return -float(d[cur, a])
+
+    def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict]:
+        a = int(np.asarray(action).reshape(()))
+        mask = self.action_mask()
+        invalid = not (0 <= a < self.n_actions and mask[a])
+        reward = 0.0
+        if not invalid:
+            reward = self._reward(a)
+            self.env.step(torch.tensor([a], device=self.env.device))
+            if bool(self.env.done[0]) and self.problem in ("tsp", "atsp", "cvrp"):  # close the tour / return to the depot
+                last = int(self.env.current[0])
+                end = int(self.env.destination[0]) if self.problem != "cvrp" else 0
+                reward -= float(self.env.dist[0, last, end])
+        self._steps += 1
+        terminated = bool(self.env.done[0])
+        truncated = not terminated and self._steps >= self.max_steps
+        return self._obs(), reward, terminated, truncated, {"action_mask": self.action_mask(), "invalid_action": invalid}
+
+    def solution(self) -> list[int]:
+        """The solution built so far (formats of :mod:`rlsuite.envs.cop.problems`)."""
+        return self.env.solutions()[0]

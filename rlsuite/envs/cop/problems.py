@@ -37,8 +37,14 @@ OP_MAX_LENGTH = {20: 2.0, 50: 3.0, 100: 4.0, 200: 5.0, 500: 6.0, 1000: 7.0}
 KP_CAPACITY = {50: 12.5, 100: 25.0}
 
 
-def _nearest(table: dict[int, float], n: int) -> float:
+def nearest_setting(table: dict[int, float], n: int) -> float:
+    """The entry of a per-size table (:data:`CVRP_CAPACITY`, :data:`OP_MAX_LENGTH`) for the size nearest ``n``."""
     return table[min(table, key=lambda k: (abs(k - n), k))]
+
+
+def kp_capacity(n: int) -> float:
+    """The knapsack capacity for ``n`` items (:data:`KP_CAPACITY`: 12.5 up to 50 items, 25 above)."""
+    return KP_CAPACITY[50] if n <= 50 else KP_CAPACITY[100]
 
 
 def check_problem(problem: str) -> str:
@@ -66,16 +72,16 @@ def generate(problem: str, batch: int, size: int, seed: int = 0, device: str | t
     elif problem == "cvrp":
         demand = torch.randint(1, 10, (batch, size + 1), generator=g).to(torch.float64)
         demand[:, 0] = 0
-        cap = torch.full((batch,), float(_nearest(CVRP_CAPACITY, size)), dtype=torch.float64)
+        cap = torch.full((batch,), float(nearest_setting(CVRP_CAPACITY, size)), dtype=torch.float64)
         out = {"locs": u(batch, size + 1, 2), "demand": demand, "capacity": cap}
     elif problem == "op":
         locs = u(batch, size + 1, 2)
         d0 = (locs - locs[:, :1]).norm(dim=-1)
         prize = (1 + torch.floor(99 * d0 / d0.max(dim=1, keepdim=True).values)) / 100
         prize[:, 0] = 0
-        out = {"locs": locs, "prize": prize, "max_length": torch.full((batch,), _nearest(OP_MAX_LENGTH, size), dtype=torch.float64)}
+        out = {"locs": locs, "prize": prize, "max_length": torch.full((batch,), nearest_setting(OP_MAX_LENGTH, size), dtype=torch.float64)}
     else:
-        cap = KP_CAPACITY[50] if size <= 50 else KP_CAPACITY[100]
+        cap = kp_capacity(size)
         out = {"weight": 1 - u(batch, size), "value": 1 - u(batch, size), "capacity": torch.full((batch,), cap, dtype=torch.float64)}
     return {k: v.to(device=device, dtype=torch.float32) for k, v in out.items()}
 
