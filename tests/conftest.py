@@ -8,7 +8,13 @@ import pytest
 import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-torch.set_num_threads(2)
+#: Torch threads for the whole session (default 2). ``RLSUITE_TEST_THREADS=1 make test`` runs the suite with one
+#: thread: another reduction order, much as another CPU gives (see docs/learning_tests.md).
+_threads = os.environ.get("RLSUITE_TEST_THREADS", "2")
+if not _threads.isdigit() or int(_threads) < 1:
+    raise ValueError(f"RLSUITE_TEST_THREADS must be an integer >= 1 (e.g. 1 or 2), got {_threads!r}.")
+TEST_THREADS = int(_threads)
+torch.set_num_threads(TEST_THREADS)
 
 
 def cuda_available() -> bool:

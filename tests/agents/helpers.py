@@ -17,12 +17,16 @@ class SimulatedCrash(RuntimeError):
 
 
 def train_run(monkeypatch, algo_name, run_dir, crash_after_steps=None, **run_kwargs):
-    """Run ``rlsuite train`` programmatically; with ``crash_after_steps`` the env raises mid-run."""
+    """Run ``rlsuite train`` programmatically; with ``crash_after_steps`` the env raises mid-run.
+
+    ``monkeypatch`` may be None (as in ``scripts/check_seeds.py``) when ``crash_after_steps`` is None."""
     algo_overrides = run_kwargs.pop("algo", {})
     spec = AGENTS.get(algo_name)
     run_cfg = RunConfig(run_dir=str(run_dir), progress=False, tensorboard=False, **run_kwargs)
     cfg = dataclasses.replace(spec.config_cls(**spec.presets.get(run_cfg.env, {})), **algo_overrides)
     if crash_after_steps is not None:
+        if monkeypatch is None:
+            raise ValueError("crash_after_steps needs pytest's monkeypatch fixture to undo the patched env factory.")
         real = train_mod.make_vec_env
 
         def crashing(*a, **k):
@@ -42,7 +46,8 @@ def train_run(monkeypatch, algo_name, run_dir, crash_after_steps=None, **run_kwa
     try:
         return train(spec, run_cfg, cfg)
     finally:
-        monkeypatch.undo()
+        if monkeypatch is not None:
+            monkeypatch.undo()
 
 
 def params_of(run_dir):

@@ -63,10 +63,22 @@ def test_config_errors_say_what_to_change():
         PPOConfig(num_envs=3, num_steps=10, num_minibatches=4)
 
 
-def test_ppo_solves_cartpole(monkeypatch, tmp_path):
-    """rl-zoo's CartPole preset, 100k steps, seed 0: deterministic evaluation >= 475 (max 500)."""
-    s = train_run(monkeypatch, "ppo", tmp_path / "run", env="CartPole-v1", seed=0, total_steps=100_000, eval_episodes=10)
-    assert s["eval_mean_return"] >= 475
+CARTPOLE_STEPS = 100_000
+CARTPOLE_MIN_RETURN = 475.0
+
+
+def cartpole_return(seed: int, workdir, total_steps: int = CARTPOLE_STEPS) -> dict[str, float]:
+    """The CartPole-v1 preset trained as ``rlsuite train ppo --env CartPole-v1`` does; deterministic evaluation
+    over 10 episodes. Also run over seeds and thread counts by scripts/check_seeds.py."""
+    s = train_run(None, "ppo", workdir / "run", env="CartPole-v1", seed=seed, total_steps=total_steps, eval_episodes=10)
+    return {"eval_mean_return": float(s["eval_mean_return"])}
+
+
+def test_ppo_solves_cartpole(tmp_path):
+    """The CartPole-v1 preset, 100k steps, seed 0: deterministic evaluation >= 475 (max 500).
+    The distribution over seeds and 1/2 threads is in docs/learning_tests.md."""
+    s = cartpole_return(0, tmp_path)
+    assert s["eval_mean_return"] >= CARTPOLE_MIN_RETURN, s
     assert (tmp_path / "run" / "curve.png").is_file() and (tmp_path / "run" / "metrics.csv").is_file()
 
 
@@ -94,8 +106,8 @@ def test_kill_and_resume_equals_uninterrupted_run(monkeypatch, tmp_path):
     kw = dict(env="CartPole-v1", seed=3, total_steps=4096, checkpoint_every=1024, eval_episodes=0)
     train_run(monkeypatch, "ppo", tmp_path / "full", **kw)
     with pytest.raises(SimulatedCrash):
-        # 256 env steps per iteration (8 envs x 32): crash inside iteration 11, after the 2048 checkpoint
-        train_run(monkeypatch, "ppo", tmp_path / "crash", crash_after_steps=32 * 10 + 7, **kw)
+        # 1024 env steps per iteration (8 envs x 128): crash inside iteration 3, after the 2048 checkpoint
+        train_run(monkeypatch, "ppo", tmp_path / "crash", crash_after_steps=128 * 2 + 71, **kw)
     s = train_run(monkeypatch, "ppo", tmp_path / "crash", **{**kw, "resume": str(tmp_path / "crash")})
     assert s["steps"] == 4096
     assert_same_params(params_of(tmp_path / "full"), params_of(tmp_path / "crash"))
