@@ -5,11 +5,85 @@ Training BQ-NCO is ``rlsuite train bq-nco`` (``rlsuite cop train`` is the same c
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Literal
+
+from rlsuite.cli.args import above, at_least, parse
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+# rlsuite.envs.cop.problems.PROBLEMS and rlsuite.envs.cop.solvers.SOLVERS, spelt out so that --help needs
+# no torch import (tests/cli/test_cli_args.py checks that they agree)
+Problem = Literal["tsp", "atsp", "cvrp", "op", "kp"]
+Solver = Literal["lkh", "pyvrp", "ortools", "dp", "nn", "greedy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateArgs:
+    """Write random instances (safetensors + JSON)."""
+
+    problem: Problem
+    """problem kind"""
+    size: int
+    """nodes (TSP, ATSP), clients (CVRP, OP) or items (KP)"""
+    count: int
+    """instances to write"""
+    out: str
+    """directory to write"""
+    seed: int = 0
+    """seed of the generator"""
+    overwrite: bool = False
+    """replace an instance set already in --out"""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "size", "count")
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelArgs:
+    """Solve every instance of a set with a reference solver."""
+
+    dir: str
+    """instance set (from rlsuite cop generate)"""
+    solver: Solver
+    """reference solver (lkh: tsp, atsp; pyvrp: cvrp; ortools: op; dp: kp; nn: tsp, atsp, cvrp; greedy: op, kp)"""
+    time_limit: float = 1.0
+    """seconds per instance (pyvrp, ortools; LKH: 10 x restarts)"""
+    seed: int = 0
+    """solver seed"""
+
+    def __post_init__(self) -> None:
+        above(self, 0, "time_limit")
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveArgs:
+    """Solve a TSPLIB / CVRPLIB file with a BQ-NCO model (the shipped one by default) or a reference solver; the last line is cost=<number>."""
+
+    file: str
+    """a TSPLIB (.tsp, .atsp) or CVRPLIB (.vrp) file"""
+    problem: Literal["tsp", "atsp", "cvrp"]
+    """the file's problem kind"""
+    model: str | None = None
+    """checkpoint directory (None: the shipped model for the problem)"""
+    beam: int = 1
+    """beam width (1: greedy)"""
+    knn: int | None = None
+    """feed only the K nearest remaining nodes (large instances; None: all)"""
+    solver: Solver | None = None
+    """solve with this reference solver instead of a model"""
+    time_limit: float = 1.0
+    """seconds for --solver"""
+    optimum: float | None = None
+    """known optimal cost: also print the gap"""
+    device: str = "cpu"
+    """torch device of the model: cpu, cuda, cuda:1, ..."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "beam", "knn")
+        above(self, 0, "time_limit", "optimum")
 
 
 def cmd_cop(argv: list[str]) -> int:
@@ -30,17 +104,10 @@ def _cop_train(argv: list[str]) -> int:
 
 
 def _cop_generate(argv: list[str]) -> int:
+    a = parse(GenerateArgs, argv, "rlsuite cop generate")
     from rlsuite.envs.cop.dataset import save_instances
-    from rlsuite.envs.cop.problems import PROBLEMS, generate
+    from rlsuite.envs.cop.problems import generate
 
-    p = argparse.ArgumentParser(prog="rlsuite cop generate", description="Write random instances (safetensors + JSON).")
-    p.add_argument("--problem", required=True, choices=PROBLEMS)
-    p.add_argument("--size", type=int, required=True, help="nodes (TSP, ATSP), clients (CVRP, OP) or items (KP)")
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="directory to write")
-    p.add_argument("--overwrite", action="store_true")
-    a = p.parse_args(argv)
     inst = generate(a.problem, a.count, a.size, a.seed)
     d = save_instances(a.out, a.problem, inst, {"seed": a.seed, "generator": "rlsuite.envs.cop.problems.generate"}, a.overwrite)
     print(f"wrote {a.count} {a.problem}{a.size} instances (seed {a.seed}) to {d}")
@@ -50,16 +117,11 @@ def _cop_generate(argv: list[str]) -> int:
 def _cop_label(argv: list[str]) -> int:
     import time
 
+    a = parse(LabelArgs, argv, "rlsuite cop label", positional=("dir",))
     from rlsuite.envs.cop.dataset import load_instances, save_labels
     from rlsuite.envs.cop.problems import cost, validate
-    from rlsuite.envs.cop.solvers import SOLVERS, solve
+    from rlsuite.envs.cop.solvers import solve
 
-    p = argparse.ArgumentParser(prog="rlsuite cop label", description="Solve every instance of a set with a reference solver.")
-    p.add_argument("dir")
-    p.add_argument("--solver", required=True, choices=list(SOLVERS))
-    p.add_argument("--time-limit", type=float, default=1.0, help="seconds per instance (pyvrp, ortools; LKH: 10 x restarts)")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
     problem, inst, meta = load_instances(a.dir)
     B = meta["count"]
     sols: list[list[int]] = []
@@ -80,26 +142,15 @@ def _cop_label(argv: list[str]) -> int:
 def _cop_solve(argv: list[str]) -> int:
     import time
 
+    a = parse(SolveArgs, argv, "rlsuite cop solve", positional=("file",))
     import numpy as np
     import torch
 
     from rlsuite.agents.bq_nco import BQNCO
     from rlsuite.envs.cop.env import COPEnv
     from rlsuite.envs.cop.io import normalised_coords, read_instance
-    from rlsuite.envs.cop.solvers import SOLVERS, solve
+    from rlsuite.envs.cop.solvers import solve
 
-    p = argparse.ArgumentParser(prog="rlsuite cop solve", description="Solve a TSPLIB / CVRPLIB file with a BQ-NCO model "
-                                "(the shipped one by default) or a reference solver; the last line is cost=<number>.")
-    p.add_argument("file")
-    p.add_argument("--problem", required=True, choices=["tsp", "atsp", "cvrp"])
-    p.add_argument("--model", default=None, help="checkpoint directory (default: the shipped model for the problem)")
-    p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
-    p.add_argument("--knn", type=int, default=None, help="feed only the K nearest remaining nodes (large instances)")
-    p.add_argument("--solver", default=None, choices=list(SOLVERS))
-    p.add_argument("--time-limit", type=float, default=1.0)
-    p.add_argument("--optimum", type=float, default=None, help="known optimal cost: also print the gap")
-    p.add_argument("--device", default="cpu")
-    a = p.parse_args(argv)
     inst = read_instance(a.file)
     if inst.type.lower() != a.problem:
         raise ValueError(f"{a.file} is a {inst.type} instance but --problem {a.problem} was given.")

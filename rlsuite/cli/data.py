@@ -2,28 +2,68 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Literal
+
+from rlsuite.cli.args import at_least, parse
+
+# the choices of rlsuite.offline.datasets (LEVELS, ENV_NAMES), spelt out so that --help needs no torch import;
+# tests/cli/test_cli_args.py checks that they agree
+Level = Literal["random", "medium", "expert", "medium-replay", "medium-expert"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectArgs:
+    """Collect a dataset with a (cached) behaviour policy."""
+
+    env: str
+    """Hopper-v5, HalfCheetah-v5, Walker2d-v5, Ant-v5, InvertedPendulum-v5, InvertedDoublePendulum-v5, Pendulum-v1 or rlsuite/Pendulum-v0"""
+    level: Level
+    """behaviour level, as D4RL defines them"""
+    steps: int = 100_000
+    """transitions (whole episodes: a little more)"""
+    seed: int = 0
+    """seed of the behaviour agent and of the collection"""
+    behaviour_steps: int = 300_000
+    """SAC training steps of the behaviour (expert) agent"""
+    data_dir: str | None = None
+    """datasets root (None: $RLSUITE_DATA_DIR or ~/.local/share/rlsuite)"""
+    overwrite: bool = False
+    """replace a dataset of the same id"""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "steps", "behaviour_steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class ListArgs:
+    """List the datasets under the data directory."""
+
+    data_dir: str | None = None
+    """datasets root (None: $RLSUITE_DATA_DIR or ~/.local/share/rlsuite)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class InfoArgs:
+    """Describe a dataset: episodes, transitions, reference returns, behaviour policy."""
+
+    id: str
+    """dataset id, e.g. rlsuite/hopper/medium-v0 (see rlsuite data list)"""
+    data_dir: str | None = None
+    """datasets root (None: $RLSUITE_DATA_DIR or ~/.local/share/rlsuite)"""
 
 
 def cmd_data(argv: list[str]) -> int:
     """``rlsuite data collect|list|info``: D4RL-style datasets made locally, in the Minari format."""
     import json
 
-    from rlsuite.offline import datasets as D
-
     sub, rest = (argv[0], argv[1:]) if argv else ("", [])
     if sub == "collect":
-        p = argparse.ArgumentParser(prog="rlsuite data collect", description="Collect a dataset with a (cached) behaviour policy.")
-        p.add_argument("--env", required=True, help=f"one of {', '.join(D.ENV_NAMES)}")
-        p.add_argument("--level", required=True, choices=D.LEVELS)
-        p.add_argument("--steps", type=int, default=100_000, help="transitions (whole episodes: a little more)")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--behaviour-steps", type=int, default=300_000, help="SAC training steps of the behaviour (expert) agent")
-        p.add_argument("--data-dir", default=None, help="default $RLSUITE_DATA_DIR or ~/.local/share/rlsuite")
-        p.add_argument("--overwrite", action="store_true")
-        a = p.parse_args(rest)
+        a = parse(CollectArgs, rest, "rlsuite data collect")
+        from rlsuite.offline import datasets as D
+
         root = Path(a.data_dir) if a.data_dir else None
         ds_id, path = D.collect(a.env, a.level, a.steps, a.seed, a.behaviour_steps, a.overwrite, root,
                                 log=lambda m: print(m, flush=True))
@@ -31,9 +71,9 @@ def cmd_data(argv: list[str]) -> int:
         print(f"dataset={ds_id}")
         return 0
     if sub == "list":
-        p = argparse.ArgumentParser(prog="rlsuite data list")
-        p.add_argument("--data-dir", default=None)
-        a = p.parse_args(rest)
+        a = parse(ListArgs, rest, "rlsuite data list")
+        from rlsuite.offline import datasets as D
+
         root = Path(a.data_dir) if a.data_dir else D.data_dir()
         ids = D.list_datasets(root)
         print(f"datasets under {root}:" if ids else f"no datasets under {root}; make one with `rlsuite data collect`.")
@@ -41,10 +81,9 @@ def cmd_data(argv: list[str]) -> int:
             print(f"  {i}")
         return 0
     if sub == "info":
-        p = argparse.ArgumentParser(prog="rlsuite data info")
-        p.add_argument("id")
-        p.add_argument("--data-dir", default=None)
-        a = p.parse_args(rest)
+        a = parse(InfoArgs, rest, "rlsuite data info", positional=("id",))
+        from rlsuite.offline import datasets as D
+
         ds = D.load_dataset(a.id, Path(a.data_dir) if a.data_dir else None)
         meta = ds.storage.metadata
         desc = json.loads(meta.get("description") or "{}")

@@ -2,20 +2,96 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
+
+from rlsuite.cli.args import above, at_least, parse, within
+
+_SOURCE = tyro.conf.create_mutex_group(required=True, title="policy source (exactly one)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportArgs:
+    """Export a trained policy (normaliser and action scaling inside) and check it against the torch policy."""
+
+    run_dir: str
+    """run directory (its latest checkpoint) or a checkpoint directory"""
+    format: Literal["onnx", "torchscript"]
+    """artifact format"""
+    out: str
+    """file to write (.onnx or .pt)"""
+    opset: int = 18
+    """ONNX opset"""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "opset")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployArgs:
+    """Run an exported policy through contract, observation builder, safety chain and control loop
+    on a simulated robot (lockstep)."""
+
+    robot: str
+    """sim:<task>: sim:InvertedPendulum-v5 or sim:quadruped"""
+    policy: Annotated[str | None, _SOURCE] = None
+    """an artifact from rlsuite export (.onnx or .pt)"""
+    remote: Annotated[str | None, _SOURCE] = None
+    """a policy server, e.g. tcp://127.0.0.1:5555 (key from --key-file or $RLSUITE_POLICY_KEY)"""
+    key_file: str | None = None
+    """file holding the shared key of --remote (else $RLSUITE_POLICY_KEY)"""
+    remote_timeout: float | None = None
+    """seconds to wait for each remote action before damping (None: one control period, at least 0.05)"""
+    rate: float | None = None
+    """control rate in Hz (must match the robot's policy rate)"""
+    duration: float = 10.0
+    """seconds of simulated time per episode at most"""
+    episodes: int = 1
+    """episodes; with --compare-gym also run them in the Gymnasium env"""
+    compare_gym: bool = False
+    """sim-to-sim check: same start states in the Gymnasium env"""
+    latency_steps: int = 0
+    """sensor latency in control ticks"""
+    noise_std: float = 0.0
+    """Gaussian sensor noise"""
+    seed: int = 0
+    """seed of the first episode (episode i uses seed + i)"""
+
+    def __post_init__(self) -> None:
+        if not self.robot.startswith("sim:"):
+            raise ValueError(f"--robot {self.robot!r}: only simulated robots (sim:InvertedPendulum-v5, sim:quadruped) can be driven "
+                             "from the command line; drive hardware from Python with your Robot driver and rlsuite.robots.loop.ControlLoop.")
+        at_least(self, 1, "episodes")
+        at_least(self, 0, "latency_steps", "noise_std")
+        above(self, 0, "duration", "rate", "remote_timeout")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeArgs:
+    """Serve an exported policy (.onnx or .pt) over ZeroMQ with HMAC-authenticated msgpack messages."""
+
+    file: str
+    """an artifact from rlsuite export"""
+    port: int
+    """TCP port to listen on"""
+    bind: str = "127.0.0.1"
+    """address to listen on (loopback only by default)"""
+    key_file: str | None = None
+    """file holding the shared key (else $RLSUITE_POLICY_KEY)"""
+    max_requests: int | None = None
+    """stop after this many answered requests (None: serve until Ctrl-C)"""
+
+    def __post_init__(self) -> None:
+        within(self, "port", 1, 65535)
+        at_least(self, 1, "max_requests")
 
 
 def cmd_export(argv: list[str]) -> int:
     """``rlsuite export RUN_DIR --format onnx|torchscript --out FILE`` for any run with a policy module."""
-    p = argparse.ArgumentParser(prog="rlsuite export", description="Export a trained policy (normaliser and action "
-                                "scaling inside) and check it against the torch policy.")
-    p.add_argument("run_dir", help="run directory (its latest checkpoint) or a checkpoint directory")
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
-    p.add_argument("--out", required=True, help="file to write (.onnx or .pt)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset")
-    a = p.parse_args(argv)
+    a = parse(ExportArgs, argv, "rlsuite export", positional=("run_dir",))
     from rlsuite.robots.contract import file_sha256
     from rlsuite.runs import export_run
 
@@ -28,26 +104,7 @@ def cmd_export(argv: list[str]) -> int:
 
 def cmd_deploy(argv: list[str]) -> int:
     """``rlsuite deploy --robot sim:<env> --policy FILE``: run an exported policy on a simulated robot."""
-    p = argparse.ArgumentParser(prog="rlsuite deploy", description="Run an exported policy through contract, observation "
-                                "builder, safety chain and control loop on a simulated robot (lockstep).")
-    p.add_argument("--robot", required=True, help="sim:<task>: sim:InvertedPendulum-v5 or sim:quadruped")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--policy", help="an artifact from rlsuite export (.onnx or .pt)")
-    src.add_argument("--remote", help="a policy server, e.g. tcp://127.0.0.1:5555 (key from --key-file or $RLSUITE_POLICY_KEY)")
-    p.add_argument("--key-file", default=None)
-    p.add_argument("--remote-timeout", type=float, default=None,
-                   help="seconds to wait for each remote action before damping (default: one control period, at least 0.05)")
-    p.add_argument("--rate", type=float, default=None, help="control rate in Hz (must match the robot's policy rate)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time per episode at most")
-    p.add_argument("--episodes", type=int, default=1, help="episodes; with --compare-gym also run them in the Gymnasium env")
-    p.add_argument("--compare-gym", action="store_true", help="sim-to-sim check: same start states in the Gymnasium env")
-    p.add_argument("--latency-steps", type=int, default=0, help="sensor latency in control ticks")
-    p.add_argument("--noise-std", type=float, default=0.0, help="Gaussian sensor noise")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    if not a.robot.startswith("sim:"):
-        raise ValueError(f"--robot {a.robot!r}: only simulated robots (sim:InvertedPendulum-v5, sim:quadruped) can be driven from the command line; "
-                         "drive hardware from Python with your Robot driver and rlsuite.robots.loop.ControlLoop.")
+    a = parse(DeployArgs, argv, "rlsuite deploy")
     from rlsuite.robots.export import load_runner
     from rlsuite.robots.sim import run_episode, sim_task, sim_to_sim
 
@@ -88,14 +145,7 @@ def cmd_deploy(argv: list[str]) -> int:
 
 def cmd_serve_policy(argv: list[str]) -> int:
     """``rlsuite serve-policy FILE --port N``: answer authenticated action requests for an exported policy."""
-    p = argparse.ArgumentParser(prog="rlsuite serve-policy", description="Serve an exported policy (.onnx or .pt) over "
-                                "ZeroMQ with HMAC-authenticated msgpack messages.")
-    p.add_argument("file", help="an artifact from rlsuite export")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
-    p.add_argument("--key-file", default=None, help="file holding the shared key (else $RLSUITE_POLICY_KEY)")
-    p.add_argument("--max-requests", type=int, default=None, help="stop after this many answered requests")
-    a = p.parse_args(argv)
+    a = parse(ServeArgs, argv, "rlsuite serve-policy", positional=("file",))
     from rlsuite.robots.export import load_runner
     from rlsuite.robots.transport import PolicyServer, load_key
 

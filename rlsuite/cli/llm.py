@@ -2,13 +2,99 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Literal
+
+from rlsuite.cli.args import above, at_least, parse, within
 
 log = logging.getLogger("rlsuite")
+
+# rlsuite.llm.tasks.TASKS, spelt out so that --help needs no torch import (tests/cli/test_cli_args.py checks it)
+Task = Literal["addition", "sorting", "countdown", "scratchpad", "tool", "filler"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMArgs:
+    """The options every ``rlsuite llm`` command shares."""
+
+    task: Task = "addition"
+    """synthetic task"""
+    seed: int = 0
+    """seed of the model, the training split and sampling (the held-out split uses seed + 1)"""
+    eval_examples: int = 200
+    """held-out examples scored by exact match"""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "eval_examples")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SftArgs(LLMArgs):
+    """Supervised fine-tuning of a tiny local model on a synthetic task."""
+
+    steps: int = 500
+    """optimizer steps"""
+    out: str
+    """checkpoint directory to write"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, 1, "steps")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainArgs(LLMArgs):
+    """Policy optimisation (online RL or online preference optimisation) from a checkpoint."""
+
+    method: str = "grpo"
+    """online method (grpo, dr_grpo, rloo, ngrpo, bapo, gspo, sapo, cispo, remax, zero_advantage) or preference loss (dpo, ipo, rso)"""
+    init: str
+    """checkpoint to start from (e.g. from rlsuite llm sft)"""
+    steps: int = 150
+    """training steps"""
+    group_size: int = 8
+    """completions per prompt (preference losses: samples per prompt)"""
+    prompts_per_step: int = 32
+    """prompts per step"""
+    learning_rate: float = 1e-3
+    """Adam learning rate"""
+    beta: float | None = None
+    """KL coefficient (online methods, None: 0) or DPO beta (None: 0.1)"""
+    kl_in_reward: bool = False
+    """online methods: subtract beta * KL from the reward instead"""
+    inner_epochs: int = 1
+    """online methods: optimizer steps per batch"""
+    micro_batch_size: int | None = None
+    """online methods: completions per forward (None: all)"""
+    temperature: float = 1.0
+    """online methods: sampling temperature"""
+    prompt_sampler: Literal["uniform", "vade"] = "uniform"
+    """online methods: prompt selection"""
+    dataset_reset_prob: float = 0.0
+    """online methods: DR-PO dataset reset share"""
+    out: str
+    """checkpoint directory to write"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        at_least(self, 1, "steps", "group_size", "prompts_per_step", "inner_epochs", "micro_batch_size")
+        at_least(self, 0, "beta")
+        above(self, 0, "learning_rate", "temperature")
+        within(self, "dataset_reset_prob", 0, 1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalArgs(LLMArgs):
+    """Exact match of a checkpoint on held-out examples."""
+
+    checkpoint: str
+    """checkpoint directory (from rlsuite llm sft or train)"""
+
+
+ARGS = {"sft": SftArgs, "train": TrainArgs, "eval": EvalArgs}
 
 
 def cmd_llm(argv: list[str]) -> int:
@@ -25,12 +111,12 @@ def cmd_llm(argv: list[str]) -> int:
 
         print(f"error: {unknown_name_message('llm subcommand', sub, ['list', 'sft', 'train', 'eval'])}", file=sys.stderr)
         return 2
+    a = parse(ARGS[sub], rest, f"rlsuite llm {sub}", positional=("checkpoint",) if sub == "eval" else ())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from rlsuite.llm.model import tiny_causal_lm
-    from rlsuite.llm.tasks import TASKS, CharTokenizer, make_split
+    from rlsuite.llm.tasks import CharTokenizer, make_split
     from rlsuite.llm.trainer import (
-        METHODS,
         OnlineConfig,
         OnlineTrainer,
         PreferenceConfig,
@@ -41,31 +127,6 @@ def cmd_llm(argv: list[str]) -> int:
         sft,
     )
 
-    p = argparse.ArgumentParser(prog=f"rlsuite llm {sub}")
-    p.add_argument("--task", default="addition", choices=TASKS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-examples", type=int, default=200)
-    if sub == "sft":
-        p.add_argument("--steps", type=int, default=500)
-        p.add_argument("--out", required=True, help="checkpoint directory to write")
-    elif sub == "train":
-        p.add_argument("--method", default="grpo", help=f"one of {', '.join([*METHODS, 'dpo', 'ipo', 'rso'])}")
-        p.add_argument("--init", required=True, help="checkpoint to start from (e.g. from rlsuite llm sft)")
-        p.add_argument("--steps", type=int, default=150)
-        p.add_argument("--group-size", type=int, default=8)
-        p.add_argument("--prompts-per-step", type=int, default=32)
-        p.add_argument("--learning-rate", type=float, default=1e-3)
-        p.add_argument("--beta", type=float, default=None, help="KL coefficient (online methods, default 0) or DPO beta (default 0.1)")
-        p.add_argument("--kl-in-reward", action="store_true", help="online methods: subtract beta * KL from the reward instead")
-        p.add_argument("--inner-epochs", type=int, default=1, help="online methods: optimizer steps per batch")
-        p.add_argument("--micro-batch-size", type=int, default=None, help="online methods: completions per forward (default: all)")
-        p.add_argument("--temperature", type=float, default=1.0, help="online methods: sampling temperature")
-        p.add_argument("--prompt-sampler", default="uniform", choices=["uniform", "vade"], help="online methods: prompt selection")
-        p.add_argument("--dataset-reset-prob", type=float, default=0.0, help="online methods: DR-PO dataset reset share")
-        p.add_argument("--out", required=True)
-    else:
-        p.add_argument("checkpoint")
-    a = p.parse_args(rest)
     tok = CharTokenizer()
     test = make_split(a.task, a.eval_examples, seed=a.seed + 1, held_out=True)
     if sub == "eval":

@@ -2,8 +2,47 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
+from typing import Literal
+
+from rlsuite.cli.args import above, at_least, parse
+
+# rlsuite.envs.stl.tasks.FAMILIES and "mixed", spelt out so that --help needs no torch import
+# (tests/cli/test_cli_args.py checks that they agree)
+Family = Literal["reach", "andor", "chain", "until", "mixed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckArgs:
+    """Robustness of an STL formula on a trace."""
+
+    formula: str
+    """STL text, e.g. 'G[0,10](x > 1)' or 'always[0:10](x > 1)'"""
+    trace: str
+    """CSV: a header of signal names, then one row per time step"""
+    mode: Literal["hard", "smooth"] = "hard"
+    """hard: exact min/max semantics; smooth: log-sum-exp approximation"""
+    temperature: float = 0.1
+    """smooth mode: log-sum-exp temperature"""
+
+    def __post_init__(self) -> None:
+        above(self, 0, "temperature")
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleArgs:
+    """Print a generated STL task."""
+
+    family: Family = "mixed"
+    """task family (mixed: any of them)"""
+    seed: int = 0
+    """seed of the generator"""
+    horizon: int = 64
+    """episode length in steps"""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "horizon")
 
 
 def read_trace_csv(path: str) -> tuple[list[str], list[list[float]]]:
@@ -43,19 +82,15 @@ def cmd_stl(argv: list[str]) -> int:
     """``rlsuite stl check FORMULA --trace FILE`` and ``rlsuite stl sample --family F --seed N``."""
     sub, rest = (argv[0], argv[1:]) if argv else ("", [])
     if sub == "check":
+        a = parse(CheckArgs, rest, "rlsuite stl check", positional=("formula",))
         import torch
 
-        from rlsuite.envs.stl import ParseError, parse, robustness
+        from rlsuite.envs.stl import ParseError, robustness
+        from rlsuite.envs.stl import parse as parse_formula
         from rlsuite.envs.stl.spec import signals
 
-        p = argparse.ArgumentParser(prog="rlsuite stl check", description="Robustness of an STL formula on a trace.")
-        p.add_argument("formula", help='STL text, e.g. "G[0,10](x > 1)" or "always[0:10](x > 1)"')
-        p.add_argument("--trace", required=True, help="CSV: a header of signal names, then one row per time step")
-        p.add_argument("--mode", default="hard", choices=["hard", "smooth"])
-        p.add_argument("--temperature", type=float, default=0.1, help="smooth mode: log-sum-exp temperature")
-        a = p.parse_args(rest)
         try:
-            f = parse(a.formula)
+            f = parse_formula(a.formula)
         except ParseError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -69,13 +104,9 @@ def cmd_stl(argv: list[str]) -> int:
         print(f"robustness={value:.6g}")
         return 0
     if sub == "sample":
-        from rlsuite.envs.stl.tasks import FAMILIES, sample_task
+        a = parse(SampleArgs, rest, "rlsuite stl sample")
+        from rlsuite.envs.stl.tasks import sample_task
 
-        p = argparse.ArgumentParser(prog="rlsuite stl sample", description="Print a generated STL task.")
-        p.add_argument("--family", default="mixed", choices=[*FAMILIES, "mixed"])
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--horizon", type=int, default=64)
-        a = p.parse_args(rest)
         print(sample_task(a.family, a.seed, a.horizon).describe())
         return 0
     from rlsuite.core.registry import unknown_name_message
