@@ -16,8 +16,10 @@ import rlsuite.core.run as run_mod
 import rlsuite.envs.cop.train as cop_train_mod
 from rlsuite.agents import AGENTS
 from rlsuite.cli import main
+from rlsuite.cli.train import train_from_argv
 from rlsuite.core.checkpoint import load_checkpoint
 from rlsuite.core.run import resolve_checkpoint
+from rlsuite.runs import load_run
 from tests.offline.helpers import write_mixed_dataset
 
 DS = "rlsuite/invertedpendulum/medium-v0"
@@ -114,8 +116,19 @@ def test_train_eval_export_kill_resume(algo, tmp_path, capsys, monkeypatch, data
         flags += ["--data-dir", str(data_root)]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
 
-    code, out, err = _main(capsys, "train", algo, *flags, "--run-dir", whole)
-    assert code == 0, out + err
+    _, summary = train_from_argv([algo, *map(str, flags), "--run-dir", str(whole)])
+
+    # what was saved acts as the agent that was trained (the in-memory one, not a second load)
+    loaded, meta, _ = load_run(whole, "cpu")
+    if spec.learns_from == "instances":
+        from rlsuite.envs.cop.env import COPEnv
+        from rlsuite.envs.cop.problems import generate
+
+        inst = generate(loaded.cfg.problem, 4, 8, seed=7)
+        assert loaded.solve(COPEnv(loaded.cfg.problem, inst)) == summary["agent"].solve(COPEnv(loaded.cfg.problem, inst))
+    else:
+        obs = torch.randn(16, loaded.obs_dim, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(loaded.act(obs, deterministic=True), summary["agent"].act(obs, deterministic=True))
 
     # eval works on every run directory, whatever the algorithm
     code, out, err = _main(capsys, "eval", whole, "--episodes", "2", "--device", "cpu")

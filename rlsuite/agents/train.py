@@ -8,6 +8,7 @@ checkpoint directory of it.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from rlsuite.agents.registry import AGENTS, AgentSpec, build_agent, env_kwargs_of, num_envs_of
-from rlsuite.core.checkpoint import CheckpointError, first_difference, load_checkpoint
+from rlsuite.core.checkpoint import CheckpointError, first_difference, load_checkpoint, read_checkpoint_meta
 from rlsuite.core.config import config_from_dict
 from rlsuite.core.run import (
     Run,
@@ -59,7 +60,7 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     """Train ``spec``'s agent as ``run_cfg`` says; resumes when ``run_cfg.resume`` is set.
 
     Returns:
-        a summary: ``run_dir``, ``checkpoint``, ``curve``, ``eval_mean_return``, ``steps``.
+        a summary: ``run_dir``, ``checkpoint``, ``curve``, ``eval_mean_return``, ``steps`` and the trained ``agent``.
     """
     device = resolve_device(run_cfg.device)
     if run_cfg.torch_threads > 0:
@@ -72,6 +73,11 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     start = 0
     if run_cfg.resume:
         ckpt = resolve_checkpoint(run_cfg.resume)
+        saved_kwargs = read_checkpoint_meta(ckpt).get("env_kwargs", {})
+        if json.loads(json.dumps(env_kwargs)) != saved_kwargs:  # compared as JSON: tuples read back as lists
+            env.close()
+            raise ValueError(f"{run_dir} was trained on {run_cfg.env} with {saved_kwargs}; resuming it with {env_kwargs} would "
+                             "train its weights on another task. Resume with the options it was started with.")
         restore_training(agent, env, ckpt)
         start = agent.global_step
         if start >= run_cfg.total_steps:
@@ -92,6 +98,7 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
         summary["success_rate"] = agent.success_rate()
     env.close()
     summary["steps"] = agent.global_step
+    summary["agent"] = agent
     return summary
 
 

@@ -85,6 +85,22 @@ def _new_run_dir(run_cfg: Any, default: Path) -> Path:
     return run_dir
 
 
+def train_from_argv(argv: list[str]) -> tuple[Any, dict[str, Any]]:
+    """Parse ``<algo> [options]`` and run the algorithm's driver; returns ``(spec, summary)`` (the summary
+    holds the trained ``agent`` too)."""
+    from rlsuite.agents import AGENTS
+
+    spec = AGENTS.get(argv[0])
+    run_cfg, algo_cfg = _parse(spec, argv[1:])
+    if spec.learns_from == "env":
+        from rlsuite.agents.train import train
+
+        return spec, train(spec, run_cfg, algo_cfg)
+    if spec.learns_from == "dataset":
+        return spec, _train_dataset(spec, run_cfg, algo_cfg)
+    return spec, _train_instances(spec, run_cfg, algo_cfg)
+
+
 def cmd_train(argv: list[str]) -> int:
     from rlsuite.agents import AGENTS
 
@@ -92,22 +108,28 @@ def cmd_train(argv: list[str]) -> int:
         kinds = ", ".join(f"{n} ({AGENTS.get(n).learns_from})" for n in AGENTS.names())
         print(f"usage: rlsuite train <algo> [options]; algos: {kinds}")
         return 2
-    spec = AGENTS.get(argv[0])
-    run_cfg, algo_cfg = _parse(spec, argv[1:])
+    spec, s = train_from_argv(argv)
     if spec.learns_from == "env":
-        from rlsuite.agents.train import train
-
-        s = train(spec, run_cfg, algo_cfg)
         print(f"run directory: {s['run_dir']}\ncheckpoint:    {s['checkpoint']}\ncurve:         {s['curve']}")
         extra = f" success_rate={s['success_rate']:.4f}" if "success_rate" in s else ""
         print(f"steps={s['steps']} eval_mean_return={s['eval_mean_return']:.2f}{extra}")
-        return 0
-    if spec.learns_from == "dataset":
-        return _train_dataset(spec, run_cfg, algo_cfg)
-    return _train_instances(spec, run_cfg, algo_cfg)
+    elif spec.learns_from == "dataset":
+        last = {r["phase"]: r for r in s["rows"]}
+        print(f"run directory: {s['run_dir']} (metrics.csv, curve.png, checkpoints/)")
+        for phase in ("offline", "online"):
+            if phase in last:
+                r = last[phase]
+                print(f"{phase}: return {r['return']:.1f}, normalized score {r['normalized_score']:.1f} ({s[f'{phase}_seconds']:.0f} s)")
+        online = f" online_score={s['online_score']:.3f}" if s["online_score"] is not None else ""
+        print(f"offline_score={s['offline_score']:.3f}{online}")
+    else:
+        print(f"run directory: {s['run_dir']}\ncheckpoint:    {s['checkpoint']}")
+        print(f"on {s['eval_instances']} fresh instances: greedy mean cost {s['greedy_cost']:.4f}, nearest neighbour {s['nn_cost']:.4f}")
+        print(f"steps={s['steps']} greedy_cost={s['greedy_cost']:.6g}")
+    return 0
 
 
-def _train_dataset(spec: Any, run_cfg: Any, algo_cfg: Any) -> int:
+def _train_dataset(spec: Any, run_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
     from rlsuite.offline.train import train_offline
 
     if not run_cfg.dataset:
@@ -116,21 +138,12 @@ def _train_dataset(spec: Any, run_cfg: Any, algo_cfg: Any) -> int:
     if not run_cfg.resume:
         default = Path("runs") / f"{run_cfg.dataset.replace('/', '_')}__{spec.name}__{run_cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = str(_new_run_dir(run_cfg, default))
-    out = train_offline(spec.name, run_cfg.dataset, run_cfg.offline_steps, run_cfg.online_steps, run_cfg.seed, run_cfg.eval_every,
-                        run_cfg.eval_episodes, run_dir, Path(run_cfg.data_dir) if run_cfg.data_dir else None, run_cfg.device,
-                        log=lambda m: print(m, flush=True), config=algo_cfg, resume=bool(run_cfg.resume))
-    last = {r["phase"]: r for r in out["rows"]}
-    print(f"run directory: {out['run_dir']} (metrics.csv, curve.png, checkpoints/)")
-    for phase in ("offline", "online"):
-        if phase in last:
-            r = last[phase]
-            print(f"{phase}: return {r['return']:.1f}, normalized score {r['normalized_score']:.1f} ({out[f'{phase}_seconds']:.0f} s)")
-    online = f" online_score={out['online_score']:.3f}" if out["online_score"] is not None else ""
-    print(f"offline_score={out['offline_score']:.3f}{online}")
-    return 0
+    return train_offline(spec.name, run_cfg.dataset, run_cfg.offline_steps, run_cfg.online_steps, run_cfg.seed, run_cfg.eval_every,
+                         run_cfg.eval_episodes, run_dir, Path(run_cfg.data_dir) if run_cfg.data_dir else None, run_cfg.device,
+                         log=lambda m: print(m, flush=True), config=algo_cfg, resume=bool(run_cfg.resume))
 
 
-def _train_instances(spec: Any, run_cfg: Any, algo_cfg: Any) -> int:
+def _train_instances(spec: Any, run_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
     from rlsuite.agents import build_agent
     from rlsuite.agents.train import run_dir_of
     from rlsuite.core.run import resolve_checkpoint
@@ -147,11 +160,8 @@ def _train_instances(spec: Any, run_cfg: Any, algo_cfg: Any) -> int:
     else:
         default = Path("runs") / f"{algo_cfg.problem}{run_cfg.size}__{spec.name}__{run_cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = _new_run_dir(run_cfg, default)
-    out = train_instances(agent, spec.name, run_cfg, run_dir, start, say=lambda m: print(m, flush=True))
-    print(f"run directory: {out['run_dir']}\ncheckpoint:    {out['checkpoint']}")
-    print(f"on {run_cfg.eval_instances} fresh instances: greedy mean cost {out['greedy_cost']:.4f}, nearest neighbour {out['nn_cost']:.4f}")
-    print(f"steps={out['steps']} greedy_cost={out['greedy_cost']:.6g}")
-    return 0
+    return {**train_instances(agent, spec.name, run_cfg, run_dir, start, say=lambda m: print(m, flush=True)),
+            "eval_instances": run_cfg.eval_instances}
 
 
 def cmd_eval(argv: list[str]) -> int:

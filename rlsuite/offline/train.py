@@ -225,7 +225,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         save("online", offline_end + online_steps, {"agent": agent.state_dict()}, {})
     online_seconds = time.perf_counter() - t1
     _write_metrics(run, rows)
-    return {"run_dir": str(run), "offline_score": offline_score, "online_score": online_score, "rows": rows,
+    return {"run_dir": str(run), "agent": agent, "offline_score": offline_score, "online_score": online_score, "rows": rows,
             "offline_seconds": offline_seconds, "online_seconds": online_seconds}
 
 

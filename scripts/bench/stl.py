@@ -126,8 +126,9 @@ def bench_success(rows: list[dict], quick: bool, steps: int, tasks: int, dynamic
                     env = make_stl_vec_env(dyn, num_envs=64, family=family, task_seed=task_seed, horizon=64, reward_mode=mode)
                     t0 = time.perf_counter()
                     if method.startswith("tgpo"):
-                        agent = TGPO(TGPOConfig(sampler="mh" if method == "tgpo*" else "uniform"), env, seed=0)
-                        agent.learn(steps, seed=0)
+                        agent = TGPO(TGPOConfig(sampler="mh" if method == "tgpo*" else "uniform"), env.single_observation_space,
+                                     env.single_action_space, seed=0)
+                        agent.learn(env, steps, seed=0)
                         success = float(agent.solve(seed=10_000)["success"].float().mean())
                     else:
                         agent = PPO(cfg.ppo, env.single_observation_space, env.single_action_space)

@@ -12,8 +12,10 @@ train() {  # problem size instances solver label_time steps minutes
     "$RLSUITE" cop generate --problem "$p" --size "$n" --count "$count" --seed 0 --out "$DATA/$p$n" --overwrite
     "$RLSUITE" cop label "$DATA/$p$n" --solver "$solver" --time-limit "$tl"
   fi
-  "$RLSUITE" cop train --problem "$p" --size "$n" --data "$DATA/$p$n" --steps "$steps" --time-limit $((minutes * 60)) \
-    --dim 128 --layers 4 --heads 8 --ff 256 --batch-size 128 --seed 0 --out "rlsuite/pretrained/bq_nco_$p"
+  "$RLSUITE" train bq-nco --problem "$p" --size "$n" --data "$DATA/$p$n" --total-steps "$steps" --time-limit $((minutes * 60)) \
+    --dim 128 --layers 4 --heads 8 --ff 256 --batch-size 128 --seed 0 --run-dir "runs/pretrain-bq-nco-$p" --overwrite
+  # the shipped format: model.safetensors + config.json of the run's final weights
+  "$(dirname "$RLSUITE")/python" -c "from rlsuite.agents.bq_nco import BQNCO; BQNCO.load('runs/pretrain-bq-nco-$p').save('rlsuite/pretrained/bq_nco_$p')"
 }
 case "${1:-all}" in
   tsp) train tsp 50 4000 lkh 0.1 100000 "${MINUTES:-15}" ;;

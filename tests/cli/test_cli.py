@@ -9,7 +9,10 @@ from rlsuite.cli import main
 
 
 def _run(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # the option parser's own exit (bad or invalid options): status 2, message on stderr
+        code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -17,7 +20,9 @@ def _run(capsys, *argv):
 def test_list(capsys):
     code, out, _ = _run(capsys, "list")
     assert code == 0 and "ppo" in out and "sac" in out and "rlsuite/Pendulum-v0" in out
-    assert all(name in out for name in ("tgpo", "uni-o4, iql, bc", "bq-nco", "rlsuite/Quadruped-Balance-v0"))
+    for name, source in (("tgpo", "env"), ("uni-o4", "dataset"), ("iql", "dataset"), ("bc", "dataset"), ("bq-nco", "instances")):
+        assert f"{name}" in out and any(line.split()[:4] == [name, "learns", "from", source] for line in out.splitlines()), name
+    assert "rlsuite/Quadruped-Balance-v0" in out
 
 
 def test_train_eval_resume_cycle(capsys, tmp_path):
@@ -25,6 +30,7 @@ def test_train_eval_resume_cycle(capsys, tmp_path):
     code, out, _ = _run(capsys, "train", "ppo", "--env", "CartPole-v1", "--seed", "0", "--total-steps", "512",
                         "--run-dir", d, "--no-progress", "--eval-episodes", "2")
     assert code == 0 and "run directory" in out
+    reached = int(re.search(r"steps=(\d+)", out).group(1))  # whole iterations: at least 512
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["algo"] == "ppo" and cfg["config"]["num_envs"] == 8  # CartPole preset applied
     assert {"config.json", "metrics.csv", "tb", "checkpoints", "curve.png"} <= {p.name for p in (tmp_path / "run").iterdir()}
@@ -38,8 +44,12 @@ def test_train_eval_resume_cycle(capsys, tmp_path):
     code, _, err = _run(capsys, "train", "ppo", "--env", "CartPole-v1", "--run-dir", d, "--no-progress")
     assert code == 2 and "--resume" in err
 
-    code, out, _ = _run(capsys, "train", "ppo", "--resume", d, "--total-steps", "1024", "--no-progress", "--eval-episodes", "1")
-    assert code == 0 and "steps=1024" in out
+    code, out, _ = _run(capsys, "train", "ppo", "--resume", d, "--total-steps", str(2 * reached), "--no-progress", "--eval-episodes", "1")
+    assert code == 0 and f"steps={2 * reached}" in out
+    code, _, err = _run(capsys, "train", "ppo", "--resume", d, "--total-steps", str(2 * reached), "--no-progress")
+    assert code == 2 and "nothing to train" in err  # a finished run is not re-evaluated and re-logged
+    code, _, err = _run(capsys, "train", "ppo", "--env", "CartPole-v1", "--total-steps", "-5", "--run-dir", str(tmp_path / "neg"))
+    assert code == 2 and "--total-steps must be >= 0, got -5" in err
 
 
 def test_sac_cli_form(capsys, tmp_path):
@@ -151,28 +161,34 @@ def test_stl_sample_is_seeded(capsys):
     assert _run(capsys, "stl", "sample", "--family", "chain", "--seed", "1")[1] != out
 
 
+TGPO_SMALL = ["--num-envs", "8", "--horizon", "32", "--num-steps", "31", "--num-allocations", "8", "--eval-episodes", "2",
+              "--no-progress", "--no-tensorboard"]
+
+
 @pytest.mark.parametrize("extra", [["--spec", "F[5,20](d0 <= 1) & G(d1 >= 1)", "--objects", "3,3,1;0,0,1"],
-                                   ["--task-family", "chain", "--sampler", "mh"],
-                                   ["--task-family", "until", "--baseline", "ppo-dense"]])
+                                   ["--task-family", "chain", "--sampler", "mh"]])
 def test_train_tgpo_cli(capsys, tmp_path, extra):
-    code, out, _ = _run(capsys, "train", "tgpo", "--env", "rlsuite/STL-Unicycle-v0", "--total-steps", "1000", "--num-envs", "8",
-                        "--horizon", "32", "--run-dir", str(tmp_path / "r"), *extra)
-    assert code == 0 and re.fullmatch(r"success_rate=\d\.\d{4}", out.strip().splitlines()[-1])
-    assert (tmp_path / "r" / "final" / "meta.json").exists()
-    code, _, err = _run(capsys, "train", "tgpo", "--env", "rlsuite/STL-Unicycle-v0", "--total-steps", "1000", "--num-envs", "8",
-                        "--horizon", "32", "--run-dir", str(tmp_path / "r"), *extra)
+    args = ["train", "tgpo", "--env", "rlsuite/STL-Unicycle-v0", "--total-steps", "1000", *TGPO_SMALL, "--run-dir", str(tmp_path / "r"),
+            *extra]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    assert re.fullmatch(r"steps=\d+ eval_mean_return=-?\d+\.\d\d success_rate=\d\.\d{4}", out.strip().splitlines()[-1])
+    assert (tmp_path / "r" / "checkpoints" / "final" / "meta.json").exists()
+    code, _, err = _run(capsys, *args)
     assert code == 2 and "--resume" in err  # a finished run is not overwritten
 
 
 def test_train_tgpo_cli_checkpoints_and_resumes(capsys, tmp_path):
-    args = ["train", "tgpo", "--spec", "F[5,20](x > 2)", "--num-envs", "4", "--horizon", "16", "--checkpoint-every", "60",
-            "--run-dir", str(tmp_path / "r")]
-    code, _, _ = _run(capsys, *args, "--total-steps", "120")
-    assert code == 0 and (tmp_path / "r" / "checkpoint" / "meta.json").exists()
-    code, out, _ = _run(capsys, *args, "--total-steps", "240", "--resume")
-    assert code == 0 and "resumed at step 120" in out
-    code, _, err = _run(capsys, "train", "tgpo", "--spec", "F[5,20](y > 2)", *args[4:], "--total-steps", "240", "--resume")
+    args = ["train", "tgpo", "--spec", "F[5,20](x > 2)", "--checkpoint-every", "248", *TGPO_SMALL, "--run-dir", str(tmp_path / "r")]
+    code, _, err = _run(capsys, *args, "--total-steps", "496")
+    assert code == 0, err
+    code, out, err = _run(capsys, "train", "tgpo", "--resume", str(tmp_path / "r"), "--total-steps", "992")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].startswith("steps=992 ")
+    code, _, err = _run(capsys, "train", "tgpo", "--resume", str(tmp_path / "r"), "--spec", "F[5,20](y > 2)", "--total-steps", "1488")
     assert code == 2 and "options it was started with" in err
+    code, _, err = _run(capsys, "train", "tgpo", "--resume", str(tmp_path / "r"), "--total-steps", "992")
+    assert code == 2 and "nothing to train" in err and "--total-steps" in err
 
 
 def test_train_tgpo_cli_rejects_bad_objects_and_signals(capsys, tmp_path):

@@ -22,10 +22,13 @@ def test_generate_label_train_and_solve(capsys, tmp_path):
     code, _, err = _run(capsys, "cop", "label", str(d), "--solver", "pyvrp")
     assert code == 2 and "for tsp use lkh, nn" in err
     ck = tmp_path / "ck"
-    code, out, _ = _run(capsys, "cop", "train", "--problem", "tsp", "--size", "10", "--data", str(d), "--steps", "20", "--dim", "32",
-                        "--layers", "2", "--heads", "4", "--ff", "64", "--batch-size", "32", "--out", str(ck), "--eval-instances", "5")
-    assert code == 0 and (ck / "model.safetensors").exists() and out.strip().splitlines()[-1].startswith("greedy_cost=")
-    code, _, err = _run(capsys, "cop", "train", "--problem", "cvrp", "--size", "10", "--data", str(d), "--out", str(ck))
+    # `cop train` is `train bq-nco`: one driver, one run directory layout
+    code, out, err = _run(capsys, "cop", "train", "--problem", "tsp", "--size", "10", "--data", str(d), "--total-steps", "20", "--dim", "32",
+                          "--layers", "2", "--heads", "4", "--ff", "64", "--batch-size", "32", "--run-dir", str(ck), "--eval-instances", "5",
+                          "--device", "cpu")
+    assert code == 0, err
+    assert (ck / "checkpoints" / "final" / "meta.json").exists() and out.strip().splitlines()[-1].startswith("steps=20 greedy_cost=")
+    code, _, err = _run(capsys, "train", "bq-nco", "--problem", "cvrp", "--size", "10", "--data", str(d), "--run-dir", str(tmp_path / "c"))
     assert code == 2 and "holds tsp10 instances" in err
 
     f = tmp_path / "sq.tsp"
@@ -39,7 +42,7 @@ def test_generate_label_train_and_solve(capsys, tmp_path):
     code, _, err = _run(capsys, "cop", "solve", "--problem", "cvrp", str(f), "--solver", "pyvrp")
     assert code == 2 and "is a TSP instance" in err
     code, _, err = _run(capsys, "cop", "solve", "--problem", "tsp", str(f), "--model", str(tmp_path / "none"))
-    assert code == 2 and "rlsuite cop train" in err
+    assert code == 2 and "rlsuite train bq-nco" in err
 
 
 def test_solve_a_cvrplib_file_with_pyvrp(capsys, tmp_path):
@@ -55,7 +58,7 @@ def test_solve_a_cvrplib_file_with_pyvrp(capsys, tmp_path):
 def test_shipped_models_solve_out_of_the_box_and_beat_nearest_neighbour(capsys, tmp_path, problem):
     import numpy as np
 
-    from rlsuite.cli import PRETRAINED_DIR
+    from rlsuite.cli.cop import PRETRAINED_DIR
     from rlsuite.envs.cop.io import Instance, write_instance
     from rlsuite.envs.cop.problems import generate
 

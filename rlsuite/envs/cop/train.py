@@ -60,6 +60,8 @@ class InstancesRunConfig:
     """Allow training into a run directory that already holds a run (it is replaced)."""
     checkpoint_every: int = 1000
     """Optimizer steps between checkpoints."""
+    time_limit: float | None = None
+    """Stop training after this many seconds (a checkpoint is written; --resume continues)."""
     eval_instances: int = 100
     """Fresh instances solved greedily at the end (mean cost beside nearest neighbour)."""
 
@@ -141,10 +143,11 @@ def train_instances(agent: Any, algo: str, run_cfg: InstancesRunConfig, run_dir:
         rows.append(f"{step},{loss:.6g}")
         say(f"step {step}/{run_cfg.total_steps}: imitation loss {loss:.4f} ({time.monotonic() - t0:.0f} s)")
 
-    agent.learn(data, run_cfg.total_steps, on_checkpoint=checkpoint, checkpoint_every=run_cfg.checkpoint_every, on_log=on_log)
+    agent.learn(data, run_cfg.total_steps, on_checkpoint=checkpoint, checkpoint_every=run_cfg.checkpoint_every, on_log=on_log,
+                time_limit_s=run_cfg.time_limit)
     path = checkpoint(agent, "final")
     out = evaluate_instances(agent, run_cfg.size, run_cfg.eval_instances, run_cfg.seed + 1_000_000)
-    return {"run_dir": str(run_dir), "checkpoint": str(path), "steps": agent.global_step, **out}
+    return {"run_dir": str(run_dir), "checkpoint": str(path), "steps": agent.global_step, "agent": agent, **out}
 
 
 def resume_state(checkpoint: Path, device: torch.device) -> dict[str, Any]:
