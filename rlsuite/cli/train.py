@@ -9,12 +9,13 @@ saved settings and lets flags override them. The drivers do the work.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from rlsuite.cli.args import at_least, parse
 
 RUN_CONFIGS = {
     "env": ("rlsuite.core.run", "RunConfig"),
@@ -164,19 +165,33 @@ def _train_instances(spec: Any, run_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
             "eval_instances": run_cfg.eval_instances}
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalArgs:
+    """Evaluate any run (deterministic actions; instance solvers: greedy cost on fresh instances)."""
+
+    run_dir: str
+    """run directory (its latest checkpoint) or a checkpoint directory"""
+    episodes: int = 10
+    """episodes (instance solvers: fresh instances)"""
+    seed: int = 12345
+    """seed of the evaluation episodes"""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N"""
+    stochastic: bool = False
+    """sample actions instead of the mode"""
+    video: bool = False
+    """record an MP4 of the first episode (offscreen rendering)"""
+    video_path: str | None = None
+    """where to write the MP4 (None: RUN_DIR/videos/eval.mp4)"""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "episodes")
+
+
 def cmd_eval(argv: list[str]) -> int:
     import os
 
-    p = argparse.ArgumentParser(prog="rlsuite eval", description="Evaluate any run (deterministic actions; instance solvers: "
-                                "greedy cost on fresh instances).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("run_dir", help="run directory (its latest checkpoint) or a checkpoint directory")
-    p.add_argument("--episodes", type=int, default=10, help="episodes (instance solvers: fresh instances)")
-    p.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
-    p.add_argument("--video", action="store_true", help="record an MP4 of the first episode (offscreen rendering)")
-    p.add_argument("--video-path", default=None, help="where to write the MP4 (default RUN_DIR/videos/eval.mp4)")
-    a = p.parse_args(argv)
+    a = parse(EvalArgs, argv, "rlsuite eval", positional=("run_dir",))
     if a.video:
         os.environ.setdefault("MUJOCO_GL", "egl")
     from rlsuite.runs import evaluate_run
