@@ -185,3 +185,17 @@ def test_masked_bandit_single_env_reports_the_mask_of_its_observation():
     obs2, reward, terminated, truncated, info2 = env.step(4)
     assert terminated and not truncated and reward == 1.0 and info2["forbidden"]
     assert (obs2.astype(bool) == info2["action_mask"]).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_masked_ppo_on_cuda():
+    env = MaskedBanditVecEnv(num_envs=16, device="cuda")
+    torch.manual_seed(0)
+    agent = PPO(bandit_config(16), env.single_observation_space, env.single_action_space, device="cuda")
+    agent.learn(env, STEPS, seed=0)
+    assert agent.training_state(env)["action_mask"].device.type == "cuda"
+    obs, info = env.reset(seed=1)
+    for deterministic in (True, False):
+        a = agent.act(obs, deterministic, action_mask=info["action_mask"])
+        assert a.device.type == "cuda" and info["action_mask"].gather(1, a[:, None]).all()
