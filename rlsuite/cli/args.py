@@ -21,6 +21,11 @@ are shown in ``--help``, a misspelt flag gets a "Perhaps you meant", a missing r
 
     a = parse(EvalArgs, argv, "rlsuite eval", positional=("run_dir",))
 
+A ``bool`` field is a switch (``stochastic: bool = False`` gives ``--stochastic`` and ``--no-stochastic``);
+options of which exactly one must be given share ``tyro.conf.create_mutex_group(required=True)`` in
+``Annotated[...]`` (see ``DeployArgs`` in :mod:`rlsuite.cli.deploy`). Define the class at module level
+in a source file: tyro reads the field docstrings from the source.
+
 The description defaults to the class docstring. A refused value raises ``ValueError`` from
 :func:`parse` (``rlsuite.cli.main`` prints ``error: <message>`` and returns 2); a malformed command
 line (unknown flag, missing option, bad choice) exits with status 2 after tyro's message, as
