@@ -104,9 +104,13 @@ def normalized_score(returns: np.ndarray | float, ref_min: float, ref_max: float
 Episode = dict[str, np.ndarray]  # observations (T+1, obs), actions (T, act), rewards, terminations, truncations (T,)
 
 
-def rollout(env_id: str, policy: Callable[[np.ndarray], np.ndarray], steps: int, seed: int) -> list[Episode]:
+def rollout(env_id: str, policy: Callable[[np.ndarray], np.ndarray], steps: int, seed: int,
+            log: Callable[[str], None] | None = None, log_every: float = 10.0) -> list[Episode]:
     """Whole episodes of ``policy`` in ``env_id`` until at least ``steps`` transitions (the last
-    episode is completed, so datasets hold whole episodes only)."""
+    episode is completed, so datasets hold whole episodes only). ``log`` receives a progress line
+    (transitions, episodes, mean return so far) at most every ``log_every`` seconds, and a last one."""
+    import time
+
     import gymnasium as gym
 
     import rlsuite.envs  # noqa: F401  (registers rlsuite's ids)
@@ -114,6 +118,12 @@ def rollout(env_id: str, policy: Callable[[np.ndarray], np.ndarray], steps: int,
     env = gym.make(env_id)
     episodes: list[Episode] = []
     total, ep = 0, 0
+    t0 = t_log = time.perf_counter()
+
+    def progress() -> str:
+        mean = np.mean([e["rewards"].sum() for e in episodes])
+        return (f"collected {total}/{steps} transitions, {ep} episodes, mean return {mean:.1f}, "
+                f"{time.perf_counter() - t0:.0f} s")
     while total < steps:
         obs, _ = env.reset(seed=seed + ep)
         obs_l, act_l, rew_l, term_l, trunc_l = [obs], [], [], [], []
@@ -132,6 +142,9 @@ def rollout(env_id: str, policy: Callable[[np.ndarray], np.ndarray], steps: int,
                          "truncations": np.asarray(trunc_l, bool), "seed": np.asarray(seed + ep)})
         total += len(act_l)
         ep += 1
+        if log is not None and (total >= steps or time.perf_counter() - t_log >= log_every):
+            log(progress())
+            t_log = time.perf_counter()
     env.close()
     return episodes
 
@@ -304,12 +317,29 @@ def _actor_policy(agent, deterministic: bool):
 
 
 def train_behaviour(env_id: str, seed: int = 0, steps: int = 300_000, eval_every: int | None = None, eval_episodes: int = 5,
-                    root: Path | None = None, log: Callable[[str], None] | None = None) -> Path:
-    """Train (or reuse) the SAC behaviour agent of ``env_id``: the expert (after ``steps``), the medium
-    snapshot (the first evaluation at or above ``MEDIUM_FRACTION`` of the final expert's return) and
-    the replay episodes up to it; evaluations every ``eval_every`` steps (default: 20 over the run).
-    Returns the cache directory, keyed by env, seed and steps."""
+                    root: Path | None = None, log: Callable[[str], None] | None = None, ref_episodes: int = 10,
+                    sac: dict[str, Any] | None = None) -> Path:
+    """Train (or reuse) the SAC behaviour agent of ``env_id`` for ``steps`` env steps and keep:
+
+    * the **expert**: the snapshot with the best evaluation return (the latest among ties), its
+      reference return measured again on ``ref_episodes`` fresh episodes (the maximum of noisy
+      evaluations is biased upwards; the fresh measurement is not);
+    * the **medium** policy: the snapshot whose return *with sampled actions* (as the datasets are
+      collected) is closest to ``random + MEDIUM_FRACTION * (expert - random)`` (D4RL: training
+      stopped early at about a third of the expert). Early SAC policies act much worse with sampled
+      actions than with their mean, so judging them by the mean would give a medium dataset far below
+      a third. Actor snapshots are kept every ``eval_every / 4`` steps; the evaluated ones are scored
+      with sampled actions in order up to the first at or above the target, then the snapshots between
+      it and the previous one, so a fast learner does not jump over the medium level;
+    * the replay episodes up to the medium snapshot (medium-replay).
+
+    ``sac``: overrides of SAC's config on top of its per-env preset (recorded in ``behaviour.json``;
+    the cache key does not include them, so use another ``root`` when changing them). Evaluations
+    (deterministic actions, ``eval_episodes`` episodes) every ``eval_every`` steps (default: 20 over the
+    run) are logged through ``log`` with the elapsed and remaining time. Returns the cache
+    directory, keyed by env, seed and steps."""
     import json
+    import time
 
     import torch
     from safetensors.torch import save_file
@@ -320,26 +350,71 @@ def train_behaviour(env_id: str, seed: int = 0, steps: int = 300_000, eval_every
 
     root = Path(root or data_dir())
     cache = root / "behaviour" / env_name(env_id) / f"sac-seed{seed}-steps{steps}"
-    if (cache / "behaviour.json").exists():
-        return cache
     log = log or (lambda msg: None)
+    if (cache / "behaviour.json").exists():
+        log(f"behaviour SAC {env_id}: reusing {cache}")
+        return cache
+    if steps < 1 or ref_episodes < 1 or eval_episodes < 1:
+        raise DatasetError(f"behaviour steps, eval_episodes and ref_episodes must be >= 1, got {steps}, {eval_episodes}, "
+                           f"{ref_episodes}.")
     eval_every = eval_every or max(1000, steps // 20)
+    snap_every = max(1, eval_every // 4)  # four snapshots per evaluation
     spec = AGENTS.get("sac")
-    cfg = spec.config_cls(**{**spec.presets.get(env_id, {}), "num_envs": 1})
+    cfg = spec.config_cls(**{**spec.presets.get(env_id, {}), **(sac or {}), "num_envs": 1})
     torch.manual_seed(seed)
     env = _RecordingEnv(make_vec_env(env_id, num_envs=1, seed=seed))
     agent = SAC(cfg, env.single_observation_space, env.single_action_space, "cpu")
-    snapshots: list[tuple[int, float, dict[str, torch.Tensor]]] = []
-    random_return = mean_return(env_id, random_policy(env_id, seed), eval_episodes, seed + 10_000)
-    for target in range(eval_every, steps + eval_every, eval_every):
+    t0 = time.perf_counter()
+    random_return = mean_return(env_id, random_policy(env_id, seed), ref_episodes, seed + 10_000)
+    log(f"behaviour SAC {env_id} seed {seed}: {steps} steps, evaluation every {eval_every}; random policy return "
+        f"{random_return:.1f} ({ref_episodes} episodes)")
+    actors: dict[int, dict[str, torch.Tensor]] = {}
+    evals: dict[int, float] = {}
+
+    sampled: dict[int, float] = {}  # returns with sampled actions, computed for the medium choice only
+
+    def evaluate(step: int, deterministic: bool = True) -> float:
+        actor_now = {k: v.clone() for k, v in agent.actor.state_dict().items()}
+        agent.actor.load_state_dict(actors[step])
+        ret = mean_return(env_id, _actor_policy(agent, deterministic), eval_episodes, seed + 20_000)
+        (evals if deterministic else sampled)[step] = ret
+        agent.actor.load_state_dict(actor_now)
+        return ret
+
+    for i, target in enumerate(range(snap_every, steps + snap_every, snap_every)):
         agent.learn(env, min(target, steps), seed=seed)
-        ret = mean_return(env_id, _actor_policy(agent, True), eval_episodes, seed + 20_000)
-        snapshots.append((agent.global_step, ret, {k: v.detach().clone() for k, v in agent.actor.state_dict().items()}))
-        log(f"behaviour SAC {env_id}: step {agent.global_step}, evaluation return {ret:.1f}")
-    expert_step, expert_return, expert_actor = max(snapshots, key=lambda s: s[1])
+        step = agent.global_step
+        actors[step] = {k: v.detach().clone() for k, v in agent.actor.state_dict().items()}
+        if i % 4 == 3 or step >= steps:  # every eval_every steps, and at the end
+            ret = evaluate(step)
+            elapsed = time.perf_counter() - t0
+            log(f"behaviour SAC {env_id}: step {step}/{steps}, evaluation return {ret:.1f} (best {max(evals.values()):.1f}), "
+                f"{elapsed:.0f} s, ~{elapsed / step * (steps - step):.0f} s left")
+    expert_step = max(evals, key=lambda s: (evals[s], s))
+    expert_eval_return = evals[expert_step]
+    agent.actor.load_state_dict(actors[expert_step])
+    expert_return = mean_return(env_id, _actor_policy(agent, True), ref_episodes, seed + 30_000)
+    log(f"expert: the snapshot at step {expert_step} (evaluation return {expert_eval_return:.1f}); reference return "
+        f"{expert_return:.1f} over {ref_episodes} fresh episodes")
     threshold = random_return + MEDIUM_FRACTION * (expert_return - random_return)
-    medium_step, medium_return, medium_actor = next(s for s in snapshots if s[1] >= threshold)
+    lo = 0
+    for s in sorted(evals):  # the evaluated snapshots in order, up to the first at or above the target
+        if s > expert_step or evaluate(s, deterministic=False) >= threshold:
+            for fine in sorted(actors):  # then the snapshots in between
+                if lo < fine < min(s, expert_step) and evaluate(fine, deterministic=False) >= threshold:
+                    break
+            break
+        lo = s
+    medium_step = min(sampled, key=lambda s: (abs(sampled[s] - threshold), s))
+    medium_return = sampled[medium_step]
+    log(f"medium: the snapshot at step {medium_step} (return {medium_return:.1f} with sampled actions; target {threshold:.1f} = "
+        f"random + {MEDIUM_FRACTION:.2f} x (expert - random))")
+    snapshots = [(s, evals[s], actors[s]) for s in sorted(evals)]
+    expert_actor, medium_actor = actors[expert_step], actors[medium_step]
     replay = [e for e, end in zip(env.episodes, env.steps_at_episode_end, strict=True) if end <= medium_step]
+    provenance = {"expert_eval_return": expert_eval_return, "reference_episodes": ref_episodes, "medium_target": threshold,
+                  "medium_return_actions": "sampled", "medium_evaluations": [[s, sampled[s]] for s in sorted(sampled)],
+                  "eval_episodes": eval_episodes, "train_seconds": time.perf_counter() - t0}
     with atomic_dir(cache) as tmp:
         save_file({k: v.contiguous() for k, v in expert_actor.items()}, str(tmp / "expert_actor.safetensors"))
         save_file({k: v.contiguous() for k, v in medium_actor.items()}, str(tmp / "medium_actor.safetensors"))
@@ -347,7 +422,7 @@ def train_behaviour(env_id: str, seed: int = 0, steps: int = 300_000, eval_every
         meta = {"env": env_id, "seed": seed, "steps": steps, "algorithm": "rlsuite SAC", "config": {k: v for k, v in vars(cfg).items()},
                 "random_return": random_return, "expert_return": expert_return, "expert_step": expert_step,
                 "medium_return": medium_return, "medium_step": medium_step, "medium_fraction": MEDIUM_FRACTION,
-                "evaluations": [[s, r] for s, r, _ in snapshots], "replay_episodes": len(replay)}
+                "evaluations": [[s, r] for s, r, _ in snapshots], "replay_episodes": len(replay), **provenance}
         (tmp / "behaviour.json").write_text(json.dumps(meta, indent=2, default=str))
     return cache
 
@@ -392,7 +467,8 @@ def load_behaviour_actor(cache: Path, which: str):
 
     meta = json.loads((cache / "behaviour.json").read_text())
     spec = AGENTS.get("sac")
-    cfg = spec.config_cls(**{**spec.presets.get(meta["env"], {}), "num_envs": 1})
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("config", {}).items()}  # the trained settings
+    cfg = spec.config_cls(**{**spec.presets.get(meta["env"], {}), **saved, "num_envs": 1})
     env = gym.make(meta["env"])
     agent = SAC(cfg, env.observation_space, env.action_space, "cpu")
     agent.actor.load_state_dict(load_file(str(cache / f"{which}_actor.safetensors")))
@@ -415,18 +491,25 @@ def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps:
         cache = train_behaviour(env_id, seed, behaviour_steps, root=root, log=log)
         _, bmeta = load_behaviour_actor(cache, "expert")
         meta["behaviour"] = {"cache": str(cache), "sha256": sha256_tree(cache), **{k: bmeta[k] for k in (
-            "algorithm", "steps", "expert_return", "expert_step", "medium_return", "medium_step", "random_return")}}
+            "algorithm", "steps", "expert_return", "expert_step", "medium_return", "medium_step", "random_return")},
+            **{k: bmeta[k] for k in ("expert_eval_return", "reference_episodes", "medium_target") if k in bmeta}}
     if name in D4RL_REF:
         ref_min, ref_max = D4RL_REF[name]
         meta["reference"] = "D4RL d4rl/infos.py constants (D4RL used -v2 envs; ours are Gymnasium -v5)"
     else:
         ref_min, ref_max = meta["behaviour"]["random_return"], meta["behaviour"]["expert_return"]
-        meta["reference"] = "measured: mean return of the uniform random policy and of our SAC expert"
+        n_ref = meta["behaviour"].get("reference_episodes")
+        meta["reference"] = ("measured: mean returns of the uniform random policy and of our SAC expert" if n_ref is None else
+                             f"measured: mean returns over {n_ref} episodes of the uniform random policy and of our SAC "
+                             "expert (fresh episodes, not those that selected it)")
+    log = log or (lambda msg: None)
+    log(f"collecting {ds_id}: " + ("the behaviour agent's transitions up to the medium snapshot" if level == "medium-replay"
+                                   else f"{steps} transitions with the {level} policy"))
     if level == "random":
-        episodes = rollout(env_id, random_policy(env_id, seed), steps, seed)
+        episodes = rollout(env_id, random_policy(env_id, seed), steps, seed, log=log)
     elif level in ("medium", "expert"):
         agent, _ = load_behaviour_actor(cache, level)
-        episodes = rollout(env_id, _actor_policy(agent, False), steps, seed)
+        episodes = rollout(env_id, _actor_policy(agent, False), steps, seed, log=log)
     elif level == "medium-replay":
         episodes = _load_episodes(cache / "medium_replay.safetensors")
         if not episodes:
@@ -435,10 +518,13 @@ def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps:
     else:
         med, _ = load_behaviour_actor(cache, "medium")
         exp, _ = load_behaviour_actor(cache, "expert")
-        episodes = rollout(env_id, _actor_policy(med, False), steps // 2, seed) + \
-            rollout(env_id, _actor_policy(exp, False), steps - steps // 2, seed + 1_000_000)
+        episodes = rollout(env_id, _actor_policy(med, False), steps // 2, seed, log=log) + \
+            rollout(env_id, _actor_policy(exp, False), steps - steps // 2, seed + 1_000_000, log=log)
     meta["episodes"] = len(episodes)
     meta["transitions"] = int(sum(len(e["actions"]) for e in episodes))
     meta["mean_return"] = float(np.mean([e["rewards"].sum() for e in episodes]))
+    log(f"{ds_id}: {meta['episodes']} episodes, {meta['transitions']} transitions, mean return {meta['mean_return']:.1f} "
+        f"(normalized score {float(normalized_score(meta['mean_return'], ref_min, ref_max)):.1f}); reference returns: "
+        f"random {ref_min:.1f}, expert {ref_max:.1f} ({meta['reference']})")
     path = write_dataset(ds_id, env_id, episodes, ref_min, ref_max, meta, overwrite, root)
     return ds_id, path

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import minari
 import numpy as np
@@ -10,12 +11,17 @@ import torch
 
 from rlsuite.offline import datasets as D
 
+COLLECT_LOGS: dict[str, list[str]] = {}  # the log lines of each level's collection in `made`
+
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """All five levels for InvertedPendulum-v5 from a briefly trained behaviour agent (plumbing, not quality)."""
     root = tmp_path_factory.mktemp("data")
-    ids = {lvl: D.collect("InvertedPendulum-v5", lvl, 300, seed=0, behaviour_steps=1500, root=root)[0] for lvl in D.LEVELS}
+    logs: dict[str, list[str]] = {lvl: [] for lvl in D.LEVELS}
+    ids = {lvl: D.collect("InvertedPendulum-v5", lvl, 300, seed=0, behaviour_steps=1500, root=root, log=logs[lvl].append)[0]
+           for lvl in D.LEVELS}
+    COLLECT_LOGS.update(logs)
     return root, ids
 
 
@@ -84,6 +90,38 @@ def test_every_level_is_made_with_provenance(made):
         assert arr["observations"].shape == (desc["transitions"], 4) and arr["actions"].shape == (desc["transitions"], 1)
         np.testing.assert_array_equal(arr["next_observations"][:-1][~(arr["terminals"] | arr["timeouts"])[:-1]],
                                       arr["observations"][1:][~(arr["terminals"] | arr["timeouts"])[:-1]])
+
+
+def test_expert_reference_and_medium_level(made):
+    """The reference is the expert snapshot's return on fresh episodes; the medium policy is the
+    snapshot whose return with sampled actions is nearest a third of the way from random to expert."""
+    root, ids = made
+    b = json.loads(D.load_dataset(ids["medium"], root).storage.metadata["description"])["behaviour"]
+    beh = json.loads((Path(b["cache"]) / "behaviour.json").read_text())
+    assert beh["reference_episodes"] == 10 and dict(map(tuple, beh["evaluations"]))[beh["expert_step"]] == beh["expert_eval_return"]
+    assert beh["expert_eval_return"] == max(r for _, r in beh["evaluations"])
+    target = beh["random_return"] + D.MEDIUM_FRACTION * (beh["expert_return"] - beh["random_return"])
+    assert beh["medium_target"] == pytest.approx(target)
+    sampled = dict(map(tuple, beh["medium_evaluations"]))
+    assert sampled[beh["medium_step"]] == beh["medium_return"]
+    assert abs(beh["medium_return"] - target) == min(abs(r - target) for r in sampled.values())
+    assert beh["medium_step"] <= beh["expert_step"]
+
+
+def test_collection_reports_progress_and_real_returns(made):
+    root, ids = made
+    lines = COLLECT_LOGS["random"]  # the first collection trains the behaviour agent
+    assert lines[0].startswith("behaviour SAC InvertedPendulum-v5 seed 0: 1500 steps") and "random policy return" in lines[0]
+    assert any(line.startswith("behaviour SAC InvertedPendulum-v5: step 1500/1500, evaluation return") for line in lines)
+    assert any(line.startswith("expert: the snapshot at step") for line in lines)
+    assert any(line.startswith("collected 3") and "/300 transitions" in line for line in lines)
+    desc = json.loads(D.load_dataset(ids["random"], root).storage.metadata["description"])
+    assert lines[-1].startswith(f"rlsuite/invertedpendulum/random-v0: {desc['episodes']} episodes, {desc['transitions']} transitions, "
+                                f"mean return {desc['mean_return']:.1f} (normalized score")
+    assert COLLECT_LOGS["medium"][0].startswith("behaviour SAC InvertedPendulum-v5: reusing")  # the cache is trained once
+    out: list[str] = []
+    eps = D.rollout("InvertedPendulum-v5", D.random_policy("InvertedPendulum-v5", 0), 50, seed=0, log=out.append, log_every=0.0)
+    assert len(out) == len(eps) and out[-1].startswith(f"collected {sum(len(e['actions']) for e in eps)}/50 transitions, {len(eps)} episodes")
 
 
 def test_medium_replay_stops_at_the_medium_snapshot(made):
