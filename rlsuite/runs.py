@@ -53,11 +53,11 @@ def evaluate_run(path: str | Path, episodes: int = 10, seed: int = 12345, device
         out = evaluate_instances(agent, int(run.get("size", 20)), episodes, seed)
         return {"algo": spec.name, "env": f"{agent.cfg.problem}{run.get('size')}", "step": meta.get("step"), "metric": "cost",
                 "values": np.array([out["greedy_cost"]]), "mean": out["greedy_cost"], "baseline": out["nn_cost"]}
-    from rlsuite.core.evaluate import evaluate_policy
+    from rlsuite.core.evaluate import evaluate_policy, policy_of
 
     env_id = run["env"]
     env_kwargs = meta.get("env_kwargs", {})
-    returns = evaluate_policy(lambda o: agent.act(o, deterministic=deterministic), env_id, episodes=episodes, seed=seed,
+    returns = evaluate_policy(policy_of(agent, deterministic), env_id, episodes=episodes, seed=seed,
                               device=device, env_kwargs=env_kwargs)
     return {"algo": spec.name, "env": env_id, "step": meta.get("step"), "metric": "return", "values": returns,
             "mean": float(returns.mean()), "agent": agent, "env_kwargs": env_kwargs}

@@ -158,3 +158,23 @@ def test_train_eval_export_kill_resume(algo, tmp_path, capsys, monkeypatch, data
     state_broken, meta_broken = load_checkpoint(resolve_checkpoint(broken))
     assert meta_whole["step"] == meta_broken["step"]
     _assert_same_state(state_whole["agent"], state_broken["agent"])
+
+
+def test_eval_acts_under_the_envs_action_mask(tmp_path, capsys):
+    """On a masked env, `rlsuite eval` passes info['action_mask'] to the policy: the score is that of
+    the best allowed action, never of the forbidden optimum (masked bandit: action k pays k/4, 4 is forbidden)."""
+    run = tmp_path / "bandit"
+    code, out, err = _main(capsys, "train", "ppo", "--env", "rlsuite/MaskedBandit-v0", "--total-steps", "4096", "--num-envs", "8",
+                           "--num-steps", "64", "--eval-episodes", "1", "--device", "cpu", "--no-progress", "--no-tensorboard",
+                           "--run-dir", run)
+    assert code == 0, out + err
+    agent, _, _ = load_run(run)
+    from rlsuite.core.evaluate import policy_of
+    from rlsuite.core.vec_env import make_vec_env
+
+    env = make_vec_env("rlsuite/MaskedBandit-v0", 64, seed=3)
+    obs, info = env.reset(seed=3)
+    picks = policy_of(agent)(obs, info["action_mask"])
+    assert bool(info["action_mask"].gather(1, picks.long()[:, None]).all())  # every pick allowed
+    with pytest.raises(ValueError, match="takes no action mask"):
+        policy_of(type("NoMask", (), {"act": lambda self, o, deterministic=True: o})())(obs, info["action_mask"])

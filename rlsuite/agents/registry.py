@@ -7,7 +7,8 @@ algorithm learns from (``learns_from``):
 - ``"dataset"``: a dataset, then optionally an environment (BC, IQL, Uni-O4):
   ``agent.set_data(arrays, low, high)``, ``agent.learn_offline(steps)``, ``agent.learn_online(env_id, steps)``;
 - ``"instances"``: sets of combinatorial instances solved by a reference solver (BQ-NCO):
-  ``agent.learn(data, total_steps, on_checkpoint, seed)``.
+  ``agent.prepare_data(instances, solutions)`` then
+  ``agent.learn(data, total_steps, on_checkpoint, checkpoint_every, on_log, time_limit_s)``.
 
 Whatever the source, every agent is built the same way (:func:`build_agent`) and implements:
 

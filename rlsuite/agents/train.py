@@ -73,7 +73,7 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     start = 0
     if run_cfg.resume:
         ckpt = resolve_checkpoint(run_cfg.resume)
-        saved_kwargs = read_checkpoint_meta(ckpt).get("env_kwargs", {})
+        saved_kwargs = read_checkpoint_meta(ckpt)["meta"].get("env_kwargs", {})
         if json.loads(json.dumps(env_kwargs)) != saved_kwargs:  # compared as JSON: tuples read back as lists
             env.close()
             raise ValueError(f"{run_dir} was trained on {run_cfg.env} with {saved_kwargs}; resuming it with {env_kwargs} would "

@@ -67,7 +67,7 @@ class SolveArgs:
     problem: Literal["tsp", "atsp", "cvrp"]
     """the file's problem kind"""
     model: str | None = None
-    """checkpoint directory (None: the shipped model for the problem)"""
+    """a rlsuite train bq-nco run directory, one of its checkpoints, or a saved model directory (None: the shipped model for the problem)"""
     beam: int = 1
     """beam width (1: greedy)"""
     knn: int | None = None

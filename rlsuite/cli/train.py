@@ -206,11 +206,11 @@ def cmd_eval(argv: list[str]) -> int:
     for i, r in enumerate(out["values"]):
         print(f"episode {i}: return={r:.3f}")
     if a.video:
-        from rlsuite.core.evaluate import record_video
+        from rlsuite.core.evaluate import policy_of, record_video
 
         agent = out["agent"]
         path = Path(a.video_path) if a.video_path else Path(a.run_dir) / "videos" / "eval.mp4"
-        rets = record_video(lambda o: agent.act(o, deterministic=not a.stochastic), out["env"], path, seed=a.seed,
+        rets = record_video(policy_of(agent, not a.stochastic), out["env"], path, seed=a.seed,
                             device=agent.device, env_kwargs=out["env_kwargs"])
         print(f"video: {path} (return {rets[0]:.2f})")
     print(f"mean_return={out['mean']:.4f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,25 @@ from rlsuite.core.vec_env import make_vec_env
 
 log = logging.getLogger(__name__)
 
-ActFn = Callable[[torch.Tensor], torch.Tensor]
+ActFn = Callable[..., torch.Tensor]
+"""``act(obs)`` -> actions; on envs that carry ``info["action_mask"]`` it is called as ``act(obs, mask)``."""
+
+
+def policy_of(agent: Any, deterministic: bool = True) -> ActFn:
+    """``act(obs, mask=None)`` for an agent: the env's action mask reaches agents whose ``act`` takes
+    ``action_mask``; an agent that cannot act under masks is refused on a masked env (it would pick
+    forbidden actions) instead of being scored as if it could."""
+    takes_mask = "action_mask" in inspect.signature(agent.act).parameters
+
+    def act(obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            return agent.act(obs, deterministic=deterministic)
+        if not takes_mask:
+            raise ValueError(f"the env gives info['action_mask'] but {type(agent).__name__}.act takes no action mask: "
+                             "it would pick forbidden actions. Evaluate an agent that acts under masks (e.g. ppo).")
+        return agent.act(obs, deterministic=deterministic, action_mask=mask)
+
+    return act
 
 
 @torch.no_grad()
@@ -31,7 +50,8 @@ def evaluate_policy(
     """Run ``episodes`` episodes in parallel (one env each) and return their undiscounted returns.
 
     Args:
-        act: maps observations ``(episodes, *obs_shape)`` to actions; called under inference mode.
+        act: maps observations ``(episodes, *obs_shape)`` to actions (called as ``act(obs, mask)`` when the
+            env gives ``info["action_mask"]``; :func:`policy_of` builds one for an agent).
         env_id: Gymnasium id.
         episodes: number of episodes, one per parallel env.
         seed: seeds the episodes (same seed, same start states).
@@ -46,11 +66,12 @@ def evaluate_policy(
         raise ValueError(f"episodes must be >= 1, got {episodes}.")
     env = make_vec_env(env_id, num_envs=episodes, device=device, seed=seed, **(env_kwargs or {}))
     try:
-        obs, _ = env.reset(seed=seed)
+        obs, info = env.reset(seed=seed)
         returns = torch.full((episodes,), float("nan"), dtype=torch.float64)
         finished = torch.zeros(episodes, dtype=torch.bool)
         for _ in range(max_steps):
-            obs, _, _, _, info = env.step(act(obs))
+            mask = info.get("action_mask")
+            obs, _, _, _, info = env.step(act(obs) if mask is None else act(obs, mask))
             done = info["_final_obs"].cpu()
             newly = done & ~finished
             if newly.any():
@@ -93,16 +114,18 @@ def record_video(
     try:
         with imageio.get_writer(str(tmp), fps=fps, macro_block_size=1) as writer:
             for ep in range(episodes):
-                obs, _ = env.reset(seed=seed + ep)
+                obs, info = env.reset(seed=seed + ep)
                 total, done = 0.0, False
                 while not done:
                     frame = env.render()
                     writer.append_data(np.asarray(frame))
-                    a = act(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device).unsqueeze(0))[0]
+                    o = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device).unsqueeze(0)
+                    mask = info.get("action_mask")
+                    a = (act(o) if mask is None else act(o, torch.as_tensor(np.asarray(mask), device=device).unsqueeze(0)))[0]
                     a = a.cpu().numpy()
                     if isinstance(env.action_space, gym.spaces.Discrete):
                         a = int(a)
-                    obs, r, term, trunc, _ = env.step(a)
+                    obs, r, term, trunc, info = env.step(a)
                     total += float(r)
                     done = term or trunc
                 returns.append(total)

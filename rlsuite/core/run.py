@@ -42,7 +42,7 @@ from rlsuite.core.checkpoint import (
     write_latest,
 )
 from rlsuite.core.config import config_to_dict
-from rlsuite.core.evaluate import evaluate_policy
+from rlsuite.core.evaluate import evaluate_policy, policy_of
 from rlsuite.core.logger import Logger
 from rlsuite.core.seeding import get_rng_state, set_rng_state
 from rlsuite.core.vec_env import TorchVecEnv, describe_space, first_space_difference
@@ -204,7 +204,7 @@ class Run:
         """Evaluate the deterministic policy on ``eval_episodes`` fresh episodes; logs ``eval/*``."""
         t0 = time.perf_counter()
         returns = evaluate_policy(
-            lambda o: agent.act(o, deterministic=True),
+            policy_of(agent, deterministic=True),
             self.cfg.env,
             episodes=self.cfg.eval_episodes,
             seed=self.cfg.seed + 10_000,

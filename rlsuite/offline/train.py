@@ -49,7 +49,7 @@ class OfflineRunConfig:
     run_dir: str | None = None
     """Run directory; default runs/<dataset>__<algo>__<seed>__<time>."""
     resume: str | None = None
-    """A run directory whose offline phase finished: restore it and run the online phase (its settings are reused)."""
+    """A run directory (or one of its checkpoints) to continue: mid-offline from the last evaluation, or the online phase after a finished offline one (its settings are reused)."""
     overwrite: bool = False
     """Allow training into a run directory that already holds a run (it is replaced)."""
 
@@ -160,7 +160,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     if resume:
         if run_dir is None:
             raise DatasetError("resume needs the run directory of the interrupted run (run_dir / --run-dir).")
-        rows, meta = _restore_offline_phase(run, run_config, agent, device)
+        rows, meta = _restore_offline_phase(run, run_config, agent, agent.device)
         offline_finished = meta["phase"] == "offline"
         restored_seconds = float(meta.get("seconds", 0.0))
         done, k = int(meta.get("offline_done", offline_steps)), int(meta.get("improve_done", 0))
