@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core.distributions import MaskedCategorical
 
 FEATURES = {"tsp": 2, "cvrp": 4, "op": 4, "kp": 3}
 CHOICES = {"tsp": 1, "cvrp": 2, "op": 1, "kp": 1}
@@ -98,17 +99,17 @@ class BQPolicy(nn.Module):
 
 
 def masked_log_probs(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(B, R * K)`` log-probabilities over the allowed (row, choice) pairs."""
-    s = scores.flatten(1).masked_fill(~mask.flatten(1), float("-inf"))
-    return torch.log_softmax(s, dim=1)
+    """``(B, R * K)`` log-probabilities over the allowed (row, choice) pairs (``-inf`` elsewhere). A row
+    with nothing allowed (an instance already solved, in a batch that is not) is left uniform: its
+    action is never applied."""
+    return MaskedCategorical(scores.flatten(1), mask.flatten(1), validate=False).logits
 
 
 def imitation_loss(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the expert's (row, choice) ``target (B,)`` (flat index ``row * K + choice``)."""
-    s = scores.flatten(1)
     if mask is not None:
-        s = s.masked_fill(~mask.flatten(1), float("-inf"))
-    return F.cross_entropy(s, target)
+        return -MaskedCategorical(scores.flatten(1), mask.flatten(1)).log_prob(target).mean()
+    return F.cross_entropy(scores.flatten(1), target)
 
 
 # --- imitation data
