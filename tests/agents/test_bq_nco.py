@@ -112,14 +112,29 @@ def test_checkpoint_round_trip(tmp_path):
         BQNCO.load(tmp_path / "nothing")
 
 
-def test_a_few_minutes_of_imitation_on_tsp20_beat_nearest_neighbour():
+TSP20_MAX_LOSS_RATIO = 0.6
+TSP20_MIN_GAP_CLOSED = 0.3
+
+
+def tsp20_imitation(seed: int, workdir=None) -> dict[str, float]:
+    """400 imitation steps on 1000 LKH-solved TSP20 instances (the data is fixed; ``seed`` seeds the network
+    and the batches). ``loss_ratio``: mean loss of the last 50 steps over that of the first 50;
+    ``gap_closed``: share of the nearest-neighbour-to-LKH gap that greedy decoding closes on 100 test instances.
+    Also run over seeds and thread counts by scripts/check_seeds.py."""
     train = generate("tsp", 1000, 20, seed=1)
     data = imitation_data("tsp", train, solve("tsp", train, "lkh", time_limit=0.1))
-    agent = BQNCO(BQNCOConfig(dim=64, layers=3, heads=4, ff=128, batch_size=128, learning_rate=1e-3), seed=0)
-    losses = fit(agent, data, steps=400, seed=0)
-    assert sum(losses[-50:]) / 50 < 0.6 * sum(losses[:50]) / 50
+    agent = BQNCO(BQNCOConfig(dim=64, layers=3, heads=4, ff=128, batch_size=128, learning_rate=1e-3), seed=seed)
+    losses = fit(agent, data, steps=400, seed=seed)
     test = generate("tsp", 100, 20, seed=99)
-    model = cost("tsp", test, agent.solve(COPEnv("tsp", test))).mean()
-    nn = cost("tsp", test, solve("tsp", test, "nn")).mean()
-    opt = cost("tsp", test, solve("tsp", test, "lkh", 0.1)).mean()
-    assert model < nn - 0.3 * (nn - opt), (float(model), float(nn), float(opt))
+    model = float(cost("tsp", test, agent.solve(COPEnv("tsp", test))).mean())
+    nn = float(cost("tsp", test, solve("tsp", test, "nn")).mean())
+    opt = float(cost("tsp", test, solve("tsp", test, "lkh", 0.1)).mean())
+    return {"loss_ratio": (sum(losses[-50:]) / 50) / (sum(losses[:50]) / 50), "gap_closed": (nn - model) / (nn - opt),
+            "model_len": model, "nn_len": nn, "lkh_len": opt}
+
+
+def test_a_few_minutes_of_imitation_on_tsp20_beat_nearest_neighbour():
+    """Seed 0; the distribution over seeds and threads is in docs/learning_tests.md."""
+    m = tsp20_imitation(0)
+    assert m["loss_ratio"] < TSP20_MAX_LOSS_RATIO, m
+    assert m["gap_closed"] > TSP20_MIN_GAP_CLOSED, m

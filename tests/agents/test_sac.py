@@ -69,11 +69,21 @@ def test_refuses_discrete_actions_with_a_hint():
         SAC(SACConfig(), gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
 
 
-def test_sac_solves_pendulum(monkeypatch, tmp_path):
-    """Seed 0, 6000 steps, 128x128 networks (SB3 defaults otherwise): deterministic evaluation >= -200."""
-    s = train_run(monkeypatch, "sac", tmp_path / "run", env="Pendulum-v1", seed=0, total_steps=6000, eval_episodes=10,
+PENDULUM_MIN_RETURN = -200.0
+
+
+def pendulum_return(seed: int, workdir) -> dict[str, float]:
+    """6000 steps on Pendulum-v1, 128x128 networks (SB3 defaults otherwise); deterministic evaluation over 10
+    episodes. Also run over seeds and thread counts by scripts/check_seeds.py."""
+    s = train_run(None, "sac", workdir / "run", env="Pendulum-v1", seed=seed, total_steps=6000, eval_episodes=10,
                   algo=dict(hidden_sizes=(128, 128)))
-    assert s["eval_mean_return"] >= -200
+    return {"eval_mean_return": float(s["eval_mean_return"])}
+
+
+def test_sac_solves_pendulum(tmp_path):
+    """Seed 0: deterministic evaluation >= -200 (distribution over seeds and threads: docs/learning_tests.md)."""
+    s = pendulum_return(0, tmp_path)
+    assert s["eval_mean_return"] >= PENDULUM_MIN_RETURN, s
 
 
 def test_kill_and_resume_equals_uninterrupted_run_and_seeds_matter(monkeypatch, tmp_path):
