@@ -27,6 +27,7 @@ the origin's ``knn`` nearest remaining nodes (plus origin and destination) are f
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -298,20 +299,16 @@ class BQNCO:
     # --- persistence (safetensors + JSON; never pickle)
     def save(self, path) -> None:
         """Write ``path`` (a directory): ``model.safetensors`` and ``config.json``, atomically."""
-        import json
-        import os
         from pathlib import Path
 
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = path / "model.safetensors.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}, str(tmp))
-        os.replace(tmp, path / "model.safetensors")
-        tmpj = path / "config.json.tmp"
-        tmpj.write_text(json.dumps({"algo": "bq-nco", "config": dataclasses.asdict(self.cfg), "steps": self.steps}, indent=2))
-        os.replace(tmpj, path / "config.json")
+        from rlsuite.core.atomic import atomic_dir
+
+        with atomic_dir(Path(path)) as tmp:  # the model directory appears whole or not at all
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps({"algo": "bq-nco", "config": dataclasses.asdict(self.cfg), "steps": self.steps},
+                                                        indent=2))
 
     @staticmethod
     def load(path, device: str | torch.device = "cpu") -> BQNCO:

@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlsuite.core.atomic import atomic_path
 from rlsuite.core.checkpoint import (
     CheckpointError,
     atomic_write_json,
@@ -319,10 +320,9 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
         ax.legend()
     fig.tight_layout()
     out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(out_png)
     return out_png
 
 

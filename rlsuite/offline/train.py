@@ -277,12 +277,12 @@ def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, de
 
 
 def _write_metrics(run: Path, rows: list[dict[str, Any]], curve: bool = True) -> None:
-    tmp = run / "metrics.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    from rlsuite.core.atomic import atomic_path
+
+    with atomic_path(run / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["phase", "step", "return", "normalized_score"])
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, run / "metrics.csv")
     if not curve:
         return
     try:
@@ -300,7 +300,8 @@ def _write_metrics(run: Path, rows: list[dict[str, Any]], curve: bool = True) ->
         ax.set_ylabel("normalized score")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(run / "curve.png", dpi=100)
+        with atomic_path(run / "curve.png") as tmp_png:
+            fig.savefig(tmp_png, dpi=100)
         plt.close(fig)
     except Exception:  # noqa: BLE001 - the curve is a convenience; the CSV holds the numbers
         pass

@@ -10,7 +10,8 @@
 - :mod:`rlsuite.robots.transport`: policy server and client over ZeroMQ, HMAC-authenticated msgpack.
 
 - :mod:`rlsuite.robots.isaacgym_adapter`: Isaac Gym ``VecTask`` / legged_gym tasks as batched envs.
-- :mod:`rlsuite.robots.sim`: a MuJoCo simulated robot (Gymnasium models) and sim-to-sim runs.
+- :mod:`rlsuite.robots.mujoco_robot`: ``MuJoCoRobot`` and ``SimTask``, a MuJoCo model behind the ``Robot`` protocol.
+- :mod:`rlsuite.robots.sim`: the simulated tasks (Gymnasium models) and sim-to-sim runs.
 
 Not built yet: a legged robot task trained in the suite, and ``deploy --remote`` beyond the
 command-line path (the loop itself takes a remote client as its policy).

@@ -19,6 +19,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from rlsuite.core.atomic import atomic_path, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[2]
 MD_PATH = ROOT / "docs" / "benchmarks.md"
 # columns that stay text even when they look like numbers (a commit such as "1e50c3a" reads as a float)
@@ -127,13 +129,11 @@ def write_results(csv_path: Path, rows: list[dict], meta: dict, block: str, rend
     versions = versions_for(csv_path)
     full = [{"versions": versions, **meta, **r} for r in rows]
     keys = sorted({k for r in full for k in r})
-    tmp = csv_path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in full:
             w.writerow(r)
-    os.replace(tmp, csv_path)
     begin, end = f"<!-- BEGIN {block} -->", f"<!-- END {block} -->"
     text = md_path.read_text()
     section = f"{begin}\n{rendered}\n{end}"
@@ -146,9 +146,7 @@ def write_results(csv_path: Path, rows: list[dict], meta: dict, block: str, rend
     from provenance import update_block
 
     text = update_block(text, csv_path, block)
-    tmp_md = md_path.with_suffix(".tmp")
-    tmp_md.write_text(text)
-    os.replace(tmp_md, md_path)
+    atomic_write_text(md_path, text)
 
 
 def _num(v: str):
