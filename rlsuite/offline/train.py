@@ -140,6 +140,9 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         raise DatasetError(f"dataset {ds_id} holds observations of shape {arrays['observations'].shape[1:]} and actions of shape "
                            f"{arrays['actions'].shape[1:]}, but {env_id} has {env.observation_space.shape} and "
                            f"{env.action_space.shape}: collect it again for this env.")
+    ends = arrays["terminals"] | arrays["timeouts"]
+    log(f"dataset {ds_id}: {len(arrays['rewards'])} transitions, {int(ends.sum())} episodes, mean episode return "
+        f"{float(arrays['rewards'].sum()) / max(1, int(ends.sum())):.1f}; reference returns: random {ref_min:.1f}, expert {ref_max:.1f}")
     agent, spec = _make_agent(algo, env, env_id, device, seed, config)
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
     run = Path(run_dir or f"runs/{ds_id.replace('/', '_')}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
@@ -194,12 +197,17 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         record("offline", done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
         save_partial()
     if hasattr(agent, "improve") and not offline_finished:  # Uni-O4's offline policy improvement
+        log(f"offline updates: {time.perf_counter() - t0:.0f} s")
+        t_improve = time.perf_counter()
         if agent.reference is None:
             agent.start_improvement(log)
+            log(f"dynamics fit and first AM-Q: {time.perf_counter() - t_improve:.0f} s")
         k_total = agent.cfg.improve_steps
         while k < k_total:
             chunk = min(eval_every, k_total - k)
-            agent.improve(chunk, total_steps=k_total)
+            agent.improve(chunk, total_steps=k_total, log=lambda i, st: log(
+                f"improvement update {i}/{k_total}: policy loss {st['policy_loss']:.3g}, AM-Q max {st['am_q_max']:.2f}, "
+                f"accepted {st['accepted']:.0f}"))
             k += chunk
             best = max(g.best for g in agent.gates)
             log(f"improvement step {k}: AM-Q best {best:.2f}, accepted {sum(g.accepted for g in agent.gates)}, "
@@ -221,6 +229,8 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             agent.learn_online(env_id, chunk, seed=seed + done, total_steps=online_steps)
             done += chunk
             record("online", offline_end + done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
+            spent = time.perf_counter() - t1
+            log(f"online: {done}/{online_steps} env steps in {spent:.0f} s, about {spent / done * (online_steps - done):.0f} s left")
         online_score = rows[-1]["normalized_score"]
         save("online", offline_end + online_steps, {"agent": agent.state_dict()}, {})
     online_seconds = time.perf_counter() - t1
