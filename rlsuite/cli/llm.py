@@ -123,6 +123,7 @@ def cmd_llm(argv: list[str]) -> int:
         PreferenceTrainer,
         exact_match,
         load_model,
+        run_steps,
         save_model,
         sft,
     )
@@ -155,10 +156,7 @@ def cmd_llm(argv: list[str]) -> int:
                            dataset_reset_prob=a.dataset_reset_prob)
         trainer = OnlineTrainer(model, tok, train, cfg)
     print(f"before: exact_match={exact_match(model, tok, test):.4f}")
-    for i in range(a.steps):
-        m = trainer.step()
-        if i % 25 == 0 or i == a.steps - 1:
-            log.info("step %d %s", i, " ".join(f"{k}={v:.3g}" for k, v in m.items()))
+    run_steps(trainer, a.steps, on_log=lambda i, m: log.info("step %d %s", i, " ".join(f"{k}={v:.3g}" for k, v in m.items())))
     save_model(model, a.out, {"task": a.task, "method": a.method, "steps": a.steps})
     print(f"checkpoint {a.out}")
     print(f"exact_match={exact_match(model, tok, test):.4f}")

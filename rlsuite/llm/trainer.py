@@ -25,7 +25,7 @@ import copy
 import dataclasses
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +382,18 @@ class PreferenceTrainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.opt.step()
         return {"pairs": float(len(pairs)), "reward_mean": reward_mean, "loss": loss.item()}
+
+
+def run_steps(trainer: OnlineTrainer | PreferenceTrainer, steps: int, log_every: int = 25,
+              on_log: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
+    """``steps`` optimisation steps of an online or preference trainer; ``on_log(step, metrics)`` every
+    ``log_every`` steps and at the last one. Returns the last step's metrics."""
+    metrics: dict[str, float] = {}
+    for i in range(steps):
+        metrics = trainer.step()
+        if on_log is not None and (i % log_every == 0 or i == steps - 1):
+            on_log(i, metrics)
+    return metrics
 
 
 def load_model(path: str | Path):
