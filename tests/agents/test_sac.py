@@ -69,7 +69,9 @@ def test_refuses_discrete_actions_with_a_hint():
         SAC(SACConfig(), gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
 
 
-PENDULUM_MIN_RETURN = -200.0
+# seeds 0-4 x 1, 2 torch threads (Intel Xeon, docs/learning_tests.md): -131.5 to -194.9 after 6000 steps; the
+# usual "solved" line of -200 would leave 5 points below the worst seed, so the test asks for -230.
+PENDULUM_MIN_RETURN = -230.0
 
 
 def pendulum_return(seed: int, workdir) -> dict[str, float]:

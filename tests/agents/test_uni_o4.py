@@ -103,7 +103,8 @@ def test_bounded_gaussian_head_bounds_and_env_units():
         FixedNorm(torch.zeros(2), torch.tensor([1.0, 0.0]))
 
 
-DYNAMICS_MAX_HOLDOUT_MSE = 0.01
+# elite hold-out MSE over seeds 0-4 x 1, 2 threads: 2.1e-4 to 8.4e-3 (seed 4); the bound leaves a factor ~2.4
+DYNAMICS_MAX_HOLDOUT_MSE = 0.02
 DYNAMICS_MAX_REL_STATE_MSE = 0.01
 DYNAMICS_MAX_REWARD_ERR = 0.15
 

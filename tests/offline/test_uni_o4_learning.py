@@ -1,6 +1,8 @@
 """Uni-O4 end to end on a small generated dataset (fixed seeds, CPU): offline it beats BC, and the
 online phase improves on the offline policy. Each figure in the comments was measured on AMD EPYC."""
 
+import statistics
+
 import pytest
 
 from rlsuite.offline.train import train_offline
@@ -11,8 +13,15 @@ SMALL = dict(hidden=(64, 64), batch_size=256, dynamics_hidden=(64, 64), dynamics
 
 
 BC_MAX_SCORE = 10.0
-O4_MIN_MARGIN_OVER_BC = 30.0
-ONLINE_MIN_GAIN = 20.0
+# Uni-O4 minus BC over seeds 0-4 x 1, 2 torch threads (Intel Xeon, docs/learning_tests.md): 74.7-97.1 on seeds
+# 0-1 but 15.9-27.3 on seeds 2-4. The margin is set about half below the worst case, and the test runs a strong
+# and a weak seed (0 and 3), not two strong ones.
+O4_MIN_MARGIN_OVER_BC = 8.0
+# online minus offline score over seeds 0-4 x 1, 2 threads: 4.6-95.4 (seed 3 gains only 4.6-7.0), so one seed
+# proves nothing either way: the test asserts the median over seeds 0, 3, 4 (67.8 / 90.9 here) against a bound
+# below the worst median of any three seeds measured (25.5).
+ONLINE_SEEDS = (0, 3, 4)
+ONLINE_MIN_MEDIAN_GAIN = 15.0
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +44,7 @@ def offline_o4_vs_bc(seed: int, workdir, data_root=None) -> dict[str, float]:
             "o4_minus_bc": float(o4["offline_score"] - bc["offline_score"])}
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 3])
 def test_uni_o4_offline_beats_bc(data_root, tmp_path, seed):
     m = offline_o4_vs_bc(seed, tmp_path, data_root)
     # BC averages the two modes and falls within ~20 steps (score ~2); Uni-O4's advantage-weighted
@@ -59,6 +68,7 @@ def online_gain(seed: int, workdir, data_root=None) -> dict[str, float]:
 
 
 def test_uni_o4_online_phase_improves_on_the_offline_policy(data_root, tmp_path):
-    m = online_gain(0, tmp_path, data_root)
-    assert m["online_minus_offline"] > ONLINE_MIN_GAIN, m
-    assert (tmp_path / "run" / "metrics.csv").read_text().count("online") >= 4
+    runs = [online_gain(s, tmp_path / f"seed{s}", data_root) for s in ONLINE_SEEDS]
+    gains = [r["online_minus_offline"] for r in runs]
+    assert statistics.median(gains) > ONLINE_MIN_MEDIAN_GAIN, runs
+    assert (tmp_path / "seed0" / "run" / "metrics.csv").read_text().count("online") >= 4
