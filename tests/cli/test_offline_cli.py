@@ -100,3 +100,24 @@ def test_uni_o4_resume_after_an_online_crash_logs_what_an_unbroken_run_logs(caps
     b, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "online")
     for k, v in a["agent"]["online_policy"].items():  # the fine-tuned actor and critic, bit for bit
         assert torch.equal(v, b["agent"]["online_policy"][k]), k
+
+
+def test_collect_train_eval_export_deploy_chain_through_the_cli(capsys, tmp_path):
+    """The chain a user runs, each step reading the files the previous one wrote: data collect -> train bc ->
+    eval -> export -> deploy (sim-to-sim). Tiny budgets: this checks the plumbing, not the scores."""
+    data, run, onnx = tmp_path / "data", tmp_path / "bc", tmp_path / "bc.onnx"
+    code, out, err = _run(capsys, "data", "collect", "--env", "InvertedPendulum-v5", "--level", "medium", "--steps", "500",
+                          "--behaviour-steps", "600", "--data-dir", str(data))
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "dataset=rlsuite/invertedpendulum/medium-v0"
+    code, out, err = _run(capsys, "train", "bc", "--dataset", "rlsuite/invertedpendulum/medium-v0", "--data-dir", str(data),
+                          "--offline-steps", "20", "--eval-every", "20", "--eval-episodes", "1", "--hidden", "16", "16",
+                          "--run-dir", str(run))
+    assert code == 0 and out.strip().splitlines()[-1].startswith("offline_score="), err
+    code, out, err = _run(capsys, "eval", str(run), "--episodes", "2")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("mean_return="), err
+    code, out, err = _run(capsys, "export", str(run), "--format", "onnx", "--out", str(onnx))
+    assert code == 0 and float(out.strip().splitlines()[-1].split("=")[1]) <= 1e-5, err
+    code, out, err = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(onnx), "--episodes", "1",
+                          "--compare-gym")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("sim_to_sim_gap="), err
