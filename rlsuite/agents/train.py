@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from rlsuite.core.run import (
     Run,
     RunConfig,
     check_spaces,
+    claim_run_dir,
     default_run_dir,
     resolve_checkpoint,
     restore_training,
@@ -45,15 +45,7 @@ def prepare_run_dir(run_cfg: RunConfig, algo: str) -> Path:
     """The run directory for a new run; refuses to mix a new run into an existing one."""
     if run_cfg.resume:
         return run_dir_of(run_cfg.resume)
-    run_dir = Path(run_cfg.run_dir) if run_cfg.run_dir else default_run_dir(run_cfg.env, algo, run_cfg.seed)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not run_cfg.overwrite:
-            raise FileExistsError(
-                f"run directory {str(run_dir)!r} already holds a run. Continue it with --resume {run_dir}, "
-                "pick another --run-dir, or pass --overwrite to replace it."
-            )
-        shutil.rmtree(run_dir)
-    return run_dir
+    return claim_run_dir(run_cfg.run_dir or default_run_dir(run_cfg.env, algo, run_cfg.seed), run_cfg.overwrite)
 
 
 def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:

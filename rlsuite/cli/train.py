@@ -10,7 +10,6 @@ saved settings and lets flags override them. The drivers do the work.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -77,13 +76,9 @@ def _parse(spec: Any, argv: list[str]) -> tuple[Any, Any]:
 
 
 def _new_run_dir(run_cfg: Any, default: Path) -> Path:
-    run_dir = Path(run_cfg.run_dir) if run_cfg.run_dir else default
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not run_cfg.overwrite:
-            raise FileExistsError(f"run directory {str(run_dir)!r} already holds a run. Continue it with --resume {run_dir}, "
-                                  "pick another --run-dir, or pass --overwrite to replace it.")
-        shutil.rmtree(run_dir)
-    return run_dir
+    from rlsuite.core.run import claim_run_dir
+
+    return claim_run_dir(run_cfg.run_dir or default, run_cfg.overwrite)
 
 
 def train_from_argv(argv: list[str]) -> tuple[Any, dict[str, Any]]:

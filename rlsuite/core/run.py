@@ -137,6 +137,20 @@ def code_version() -> dict[str, str]:
     return info
 
 
+def claim_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
+    """``run_dir`` for a new run: refused when it already holds a run (the message gives the fixes), emptied
+    first with ``overwrite``."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"run directory {str(run_dir)!r} already holds a run. Continue it with --resume {run_dir}, "
+                "pick another --run-dir, or pass --overwrite to replace it."
+            )
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
 def default_run_dir(env_id: str, algo: str, seed: int) -> Path:
     """``runs/<env>__<algo>__<seed>__<YYYYmmdd-HHMMSS>`` (``/`` in the env id becomes ``_``)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
