@@ -77,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     module, func = COMMANDS[cmd]
     handler = getattr(importlib.import_module(f"rlsuite.cli.{module}"), func)
     from rlsuite.core.checkpoint import CheckpointError
+    from rlsuite.core.run import NothingToDo
 
     try:
         return handler(rest)
+    except NothingToDo as e:
+        print(str(e))
+        return 0
     except (UnknownNameError, ValueError, FileExistsError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

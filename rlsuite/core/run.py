@@ -137,6 +137,33 @@ def code_version() -> dict[str, str]:
     return info
 
 
+class NothingToDo(Exception):
+    """A resumed run has already done its whole budget: nothing was run and no file was touched.
+
+    The CLI prints the message and exits 0 (resuming a finished run is not an error, only a no-op)."""
+
+
+def check_resume_budget(done: int, total: int, run_dir: str | Path, flag: str = "--total-steps") -> None:
+    """Refuse to resume a run that has nothing left to do.
+
+    Args:
+        done: steps the checkpoint has already done.
+        total: the budget asked for (``flag`` on the command line, or the saved one).
+        run_dir: the run (named in the message).
+        flag: the budget's command-line flag.
+
+    Raises:
+        NothingToDo: ``done == total`` (the run is finished).
+        ValueError: ``done > total`` (a budget below the run's step).
+    """
+    if done == total:
+        raise NothingToDo(f"{run_dir} has already finished ({done} of {flag} {total}); nothing to do. "
+                          f"To train further, resume with a larger {flag}.")
+    if done > total:
+        raise ValueError(f"{run_dir} is already at step {done}, past {flag} {total}. "
+                         f"Resume with {flag} above {done} to train further (or evaluate it with rlsuite eval {run_dir}).")
+
+
 def claim_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
     """``run_dir`` for a new run: refused when it already holds a run (the message gives the fixes), emptied
     first with ``overwrite``."""
@@ -298,8 +325,26 @@ def check_spaces(agent: Agent, meta: dict[str, Any], checkpoint: str | Path) -> 
             raise CheckpointError(f"checkpoint {str(checkpoint)!r} does not match: {diff}.")
 
 
-def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str = "") -> Path:
-    """Plot training episode return and evaluation return against env steps into a PNG."""
+DEFAULT_CURVE = (("rollout/ep_return", "training episodes"), ("eval/mean_return", "evaluation (deterministic)"))
+
+
+def plot_learning_curve(
+    metrics_csv: str | Path,
+    out_png: str | Path,
+    title: str = "",
+    series: tuple[tuple[str, str], ...] = DEFAULT_CURVE,
+    xlabel: str = "environment steps",
+    ylabel: str = "episode return",
+) -> Path:
+    """Plot columns of a ``metrics.csv`` against its ``step`` column into a PNG (written atomically).
+
+    Args:
+        metrics_csv: the run's metrics file (missing: an empty, titled figure).
+        out_png: where the figure goes.
+        title: the figure's title (say what ran on what).
+        series: ``(column, legend label)`` pairs, all in the unit of ``ylabel``; ``eval/`` columns get markers.
+        xlabel, ylabel: axis labels (one unit per axis).
+    """
     import csv
 
     import matplotlib
@@ -312,7 +357,7 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
         with open(metrics_csv, newline="") as f:
             rows = list(csv.DictReader(f))
 
-    def series(key: str) -> tuple[list[float], list[float]]:
+    def column(key: str) -> tuple[list[float], list[float]]:
         xs, ys = [], []
         for r in rows:
             v = r.get(key, "")
@@ -322,12 +367,12 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
         return xs, ys
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for key, label in (("rollout/ep_return", "training episodes"), ("eval/mean_return", "evaluation (deterministic)")):
-        xs, ys = series(key)
+    for key, label in series:
+        xs, ys = column(key)
         if xs:
             ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, ms=3, label=label)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.lines:
