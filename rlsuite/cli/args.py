@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import typing
 from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
@@ -111,3 +112,24 @@ def within(cfg: Any, name: str, low: float, high: float) -> None:
     value = getattr(cfg, name)
     if value is not None and not low <= value <= high:
         raise _refuse(name, value, f"between {low:g} and {high:g}")
+
+
+def group_usage(group: str, subcommands: dict[str, str], sub: str) -> int:
+    """What ``rlsuite <group> <sub>`` does when ``sub`` is not a subcommand; returns the exit status.
+
+    ``--help`` / ``-h`` prints the group's subcommands (with one line each) on stdout and returns 0; nothing
+    prints them on stderr and returns 2; an unknown name gets "did you mean" and 2.
+    """
+    from rlsuite.core.registry import unknown_name_message
+
+    width = max(len(s) for s in subcommands)
+    usage = "\n".join([f"usage: rlsuite {group} <command> [options]   (rlsuite {group} <command> --help for its options)", "",
+                       "commands:", *(f"  {s:<{width}}  {d}" for s, d in subcommands.items())])
+    if sub in ("-h", "--help"):
+        print(usage)
+        return 0
+    if not sub:
+        print(usage, file=sys.stderr)
+        return 2
+    print(f"error: {unknown_name_message(f'{group} subcommand', sub, list(subcommands))}", file=sys.stderr)
+    return 2

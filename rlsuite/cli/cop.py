@@ -6,11 +6,10 @@ Training BQ-NCO is ``rlsuite train bq-nco`` (``rlsuite cop train`` is the same c
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Literal
 
-from rlsuite.cli.args import above, at_least, parse
+from rlsuite.cli.args import above, at_least, group_usage, parse
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -53,6 +52,8 @@ class LabelArgs:
     """seconds per instance (pyvrp, ortools; LKH: 10 x restarts)"""
     seed: int = 0
     """solver seed"""
+    overwrite: bool = False
+    """replace labels the set already has"""
 
     def __post_init__(self) -> None:
         above(self, 0, "time_limit")
@@ -78,12 +79,20 @@ class SolveArgs:
     """seconds for --solver"""
     optimum: float | None = None
     """known optimal cost: also print the gap"""
-    device: str = "cpu"
-    """torch device of the model: cpu, cuda, cuda:1, ..."""
+    device: str = "auto"
+    """torch device of the model: auto | cpu | cuda | cuda:N"""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "beam", "knn")
         above(self, 0, "time_limit", "optimum")
+
+
+SUBCOMMANDS = {
+    "generate": "write random instances",
+    "label": "solve every instance of a set with a reference solver",
+    "train": "train BQ-NCO (the same command as rlsuite train bq-nco)",
+    "solve": "solve a TSPLIB / CVRPLIB file with a BQ-NCO model or a reference solver",
+}
 
 
 def cmd_cop(argv: list[str]) -> int:
@@ -91,8 +100,7 @@ def cmd_cop(argv: list[str]) -> int:
     sub, rest = (argv[0], argv[1:]) if argv else ("", [])
     handlers = {"generate": _cop_generate, "label": _cop_label, "train": _cop_train, "solve": _cop_solve}
     if sub not in handlers:
-        print("usage: rlsuite cop generate|label|train|solve [options]  (rlsuite cop <command> --help)", file=sys.stderr)
-        return 2
+        return group_usage("cop", SUBCOMMANDS, sub)
     return handlers[sub](rest)
 
 
@@ -120,9 +128,12 @@ def _cop_label(argv: list[str]) -> int:
     a = parse(LabelArgs, argv, "rlsuite cop label", positional=("dir",))
     from rlsuite.envs.cop.dataset import load_instances, save_labels
     from rlsuite.envs.cop.problems import cost, validate
-    from rlsuite.envs.cop.solvers import solve
+    from rlsuite.envs.cop.solvers import check_solver, solve
 
     problem, inst, meta = load_instances(a.dir)
+    check_solver(problem, a.solver)
+    if (Path(a.dir) / "labels.json").exists() and not a.overwrite:
+        raise FileExistsError(f"{a.dir} is already labelled ({Path(a.dir) / 'labels.json'}); pass --overwrite to label it again.")
     B = meta["count"]
     sols: list[list[int]] = []
     t0 = time.monotonic()
@@ -170,7 +181,9 @@ def _cop_solve(argv: list[str]) -> int:
         if not (model_dir / "config.json").exists() and not (model_dir / "checkpoints").is_dir() and not (model_dir / "meta.json").exists():
             raise FileNotFoundError(f"no model at {model_dir}; train one with `rlsuite train bq-nco --problem {a.problem} --size 50 "
                                     f"--run-dir DIR` and pass --model DIR, or use --solver.")
-        agent = BQNCO.load(model_dir, a.device)
+        from rlsuite.core.seeding import resolve_device
+
+        agent = BQNCO.load(model_dir, resolve_device(a.device))
         xy = torch.as_tensor(normalised_coords(inst), dtype=torch.float32)[None].to(agent.device)
         tens = {"locs": xy}
         if a.problem == "cvrp":

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import Literal
 
-from rlsuite.cli.args import at_least, parse
+from rlsuite.cli.args import at_least, group_usage, parse
 
 # the choices of rlsuite.offline.datasets (LEVELS, ENV_NAMES), spelt out so that --help needs no torch import;
 # tests/cli/test_cli_args.py checks that they agree
@@ -55,6 +54,13 @@ class InfoArgs:
     """datasets root (None: $RLSUITE_DATA_DIR or ~/.local/share/rlsuite)"""
 
 
+SUBCOMMANDS = {
+    "collect": "make a dataset with a (cached) behaviour policy",
+    "list": "the datasets under the data directory",
+    "info": "episodes, transitions, reference returns and behaviour of a dataset",
+}
+
+
 def cmd_data(argv: list[str]) -> int:
     """``rlsuite data collect|list|info``: D4RL-style datasets made locally, in the Minari format."""
     import json
@@ -96,5 +102,4 @@ def cmd_data(argv: list[str]) -> int:
             b = desc["behaviour"]
             print(f"behaviour: {b['algorithm']} {b['steps']} steps, cache {b['cache']} (sha256 {b['sha256'][:16]}...)")
         return 0
-    print("usage: rlsuite data collect|list|info [options]  (rlsuite data <command> --help)", file=sys.stderr)
-    return 2
+    return group_usage("data", SUBCOMMANDS, sub)

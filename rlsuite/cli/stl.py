@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from typing import Literal
 
-from rlsuite.cli.args import above, at_least, parse
+from rlsuite.cli.args import above, at_least, group_usage, parse
 
 # rlsuite.envs.stl.tasks.FAMILIES and "mixed", spelt out so that --help needs no torch import
 # (tests/cli/test_cli_args.py checks that they agree)
@@ -78,6 +78,9 @@ def _is_float(text: str) -> bool:
     return True
 
 
+SUBCOMMANDS = {"check": "robustness of a formula on a trace (CSV)", "sample": "print a generated STL task"}
+
+
 def cmd_stl(argv: list[str]) -> int:
     """``rlsuite stl check FORMULA --trace FILE`` and ``rlsuite stl sample --family F --seed N``."""
     sub, rest = (argv[0], argv[1:]) if argv else ("", [])
@@ -109,7 +112,4 @@ def cmd_stl(argv: list[str]) -> int:
 
         print(sample_task(a.family, a.seed, a.horizon).describe())
         return 0
-    from rlsuite.core.registry import unknown_name_message
-
-    print(f"error: {unknown_name_message('stl subcommand', sub, ['check', 'sample'])}", file=sys.stderr)
-    return 2
+    return group_usage("stl", SUBCOMMANDS, sub)

@@ -21,6 +21,9 @@ def test_generate_label_train_and_solve(capsys, tmp_path):
     assert code == 0 and out.strip().splitlines()[-1].startswith("mean_cost=")
     code, _, err = _run(capsys, "cop", "label", str(d), "--solver", "pyvrp")
     assert code == 2 and "for tsp use lkh, nn" in err
+    labels = (d / "labels.safetensors").read_bytes()
+    code, _, err = _run(capsys, "cop", "label", str(d), "--solver", "nn")  # labelled already: refused, labels kept
+    assert code == 2 and "--overwrite" in err and (d / "labels.safetensors").read_bytes() == labels
     ck = tmp_path / "ck"
     # `cop train` is `train bq-nco`: one driver, one run directory layout
     code, out, err = _run(capsys, "cop", "train", "--problem", "tsp", "--size", "10", "--data", str(d), "--total-steps", "20", "--dim", "32",

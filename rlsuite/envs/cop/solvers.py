@@ -29,15 +29,20 @@ SOLVERS = {"lkh": ("tsp", "atsp"), "pyvrp": ("cvrp",), "ortools": ("op",), "dp":
            "greedy": ("op", "kp")}
 
 
-def solve(problem: str, inst: dict[str, torch.Tensor], solver: str, time_limit: float = 1.0, seed: int = 0) -> list[list[int]]:
-    """Solve every instance of the batch ``inst`` with ``solver``; ``time_limit`` seconds per instance
-    (pyvrp, ortools; LKH runs ``max(1, round(10 * time_limit))`` restarts)."""
+def check_solver(problem: str, solver: str) -> None:
+    """Raise ``ValueError`` (naming the solvers that fit) unless ``solver`` handles ``problem``."""
     check_problem(problem)
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}.")
     if problem not in SOLVERS[solver]:
         ok = [s for s, ps in SOLVERS.items() if problem in ps]
         raise ValueError(f"solver {solver!r} does not handle {problem}; for {problem} use {', '.join(ok)}.")
+
+
+def solve(problem: str, inst: dict[str, torch.Tensor], solver: str, time_limit: float = 1.0, seed: int = 0) -> list[list[int]]:
+    """Solve every instance of the batch ``inst`` with ``solver``; ``time_limit`` seconds per instance
+    (pyvrp, ortools; LKH runs ``max(1, round(10 * time_limit))`` restarts)."""
+    check_solver(problem, solver)
     fn = {"lkh": _lkh, "pyvrp": _pyvrp, "ortools": _ortools_op, "dp": _kp_dp, "nn": _nearest_neighbour, "greedy": _greedy}[solver]
     B = next(iter(inst.values())).shape[0]
     one = lambda b: {k: v[b].detach().cpu().double().numpy() for k, v in inst.items()}  # noqa: E731
