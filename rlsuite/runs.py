@@ -34,33 +34,46 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any,
 
 
 def evaluate_run(path: str | Path, episodes: int = 10, seed: int = 12345, device: str | torch.device = "cpu",
-                 deterministic: bool = True) -> dict[str, Any]:
+                 deterministic: bool = True, video_path: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a run's latest policy.
+
+    With ``video_path``, episode 0 is also recorded there as an MP4 (the same envs, seeds and batch as the
+    evaluation, so its return is ``values[0]``); whether the env renders here is checked before anything
+    runs or is written (:class:`~rlsuite.core.evaluate.RenderUnavailableError` with the install hint).
 
     Returns:
         ``{"algo", "env", "step", "metric", "values", "mean"}``: ``metric`` is ``return`` (one value per
         episode) for env and dataset agents, ``cost`` (greedy mean cost on ``episodes`` fresh instances,
-        beside nearest neighbour's in ``baseline``) for instance solvers.
+        beside nearest neighbour's in ``baseline``) for instance solvers; with ``video_path`` also
+        ``video`` (the file) and ``video_return``.
     """
     if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}.")
+        raise ValueError(f"episodes must be >= 1, got {episodes}.")
     device = resolve_device(device)
     agent, meta, spec = load_run(path, device)
     run = meta.get("run", {})
     if spec.learns_from == "instances":
+        if video_path is not None:
+            raise ValueError(f"{spec.name} solves combinatorial instances: there is no episode to record (drop --video).")
         from rlsuite.envs.cop.train import evaluate_instances
 
         out = evaluate_instances(agent, int(run.get("size", 20)), episodes, seed)
         return {"algo": spec.name, "env": f"{agent.cfg.problem}{run.get('size')}", "step": meta.get("step"), "metric": "cost",
                 "values": np.array([out["greedy_cost"]]), "mean": out["greedy_cost"], "baseline": out["nn_cost"]}
-    from rlsuite.core.evaluate import evaluate_policy, policy_of
+    from rlsuite.core.evaluate import check_renderable, evaluate_policy, policy_of, record_video
 
     env_id = run["env"]
     env_kwargs = meta.get("env_kwargs", {})
-    returns = evaluate_policy(policy_of(agent, deterministic), env_id, episodes=episodes, seed=seed,
-                              device=device, env_kwargs=env_kwargs)
-    return {"algo": spec.name, "env": env_id, "step": meta.get("step"), "metric": "return", "values": returns,
-            "mean": float(returns.mean()), "agent": agent, "env_kwargs": env_kwargs}
+    if video_path is not None:
+        check_renderable(env_id, env_kwargs)
+    act = policy_of(agent, deterministic)
+    returns = evaluate_policy(act, env_id, episodes=episodes, seed=seed, device=device, env_kwargs=env_kwargs)
+    out = {"algo": spec.name, "env": env_id, "step": meta.get("step"), "metric": "return", "values": returns,
+           "mean": float(returns.mean()), "agent": agent, "env_kwargs": env_kwargs}
+    if video_path is not None:
+        out["video_return"] = record_video(act, env_id, video_path, seed=seed, episodes=episodes, device=device, env_kwargs=env_kwargs)
+        out["video"] = Path(video_path)
+    return out
 
 
 def export_run(path: str | Path, fmt: str, out: str | Path, opset: int = 18) -> tuple[Path, float, dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
@@ -11,6 +13,9 @@ import tyro
 from rlsuite.cli.args import above, at_least, parse, within
 
 _SOURCE = tyro.conf.create_mutex_group(required=True, title="policy source (exactly one)")
+
+SAFETY_EXIT = 3
+"""``rlsuite deploy``'s exit status when an episode ended in an e-stop or a safety filter changed a command."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +30,8 @@ class ExportArgs:
     """file to write (.onnx or .pt)"""
     opset: int = 18
     """ONNX opset"""
+    overwrite: bool = False
+    """replace an existing --out file"""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "opset")
@@ -92,6 +99,8 @@ class ServeArgs:
 def cmd_export(argv: list[str]) -> int:
     """``rlsuite export RUN_DIR --format onnx|torchscript --out FILE`` for any run with a policy module."""
     a = parse(ExportArgs, argv, "rlsuite export", positional=("run_dir",))
+    if Path(a.out).exists() and not a.overwrite:
+        raise FileExistsError(f"--out {a.out} already exists; pass --overwrite to replace it, or choose another --out.")
     from rlsuite.robots.contract import file_sha256
     from rlsuite.runs import export_run
 
@@ -120,6 +129,9 @@ def cmd_deploy(argv: list[str]) -> int:
         client = PolicyClient(a.remote, load_key(a.key_file), timeout_s=timeout)
         policy = lambda o: client.act(o)  # noqa: E731
     else:
+        if not Path(a.policy).is_file():
+            raise FileNotFoundError(f"--policy {a.policy}: file not found; make one with rlsuite export RUN_DIR --format onnx --out FILE "
+                                    "(or torchscript, .pt).")
         runner = load_runner(a.policy)
         policy = lambda o: runner(o[None])[0]  # noqa: E731
     ticks = int(a.duration * rate)
@@ -132,15 +144,30 @@ def cmd_deploy(argv: list[str]) -> int:
         print(f"sim_to_sim_gap={abs(sm - gm) / max(abs(gm), 1e-9):.4f}")
         return 0
     robot = task.make_robot(a.latency_steps, a.noise_std, a.seed)
+    returns, stopped, intervened = [], [], []
     for ep in range(a.episodes):
         out = run_episode(task, robot, policy, contract, max_steps=ticks, seed=a.seed + ep)
-        st = out["stats"]
+        st, events = out["stats"], out["events"]
+        returns.append(out["return"])
         print(f"episode {ep}: return {out['return']:.1f}, ticks {st['ticks']} (lockstep, simulated clock), overruns {st['overruns']}, "
-              f"jitter p99 {st['jitter_p99_ms']:.3f} ms, inference p50 {st['infer_p50_ms']:.3f} ms, safety events {len(out['events'])}")
-        for e in out["events"][:10]:
+              f"jitter p99 {st['jitter_p99_ms']:.3f} ms, inference p50 {st['infer_p50_ms']:.3f} ms, safety events {len(events)}")
+        for e in events[:10]:
             print(f"  safety {e.filter} {e.kind}: {e.detail}")
-    print(f"return={out['return']:.1f}")
+        if any(e.kind == "estop" for e in events):
+            stopped.append(ep)
+        elif events:
+            intervened.append(ep)
+    print(f"mean_return={float(np.mean(returns)):.4f}")
+    if stopped or intervened:
+        said = [f"{_episodes(stopped)} ended in an e-stop"] if stopped else []
+        said += [f"the safety filters changed the policy's commands in {_episodes(intervened)}"] if intervened else []
+        print(f"safety: {'; '.join(said)} (see the safety lines above); exit status {SAFETY_EXIT}.", file=sys.stderr)
+        return SAFETY_EXIT
     return 0
+
+
+def _episodes(eps: list[int]) -> str:
+    return f"episode {eps[0]}" if len(eps) == 1 else f"episodes {', '.join(map(str, eps))}"
 
 
 def cmd_serve_policy(argv: list[str]) -> int:

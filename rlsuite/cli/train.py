@@ -10,9 +10,12 @@ saved settings and lets flags override them. The drivers do the work.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import tyro
 
 from rlsuite.cli.args import at_least, parse
 
@@ -62,17 +65,39 @@ def _parse(spec: Any, argv: list[str]) -> tuple[Any, Any]:
         env_id = _flag_value(argv, "--env") or spec.default_env
         run_defaults = run_cls(env=env_id) if spec.learns_from == "env" else run_cls()
         algo_defaults = spec.config_cls(**spec.presets.get(env_id, {})) if spec.learns_from == "env" else spec.config_cls()
+    shown = _shown_values(spec, resume, _flag_value(argv, "--env") or spec.default_env)
+    listed = f" Envs with a preset: {', '.join(spec.presets)}." if spec.presets else ""
     Args = dataclasses.make_dataclass(
         f"Train{spec.config_cls.__name__}",
         [("run", run_cls, dataclasses.field(default_factory=run_cls)),
-         ("algo", spec.config_cls, dataclasses.field(default_factory=spec.config_cls))],
+         ("algo", Annotated[spec.config_cls, tyro.conf.arg(help=shown)], dataclasses.field(default_factory=spec.config_cls))],
         frozen=True,
     )
-    presets = f" Per-env presets (applied with --env): {', '.join(spec.presets)}." if spec.presets else ""
     args = tyro.cli(Args, args=argv, default=Args(run=run_defaults, algo=algo_defaults), prog=f"rlsuite train {spec.name}",
-                    description=f"Train {spec.name}: {spec.summary}. Learns from: {spec.learns_from}.{presets}",
+                    description=f"Train {spec.name}: {spec.summary}. Learns from: {spec.learns_from}. {shown}{listed}",
                     config=(tyro.conf.OmitArgPrefixes,))
     return args.run, args.algo
+
+
+def _shown_values(spec: Any, resume: str | None, env_id: str) -> str:
+    """Which values the algorithm options' defaults in ``--help`` are: the resumed run's, an env's preset over
+    the config's defaults, or the config's defaults (with the source its docstring names)."""
+    import re
+
+    from rlsuite.cli.presets import defaults_source
+
+    doc = defaults_source(spec).rstrip(".")
+    m = re.search(r"\(defaults?: (.+)\)$", doc)
+    defaults = f"{spec.config_cls.__name__}'s defaults ({m.group(1)})" if m else f"{spec.config_cls.__name__}'s defaults: {doc}"
+    if resume:
+        return f"Values shown: those of the run being resumed ({resume}); flags given override them."
+    if spec.learns_from != "env":
+        return f"Values shown: {defaults} (no per-env presets; rlsuite presets {spec.name} lists them)."
+    which = "the default env" if env_id == spec.default_env else "--env"
+    if env_id in spec.presets:
+        return (f"Values shown: the preset for {env_id} ({which}) over {defaults}; --env ID --help shows another env's; "
+                f"rlsuite presets {spec.name} lists them.")
+    return f"Values shown: {defaults}, no preset for {env_id} ({which}); rlsuite presets {spec.name} lists the presets."
 
 
 def _new_run_dir(run_cfg: Any, default: Path) -> Path:
@@ -166,8 +191,8 @@ class EvalArgs:
 
     run_dir: str
     """run directory (its latest checkpoint) or a checkpoint directory"""
-    episodes: int = 10
-    """episodes (instance solvers: fresh instances)"""
+    eval_episodes: Annotated[int, tyro.conf.arg(aliases=("--episodes",))] = 10
+    """episodes (instance solvers: fresh instances); --episodes is the same option"""
     seed: int = 12345
     """seed of the evaluation episodes"""
     device: str = "auto"
@@ -175,39 +200,41 @@ class EvalArgs:
     stochastic: bool = False
     """sample actions instead of the mode"""
     video: bool = False
-    """record an MP4 of the first episode (offscreen rendering)"""
+    """record an MP4 of episode 0 (offscreen rendering; its return is episode 0's)"""
     video_path: str | None = None
     """where to write the MP4 (None: RUN_DIR/videos/eval.mp4)"""
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "episodes")
+        at_least(self, 1, "eval_episodes")
 
 
 def cmd_eval(argv: list[str]) -> int:
     import os
 
     a = parse(EvalArgs, argv, "rlsuite eval", positional=("run_dir",))
-    if a.video:
+    video = None
+    if a.video or a.video_path:
         os.environ.setdefault("MUJOCO_GL", "egl")
+        video = Path(a.video_path) if a.video_path else Path(a.run_dir) / "videos" / "eval.mp4"
+    from rlsuite.core.evaluate import RenderUnavailableError
     from rlsuite.runs import evaluate_run
 
-    out = evaluate_run(a.run_dir, a.episodes, a.seed, a.device, deterministic=not a.stochastic)
+    try:
+        out = evaluate_run(a.run_dir, a.eval_episodes, a.seed, a.device, deterministic=not a.stochastic, video_path=video)
+    except RenderUnavailableError as e:
+        print(f"error: --video: {e}", file=sys.stderr)
+        return 2
+    n = a.eval_episodes
     if out["metric"] == "cost":
-        print(f"{out['algo']} on {a.episodes} fresh {out['env']} instances, checkpoint step {out['step']}: "
+        print(f"{out['algo']} on {n} fresh {out['env']} instances, checkpoint step {out['step']}: "
               f"greedy mean cost {out['mean']:.4f} (nearest neighbour {out['baseline']:.4f})")
         print(f"mean_cost={out['mean']:.6g}")
         return 0
-    print(f"{out['algo']} on {out['env']}, checkpoint step {out['step']}, {a.episodes} episodes")
+    print(f"{out['algo']} on {out['env']}, checkpoint step {out['step']}, {n} episodes")
     for i, r in enumerate(out["values"]):
         print(f"episode {i}: return={r:.3f}")
-    if a.video:
-        from rlsuite.core.evaluate import policy_of, record_video
-
-        agent = out["agent"]
-        path = Path(a.video_path) if a.video_path else Path(a.run_dir) / "videos" / "eval.mp4"
-        rets = record_video(policy_of(agent, not a.stochastic), out["env"], path, seed=a.seed,
-                            device=agent.device, env_kwargs=out["env_kwargs"])
-        print(f"video: {path} (return {rets[0]:.2f})")
+    if video is not None:
+        print(f"video: {out['video']} (episode 0, return {out['video_return']:.3f})")
     print(f"mean_return={out['mean']:.4f}")
     return 0
 

@@ -84,6 +84,56 @@ def evaluate_policy(
         env.close()
 
 
+class RenderUnavailableError(RuntimeError):
+    """The env cannot be rendered offscreen here (no rgb_array mode, a renderer not installed, no GL);
+    the message says what is missing and how to install or select it."""
+
+
+def _render_hint(env_id: str, error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, gym.error.DependencyNotInstalled) or "pygame" in str(error):
+        return (f"{text}. Install the renderer: pip install \"gymnasium[classic-control]\" (or pip install pygame; "
+                f"Box2D envs: pip install \"gymnasium[box2d]\").")
+    return (f"{text}. MuJoCo renders offscreen through EGL or OSMesa: set MUJOCO_GL=egl (a GPU driver with EGL) or "
+            f"MUJOCO_GL=osmesa (apt install libosmesa6; pip install PyOpenGL).")
+
+
+def check_renderable(env_id: str, env_kwargs: dict[str, Any] | None = None) -> None:
+    """Render one frame of ``env_id`` offscreen (``render_mode="rgb_array"``), or raise
+    :class:`RenderUnavailableError` saying what is missing: call it before creating any output, so that a
+    missing renderer leaves nothing behind."""
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise RenderUnavailableError("recording video needs imageio and imageio-ffmpeg: pip install 'rlsuite[video]'.") from None
+    plain = gym.make(env_id, **(env_kwargs or {}))
+    modes = list(plain.metadata.get("render_modes") or [])
+    plain.close()
+    if "rgb_array" not in modes:
+        raise RenderUnavailableError(f"{env_id} cannot render frames offscreen (its render modes: {', '.join(modes) or 'none'}); "
+                                     "record a Gymnasium env that has the rgb_array mode (classic control, MuJoCo).")
+    env = gym.make(env_id, render_mode="rgb_array", **(env_kwargs or {}))
+    try:
+        env.reset(seed=0)
+        frame = env.render()
+    except Exception as e:  # noqa: BLE001 - whatever the renderer raises, the user needs the cause and the fix
+        raise RenderUnavailableError(f"cannot render {env_id} offscreen: {_render_hint(env_id, e)}") from e
+    finally:
+        env.close()
+    if frame is None or np.asarray(frame).ndim != 3:
+        raise RenderUnavailableError(f"{env_id}'s render() gave no RGB frame (got {type(frame).__name__}).")
+
+
+def _first_env(env: Any) -> gym.Env:
+    """Env 0 of a :class:`~rlsuite.core.vec_env.GymVecAdapter` over a ``SyncVectorEnv`` (what renders)."""
+    sub = getattr(getattr(env, "env", None), "envs", None)
+    if not sub:
+        raise RenderUnavailableError(f"{type(env).__name__} does not expose its environments to render (a Gymnasium env "
+                                     "through the synchronous vector adapter does).")
+    return sub[0]
+
+
 @torch.no_grad()
 def record_video(
     act: ActFn,
@@ -93,44 +143,38 @@ def record_video(
     episodes: int = 1,
     device: torch.device | str = "cpu",
     env_kwargs: dict[str, Any] | None = None,
-) -> list[float]:
-    """Render ``episodes`` episodes offscreen (``render_mode="rgb_array"``) into an MP4 at ``path``.
+    max_steps: int = 100_000,
+) -> float:
+    """Record episode 0 of :func:`evaluate_policy` (same ``seed``, same ``episodes``) as an MP4 at ``path``.
 
-    MuJoCo renders without a display through EGL or OSMesa (set ``MUJOCO_GL=egl`` or ``osmesa``).
+    The envs are built exactly as :func:`evaluate_policy` builds them (``episodes`` parallel envs, the same
+    seeds, the policy acting on the whole batch) with ``render_mode="rgb_array"``; env 0 is rendered
+    before each of its steps until its first episode ends, so the video shows the episode whose return
+    :func:`evaluate_policy` reports first, and the returned return equals it. The file is written
+    atomically; call :func:`check_renderable` first so that a missing renderer creates nothing.
+    MuJoCo renders without a display through EGL or OSMesa (``MUJOCO_GL=egl`` or ``osmesa``).
 
     Returns:
-        the episodes' returns.
+        the return of episode 0.
     """
+    import imageio.v2 as imageio
+
+    from rlsuite.core.atomic import atomic_path
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}.")
+    env = make_vec_env(env_id, num_envs=episodes, device=device, seed=seed, render_mode="rgb_array", **(env_kwargs or {}))
     try:
-        import imageio.v2 as imageio
-    except ImportError:
-        raise RuntimeError("recording video needs imageio and imageio-ffmpeg: pip install 'rlsuite[video]'.") from None
-    env = gym.make(env_id, render_mode="rgb_array", **(env_kwargs or {}))
-    fps = int(env.metadata.get("render_fps", 30))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    returns: list[float] = []
-    try:
-        with imageio.get_writer(str(tmp), fps=fps, macro_block_size=1) as writer:
-            for ep in range(episodes):
-                obs, info = env.reset(seed=seed + ep)
-                total, done = 0.0, False
-                while not done:
-                    frame = env.render()
-                    writer.append_data(np.asarray(frame))
-                    o = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=device).unsqueeze(0)
-                    mask = info.get("action_mask")
-                    a = (act(o) if mask is None else act(o, torch.as_tensor(np.asarray(mask), device=device).unsqueeze(0)))[0]
-                    a = a.cpu().numpy()
-                    if isinstance(env.action_space, gym.spaces.Discrete):
-                        a = int(a)
-                    obs, r, term, trunc, info = env.step(a)
-                    total += float(r)
-                    done = term or trunc
-                returns.append(total)
-        tmp.replace(path)
+        first = _first_env(env)
+        fps = int(first.metadata.get("render_fps", 30))
+        obs, info = env.reset(seed=seed)
+        with atomic_path(path) as tmp, imageio.get_writer(str(tmp), fps=fps, macro_block_size=1) as writer:
+            for _ in range(max_steps):
+                writer.append_data(np.asarray(first.render()))
+                mask = info.get("action_mask")
+                obs, _, _, _, info = env.step(act(obs) if mask is None else act(obs, mask))
+                if bool(info["_final_obs"][0]):
+                    return float(info["episode_return"][0])
+            raise RuntimeError(f"{env_id}: episode 0 did not end within {max_steps} steps.")
     finally:
         env.close()
-        tmp.unlink(missing_ok=True)
-    return returns
