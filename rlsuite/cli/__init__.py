@@ -42,7 +42,7 @@ commands:
   plot RUN_DIR... --out FIG compare runs: one line per config, mean and spread across seeds
   --version                 rlsuite's and torch's versions
 
-  --verbose (after the command) shows debug logs and third-party warnings
+  --verbose (anywhere on the line) shows debug logs and third-party warnings
 """
 
 # command -> (module under rlsuite.cli, function)
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
     cmd, rest = argv[0], argv[1:]
     setup_logging(verbose=verbose)
     if cmd not in COMMANDS:
