@@ -291,10 +291,21 @@ class PPO:
         return _DeterministicPPO(self.policy, None if self.discrete else self._low, None if self.discrete else self._high).eval()
 
     # ------------------------------------------------------------------ training
+    def budget_note(self, total_steps: int) -> str | None:
+        """The sentence to show when :meth:`learn` will pass ``total_steps`` (it trains whole rollouts of
+        ``num_envs * num_steps`` env steps, so a budget that is not a multiple of that is rounded up), else None."""
+        batch, left = self.config.batch_size, total_steps - self.global_step
+        if left <= 0 or left % batch == 0:
+            return None
+        reached = self.global_step + -(-left // batch) * batch
+        what = f"is not a whole number of rollouts from step {self.global_step}" if self.global_step else "is not a multiple of the rollout"
+        return f"--total-steps {total_steps} {what} (num_envs*num_steps = {batch}): training {reached} steps"
+
     def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0, anneal_steps: int | None = None) -> PPO:
-        """Train until ``global_step >= total_steps`` (continues a restored run where it stopped).
-        ``anneal_steps``: the step count the linear lr annealing spans (default ``total_steps``; pass
-        the whole run's length when calling in chunks)."""
+        """Train until ``global_step >= total_steps`` (continues a restored run where it stopped); whole
+        rollouts only, so the last one may pass ``total_steps`` (see :meth:`budget_note`). ``anneal_steps``:
+        the step count the linear lr annealing spans (default ``total_steps``; pass the whole run's length
+        when calling in chunks)."""
         cfg = self.config
         if env.num_envs != cfg.num_envs:
             raise ValueError(f"env has {env.num_envs} parallel envs but config.num_envs={cfg.num_envs}.")

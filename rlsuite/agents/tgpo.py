@@ -171,6 +171,10 @@ class TGPO:
             u, v = torch.where(acc[:, None], prop, u), torch.where(acc, vp, v)
         return u
 
+    def budget_note(self, total_steps: int) -> str | None:
+        """The PPO underneath trains whole rollouts: the sentence saying how far ``total_steps`` is rounded up, or None."""
+        return self.ppo.budget_note(total_steps)
+
     def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0) -> TGPO:
         """Train the PPO policy on the grounded ``env`` until ``total_steps`` env steps (continues a restored run)."""
         self.attach(env)

@@ -19,8 +19,10 @@ from rlsuite.agents.registry import AGENTS, AgentSpec, build_agent, env_kwargs_o
 from rlsuite.core.checkpoint import CheckpointError, first_difference, load_checkpoint, read_checkpoint_meta
 from rlsuite.core.config import config_from_dict
 from rlsuite.core.run import (
+    NothingToDo,
     Run,
     RunConfig,
+    check_resume_budget,
     check_spaces,
     claim_run_dir,
     default_run_dir,
@@ -48,15 +50,42 @@ def prepare_run_dir(run_cfg: RunConfig, algo: str) -> Path:
     return claim_run_dir(run_cfg.run_dir or default_run_dir(run_cfg.env, algo, run_cfg.seed), run_cfg.overwrite)
 
 
+def check_resumable(checkpoint: str | Path, total_steps: int, run_dir: str | Path) -> None:
+    """Refuse, before any file is touched, to resume a run that has nothing left to do.
+
+    A run whose checkpoint is its ``final`` one is finished for every budget between the one it was
+    started with and the step it reached (agents that train whole iterations, such as PPO's rollouts,
+    may overshoot their budget).
+
+    Raises:
+        NothingToDo: the run is finished for ``total_steps``.
+        ValueError: ``total_steps`` is below the checkpoint's step (and the run was not started with it).
+    """
+    meta = read_checkpoint_meta(checkpoint)["meta"]
+    done = int(meta["step"])
+    saved_total = int(meta.get("run", {}).get("total_steps", done))
+    if Path(checkpoint).name == "final" and saved_total <= total_steps < done:
+        raise NothingToDo(f"{run_dir} has already finished: its final checkpoint is at step {done} (--total-steps "
+                          f"{saved_total}, rounded up to whole iterations); nothing to do. To train further, resume with "
+                          f"--total-steps above {done}.")
+    check_resume_budget(done, total_steps, run_dir)
+
+
 def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     """Train ``spec``'s agent as ``run_cfg`` says; resumes when ``run_cfg.resume`` is set.
 
     Returns:
         a summary: ``run_dir``, ``checkpoint``, ``curve``, ``eval_mean_return``, ``steps`` and the trained ``agent``.
+
+    Raises:
+        NothingToDo: a resumed run has already done ``total_steps`` (no file is touched).
+        ValueError: a resumed run is past ``total_steps``, or was made with other env options.
     """
     device = resolve_device(run_cfg.device)
     if run_cfg.torch_threads > 0:
         torch.set_num_threads(run_cfg.torch_threads)
+    if run_cfg.resume:
+        check_resumable(resolve_checkpoint(run_cfg.resume), run_cfg.total_steps, run_dir_of(run_cfg.resume))
     run_dir = prepare_run_dir(run_cfg, spec.name)
     seed_everything(run_cfg.seed, run_cfg.deterministic)
     env_kwargs = env_kwargs_of(spec, algo_cfg)
@@ -72,11 +101,10 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
                              "train its weights on another task. Resume with the options it was started with.")
         restore_training(agent, env, ckpt)
         start = agent.global_step
-        if start >= run_cfg.total_steps:
-            env.close()
-            raise ValueError(f"{run_dir} is already at step {start}, at or past --total-steps {run_cfg.total_steps}: "
-                             f"nothing to train. Pass a larger --total-steps to continue it.")
         log.info("resumed %s from %s at step %d", spec.name, ckpt, start)
+    note = agent.budget_note(run_cfg.total_steps) if hasattr(agent, "budget_note") else None
+    if note:
+        log.info(note)
     run = Run(run_dir, run_cfg, algo_cfg, spec.name, start_step=start, env_kwargs=env_kwargs)
     try:
         agent.learn(env, run_cfg.total_steps, run, seed=run_cfg.seed)

@@ -457,16 +457,20 @@ class UniO4:
                    policy=self.online_policy(action_space.low, action_space.high))
 
     def learn_online(self, env_id: str, steps: int, seed: int = 0, total_steps: int | None = None,
-                     log: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                     log: Callable[[int, dict[str, float]], None] | None = None, log_every: int = 0) -> None:
         """``steps`` env steps of PPO from the offline actor and value (continues across calls; the lr
-        decays linearly over ``total_steps``, default ``steps``)."""
+        decays linearly over ``total_steps``, default ``steps``). ``log(i, metrics)`` after every rollout:
+        ``i`` env steps into this call, PPO's ``rollout/``, ``train/`` and ``time/`` metrics
+        (``log_every`` is accepted for the common interface: PPO logs once per rollout)."""
         from rlsuite.core.vec_env import make_vec_env
 
         if self.ppo is None:
             self._env = make_vec_env(env_id, num_envs=1, device=self.device, seed=seed)
             self.ppo = self._make_ppo(self._env.single_observation_space, self._env.single_action_space)
             self._online_total = total_steps or steps
-        self.ppo.learn(self._env, self.ppo.global_step + steps, seed=seed, anneal_steps=self._online_total)
+        start = self.ppo.global_step
+        self.ppo.learn(self._env, start + steps, _LogTo(log, start) if log is not None else None, seed=seed,
+                       anneal_steps=self._online_total)
 
     # ------------------------------------------------------------------ acting, state
     @torch.no_grad()
@@ -553,6 +557,20 @@ class UniO4:
             act_space = gym.spaces.Box(self.data.low, self.data.high, dtype=np.float32)
             self.ppo = self._make_ppo(obs_space, act_space)
             self.ppo.policy.load_state_dict(state["online_policy"])
+
+
+class _LogTo:
+    """Stands in for a run in PPO's loop: its metrics go to ``log(steps into this call, metrics)``; no
+    evaluation or checkpoint (the offline-to-online driver writes those)."""
+
+    def __init__(self, log: Callable[[int, dict[str, Any]], None], start: int) -> None:
+        self.logger, self._log, self._start = self, log, start
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        self._log(step - self._start, metrics)
+
+    def step_done(self, agent: Any, env: Any) -> None:
+        pass
 
 
 class _MemberMean(nn.Module):

@@ -2,10 +2,12 @@
 
 ``train_offline("iql", "rlsuite/hopper/medium-v0", offline_steps, online_steps)`` loads the dataset,
 checks that its spaces match the env it names, trains offline with evaluations every ``eval_every``
-updates (Uni-O4: then its policy-improvement updates), then (IQL, Uni-O4) fine-tunes online, and writes ``metrics.csv`` (phase, step, return, normalised
-score), ``curve.png`` and checkpoints (``checkpoints/offline`` and ``checkpoints/online``, safetensors
-+ JSON) into the run directory. No return from the real environment is used to select anything
-during the offline phase: evaluations are only logged.
+updates (Uni-O4: then its policy-improvement updates), then (IQL, Uni-O4) fine-tunes online. The run
+directory has the layout of every rlsuite run: ``config.json``, ``metrics.csv`` and TensorBoard events in
+``tb/`` (losses in ``train/*``, evaluations in ``eval/mean_return`` and ``eval/normalized_score``,
+``train/phase`` 0 offline / 1 online), ``curve.png`` and checkpoints (``checkpoints/offline_partial``,
+``offline`` and ``online``, safetensors + JSON, ``latest.json``). No return from the real environment
+is used to select anything during the offline phase: evaluations are only logged.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class OfflineRunConfig:
     """Random seed (networks, minibatches, env)."""
     eval_every: int = 5000
     """Updates (offline) / env steps (online) between evaluations."""
-    eval_episodes: int = 5
+    eval_episodes: int = 10
     """Episodes per evaluation."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
@@ -95,29 +97,80 @@ def evaluate(agent, env_id: str, episodes: int, seed: int) -> float:
     return mean_return(env_id, lambda obs: agent.act(obs[None])[0], episodes, seed)
 
 
-def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int = 0, seed: int = 0, eval_every: int = 5000,
-                  eval_episodes: int = 5, run_dir: str | os.PathLike | None = None, root: Path | None = None, device: str = "cpu",
-                  log: Callable[[str], None] | None = None, config: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
-    """See the module docstring; returns the final offline and online normalised scores and the
-    wall-clock seconds of each phase. ``config``: overrides of the algorithm's config dataclass.
-    Uni-O4's offline phase is ``offline_steps`` supervised updates followed by ``improve_steps``
-    (its config) policy-improvement updates; its evaluations are numbered on after the first part.
+PHASES = ("offline", "online")
+"""The values of ``train/phase`` in metrics.csv: 0 offline (Uni-O4: its improvement updates too), 1 online."""
+PROGRESS_SECONDS = 5.0
+"""Longest silence between two progress lines of a long phase."""
 
+
+def read_evaluations(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The evaluations logged in a dataset run's ``metrics.csv``, in order: ``{"phase", "step", "return",
+    "normalized_score"}`` per evaluation (``phase``: offline | online)."""
+    from rlsuite.core.logger import read_metrics
+
+    return [{"phase": PHASES[int(float(r["train/phase"]))], "step": int(float(r["step"])), "return": float(r["eval/mean_return"]),
+             "normalized_score": float(r["eval/normalized_score"])}
+            for r in read_metrics(Path(run_dir) / "metrics.csv") if r.get("eval/normalized_score", "") != ""]
+
+
+def _metric_key(name: str) -> str:
+    """An agent's stat name as a metrics.csv key (names with a namespace keep it)."""
+    if "/" in name:
+        return name
+    return "rollout/ep_return" if name == "episode_return" else f"train/{name}"
+
+
+class _Progress:
+    """Passes a line to ``say`` when ``PROGRESS_SECONDS`` have passed since the last one."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say, self.last = say, time.perf_counter()
+
+    def __call__(self, line: str) -> None:
+        if time.perf_counter() - self.last >= PROGRESS_SECONDS:
+            self.last = time.perf_counter()
+            self.say(line)
+
+
+def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int = 0, seed: int = 0, eval_every: int = 5000,
+                  eval_episodes: int = 10, run_dir: str | os.PathLike | None = None, root: Path | None = None, device: str = "cpu",
+                  log: Callable[[str], None] | None = None, config: dict[str, Any] | None = None, resume: bool = False,
+                  overwrite: bool = False, tensorboard: bool = True) -> dict[str, Any]:
+    """See the module docstring; returns the final offline and online normalised scores, the evaluations
+    (``rows``: phase, step, return, normalized_score) and the wall-clock seconds of each phase.
+    ``config``: overrides of the algorithm's config dataclass. Uni-O4's offline phase is ``offline_steps``
+    supervised updates followed by ``improve_steps`` (its config) policy-improvement updates; its
+    evaluations are numbered on after the first part.
+
+    ``metrics.csv`` (through :class:`rlsuite.core.logger.Logger`, with TensorBoard events in ``tb/``) has
+    one ``step`` axis: offline updates, then (online) the offline updates plus the env steps done online.
+    Losses go into ``train/*`` every 100 updates (every ``eval_every`` when smaller), evaluations into
+    ``eval/mean_return`` and ``eval/normalized_score``, and ``train/phase`` says which phase a row is from
+    (see :data:`PHASES`). A progress line goes to ``log`` at least every :data:`PROGRESS_SECONDS` of a phase.
+
+    A new run refuses a ``run_dir`` that already holds files unless ``overwrite`` (it is emptied).
     ``resume=True`` continues the interrupted run in ``run_dir``: from ``checkpoints/offline`` when its
     offline phase finished (the online phase then runs from its start; ``online_steps`` may differ
     from the first call), else from ``checkpoints/offline_partial``, written after every offline
     evaluation (the offline phase continues where that evaluation left it). The agent, its optimizers
     and the random generators are restored, so the result is what an unbroken run gives; the rows of
-    ``metrics.csv`` up to the checkpoint are kept. The other arguments must match the first call."""
+    ``metrics.csv`` up to the checkpoint are kept. The other arguments must match the first call.
+
+    Raises:
+        NothingToDo: ``resume`` of a run whose phases are done for the budgets asked (no file touched).
+        DatasetError: bad arguments, a dataset that does not fit its env, a resume with other settings,
+            below what the run has done, or past a finished online phase (no file touched).
+    """
     import gymnasium as gym
 
     import rlsuite.envs  # noqa: F401
     from rlsuite.core.checkpoint import atomic_write_json, save_checkpoint, write_latest
     from rlsuite.core.config import config_to_dict
-    from rlsuite.core.run import code_version
+    from rlsuite.core.logger import Logger
+    from rlsuite.core.run import claim_run_dir, code_version
     from rlsuite.core.vec_env import describe_space
 
-    log = log or (lambda m: None)
+    say = log or (lambda m: None)
     for name, value in (("offline_steps", offline_steps), ("online_steps", online_steps), ("eval_episodes", eval_episodes)):
         if value < 0:
             raise DatasetError(f"{name} must be >= 0, got {value}.")
@@ -125,6 +178,8 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         raise DatasetError(f"eval_every must be >= 1, got {eval_every}.")
     if algo == "bc" and online_steps > 0:
         raise DatasetError("BC has no online phase; use --online-steps 0 (or train iql).")
+    if resume and run_dir is None:
+        raise DatasetError("resume needs the run directory of the interrupted run (run_dir / --run-dir).")
     ds = load_dataset(ds_id, root)
     md = ds.storage.metadata
     desc = json.loads(md.get("description") or "{}")
@@ -141,7 +196,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
                            f"{arrays['actions'].shape[1:]}, but {env_id} has {env.observation_space.shape} and "
                            f"{env.action_space.shape}: collect it again for this env.")
     ends = arrays["terminals"] | arrays["timeouts"]
-    log(f"dataset {ds_id}: {len(arrays['rewards'])} transitions, {int(ends.sum())} episodes, mean episode return "
+    say(f"dataset {ds_id}: {len(arrays['rewards'])} transitions, {int(ends.sum())} episodes, mean episode return "
         f"{float(arrays['rewards'].sum()) / max(1, int(ends.sum())):.1f}; reference returns: random {ref_min:.1f}, expert {ref_max:.1f}")
     agent, spec = _make_agent(algo, env, env_id, device, seed, config)
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
@@ -154,29 +209,39 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
                   "versions": code_version()}
     ckpt_meta = {"algo": algo, "config": config_to_dict(agent.cfg), "run": run_config["run"], "dataset": ds_id,
                  "observation_space": describe_space(env.observation_space), "action_space": describe_space(env.action_space)}
+    offline_end = offline_steps + (agent.cfg.improve_steps if hasattr(agent, "improve") else 0)
 
     def save(phase: str, step: int, state: dict[str, Any], extra: dict[str, Any]) -> None:
         save_checkpoint(run / "checkpoints" / phase, state, {**ckpt_meta, "phase": phase, "step": step, **extra})
         write_latest(run / "checkpoints", phase, step)
     rows: list[dict[str, Any]] = []
     restored_seconds, offline_finished, done, k = 0.0, False, 0, 0
-    if resume:
-        if run_dir is None:
-            raise DatasetError("resume needs the run directory of the interrupted run (run_dir / --run-dir).")
-        rows, meta = _restore_offline_phase(run, run_config, agent, agent.device)
+    if resume:  # every check before the first write: a refused resume leaves the run as it was
+        _check_settings(run, run_config)
+        _check_budget(run, algo, offline_steps, online_steps)
+        rows, meta = _restore_offline_phase(run, agent, agent.device)
         offline_finished = meta["phase"] == "offline"
         restored_seconds = float(meta.get("seconds", 0.0))
         done, k = int(meta.get("offline_done", offline_steps)), int(meta.get("improve_done", 0))
-        log(f"resumed {run} from checkpoints/{meta['phase']} (offline update {done}, improvement update {k}; "
+        say(f"resumed {run} from checkpoints/{meta['phase']} (offline update {done}, improvement update {k}; "
             f"{len(rows)} evaluations kept)")
+    else:
+        claim_run_dir(run, overwrite)
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {**run_config, "config": _jsonable(run_config["config"])})
+    start_step = (offline_end if offline_finished else done + k) if resume else 0
+    logger = Logger(run, offline_end + online_steps, start_step, tensorboard=tensorboard, progress=False)
+    logger.line_every = logger._last_line = float("inf")  # no lines of its own: this driver's go through ``log``
+    progress = _Progress(say)
 
-    def record(phase: str, step: int, ret: float) -> float:
+    def record(phase: str, step: int) -> float:
+        t_eval = time.perf_counter()
+        ret = evaluate(agent, env_id, eval_episodes, seed + 100_000)
         score = float(normalized_score(ret, ref_min, ref_max))
         rows.append({"phase": phase, "step": step, "return": ret, "normalized_score": score})
-        _write_metrics(run, rows, curve=False)  # after every evaluation: a crash keeps the curve so far
-        log(f"{phase} step {step}: return {ret:.1f}, normalized score {score:.1f}")
+        logger.log(step, {"eval/mean_return": ret, "eval/normalized_score": score, "train/phase": PHASES.index(phase),
+                          "time/eval_seconds": time.perf_counter() - t_eval})
+        say(f"{phase} step {step}: return {ret:.1f}, normalized score {score:.1f}")
         return score
 
     t0 = time.perf_counter()
@@ -185,58 +250,76 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         save("offline_partial", done + k, {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()},
              {"offline_done": done, "improve_done": k, "seconds": restored_seconds + time.perf_counter() - t0})
 
-    progress_every = max(1, min(1000, eval_every))
-    while done < offline_steps:
-        chunk = min(eval_every, offline_steps - done)
-        base, t_chunk = done, time.perf_counter()
-        agent.learn_offline(chunk, total_steps=offline_steps, log_every=progress_every,
-                            log=lambda i, st, base=base, t=t_chunk: log(  # noqa: B023 - base/t bound per chunk
-                                f"offline update {base + i}/{offline_steps}: " + ", ".join(f"{k} {v:.3g}" for k, v in st.items())
-                                + f" ({(time.perf_counter() - t) / i * 1000:.1f} ms/update)"))
-        done += chunk
-        record("offline", done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
-        save_partial()
-    if hasattr(agent, "improve") and not offline_finished:  # Uni-O4's offline policy improvement
-        log(f"offline updates: {time.perf_counter() - t0:.0f} s")
-        t_improve = time.perf_counter()
-        if agent.reference is None:
-            agent.start_improvement(log)
-            log(f"dynamics fit and first AM-Q: {time.perf_counter() - t_improve:.0f} s")
-        k_total = agent.cfg.improve_steps
-        while k < k_total:
-            chunk = min(eval_every, k_total - k)
-            agent.improve(chunk, total_steps=k_total, log=lambda i, st: log(
-                f"improvement update {i}/{k_total}: policy loss {st['policy_loss']:.3g}, AM-Q max {st['am_q_max']:.2f}, "
-                f"accepted {st['accepted']:.0f}"))
-            k += chunk
-            best = max(g.best for g in agent.gates)
-            log(f"improvement step {k}: AM-Q best {best:.2f}, accepted {sum(g.accepted for g in agent.gates)}, "
-                f"rejected {sum(g.rejected for g in agent.gates)}, selected member {agent.selected}")
-            record("offline", offline_steps + k, evaluate(agent, env_id, eval_episodes, seed + 100_000))
-            save_partial()
-    offline_seconds = restored_seconds if offline_finished else restored_seconds + time.perf_counter() - t0
-    offline_end = offline_steps + (agent.cfg.improve_steps if hasattr(agent, "improve") else 0)
-    offline_score = next((r["normalized_score"] for r in reversed(rows) if r["phase"] == "offline"), float("nan"))
-    if not offline_finished:
-        # the agent plus torch's global generator (online sampling draws from it): resuming is exact
-        save("offline", offline_end, {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()}, {"seconds": offline_seconds})
+    chunk_start = {"step": 0, "time": 0.0}  # where the running chunk began (read by the callbacks)
+
+    def on_offline(i: int, stats: dict[str, float]) -> None:
+        step, per_s = chunk_start["step"] + i, i / max(time.perf_counter() - chunk_start["time"], 1e-9)
+        logger.log(step, {**{_metric_key(n): v for n, v in stats.items()}, "train/phase": 0, "time/updates_per_second": per_s})
+        progress(f"offline update {step}/{offline_steps}: " + ", ".join(f"{n} {v:.3g}" for n, v in stats.items())
+                 + f" ({1000 / per_s:.1f} ms/update)")
+
+    def on_improve(i: int, stats: dict[str, float]) -> None:
+        logger.log(offline_steps + i, {**{_metric_key(n): v for n, v in stats.items()}, "train/phase": 0})
+        progress(f"improvement update {i}/{agent.cfg.improve_steps}: policy loss {stats['policy_loss']:.3g}, "
+                 f"AM-Q max {stats['am_q_max']:.2f}, accepted {stats['accepted']:.0f}")
+
+    def on_online(i: int, stats: dict[str, Any]) -> None:
+        steps = chunk_start["step"] + i
+        logger.log(offline_end + steps, {**{_metric_key(n): v for n, v in stats.items()}, "train/phase": 1})
+        progress(f"online env step {steps}/{online_steps} ({time.perf_counter() - chunk_start['time']:.0f} s into this interval)")
+
+    log_every = max(1, min(100, eval_every))
     online_score = None
-    t1 = time.perf_counter()
-    if online_steps > 0:
-        done = 0
-        while done < online_steps:
-            chunk = min(eval_every, online_steps - done)
-            agent.learn_online(env_id, chunk, seed=seed + done, total_steps=online_steps)
+    try:
+        while done < offline_steps:
+            chunk = min(eval_every, offline_steps - done)
+            chunk_start.update(step=done, time=time.perf_counter())
+            agent.learn_offline(chunk, total_steps=offline_steps, log_every=log_every, log=on_offline)
             done += chunk
-            record("online", offline_end + done, evaluate(agent, env_id, eval_episodes, seed + 100_000))
-            spent = time.perf_counter() - t1
-            log(f"online: {done}/{online_steps} env steps in {spent:.0f} s, about {spent / done * (online_steps - done):.0f} s left")
-        online_score = rows[-1]["normalized_score"]
-        save("online", offline_end + online_steps, {"agent": agent.state_dict()}, {})
-    online_seconds = time.perf_counter() - t1
-    _write_metrics(run, rows)
+            record("offline", done)
+            save_partial()
+        if hasattr(agent, "improve") and not offline_finished:  # Uni-O4's offline policy improvement
+            say(f"offline updates: {time.perf_counter() - t0:.0f} s")
+            t_improve = time.perf_counter()
+            if agent.reference is None:
+                agent.start_improvement(say)
+                say(f"dynamics fit and first AM-Q: {time.perf_counter() - t_improve:.0f} s")
+            k_total = agent.cfg.improve_steps
+            while k < k_total:
+                chunk = min(eval_every, k_total - k)
+                agent.improve(chunk, total_steps=k_total, log=on_improve)
+                k += chunk
+                best = max(g.best for g in agent.gates)
+                say(f"improvement step {k}: AM-Q best {best:.2f}, accepted {sum(g.accepted for g in agent.gates)}, "
+                    f"rejected {sum(g.rejected for g in agent.gates)}, selected member {agent.selected}")
+                record("offline", offline_steps + k)
+                save_partial()
+        offline_seconds = restored_seconds if offline_finished else restored_seconds + time.perf_counter() - t0
+        offline_score = next((r["normalized_score"] for r in reversed(rows) if r["phase"] == "offline"), float("nan"))
+        if not offline_finished:
+            # the agent plus torch's global generator (online sampling draws from it): resuming is exact
+            save("offline", offline_end, {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()}, {"seconds": offline_seconds})
+        t1 = time.perf_counter()
+        if online_steps > 0:
+            done = 0
+            while done < online_steps:
+                chunk = min(eval_every, online_steps - done)
+                chunk_start.update(step=done, time=time.perf_counter())
+                agent.learn_online(env_id, chunk, seed=seed + done, total_steps=online_steps, log=on_online,
+                                   log_every=log_every)
+                done += chunk
+                record("online", offline_end + done)
+                spent = time.perf_counter() - t1
+                say(f"online: {done}/{online_steps} env steps in {spent:.0f} s, about {spent / done * (online_steps - done):.0f} s left")
+            online_score = rows[-1]["normalized_score"]
+            save("online", offline_end + online_steps, {"agent": agent.state_dict()}, {})
+        online_seconds = time.perf_counter() - t1
+    finally:
+        logger.close()
+    curve = _plot_curve(run, rows, f"{algo} on {ds_id}")
     return {"run_dir": str(run), "agent": agent, "offline_score": offline_score, "online_score": online_score, "rows": rows,
-            "offline_seconds": offline_seconds, "online_seconds": online_seconds}
+            "offline_seconds": offline_seconds, "online_seconds": online_seconds, "curve": str(curve),
+            "checkpoint": str(run / "checkpoints" / ("online" if online_steps > 0 else "offline"))}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -244,22 +327,12 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, device: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load ``run/checkpoints/offline`` (a finished offline phase) or else ``offline_partial`` (the last
-    evaluation of an interrupted one) into ``agent`` and torch's global generator, after checking that
-    ``run/config.json`` describes the same offline phase; returns the offline rows of metrics.csv up to
-    that point and the checkpoint's meta (``phase``, ``offline_done``, ``improve_done``, ``seconds``)."""
-    from rlsuite.core.checkpoint import CheckpointError, load_checkpoint
-
-    if (run / "checkpoints" / "online").exists():
-        raise DatasetError(f"{run} finished its online phase (checkpoints/online exists): nothing to resume; "
-                           "start a new run with another --run-dir.")
-    name = next((n for n in ("offline", "offline_partial") if (run / "checkpoints" / n).exists()), None)
-    if name is None:
-        raise DatasetError(f"nothing to resume in {run}: it has no checkpoint yet (the first is written at the first "
-                           "evaluation); run it again without --resume.")
+def _check_settings(run: Path, run_config: dict[str, Any]) -> None:
+    """Refuse to resume ``run`` with settings other than its ``config.json``'s (the online budget may differ)."""
     try:
         saved = json.loads((run / "config.json").read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"nothing to resume in {run}: it has no config.json (is it a run directory?).") from None
     except (OSError, json.JSONDecodeError) as e:
         raise DatasetError(f"cannot read {run / 'config.json'} ({e}); the run directory is damaged.") from None
     mine = {**run_config, "config": _jsonable(run_config["config"])}
@@ -267,6 +340,49 @@ def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, de
     if diff:
         detail = "; ".join(f"{k}: run has {saved.get(k)!r}, received {mine[k]!r}" for k in diff)
         raise DatasetError(f"cannot resume {run} with other settings ({detail}); pass the settings of the first call.")
+
+
+def _check_budget(run: Path, algo: str, offline_steps: int, online_steps: int) -> None:
+    """Refuse to resume a run whose phases are done for the budgets asked (its settings already checked).
+
+    Raises:
+        NothingToDo: the offline phase is done and no online phase is asked, or the online phase is done
+            with ``online_steps`` env steps.
+        DatasetError: the online phase is done with another number of env steps (an online phase is not
+            continued: its env and, for IQL, its replay data are not checkpointed).
+    """
+    from rlsuite.core.checkpoint import CheckpointError, read_checkpoint_meta
+    from rlsuite.core.run import NothingToDo
+
+    ck = run / "checkpoints"
+    if (ck / "online").exists():
+        try:
+            saved_online = int(read_checkpoint_meta(ck / "online")["meta"]["run"]["online_steps"])
+        except (CheckpointError, KeyError, TypeError, ValueError) as e:
+            raise DatasetError(f"cannot read {ck / 'online'} ({e}); the run directory is damaged.") from None
+        if online_steps == saved_online:
+            raise NothingToDo(f"{run} has already finished (offline {offline_steps} updates, online {saved_online} env steps); "
+                              f"nothing to do. Evaluate it with: rlsuite eval {run}")
+        raise DatasetError(f"{run} finished its online phase after {saved_online} env steps; --online-steps {online_steps} "
+                           "would redo it or continue it, and a finished online phase is neither continued nor replaced. "
+                           f"Train a new run (another --run-dir, or --overwrite to replace this one).")
+    if (ck / "offline").exists() and online_steps == 0:
+        more = "" if algo == "bc" else f" To fine-tune it online, resume with --online-steps N (rlsuite train {algo} --resume {run} --online-steps N)."
+        raise NothingToDo(f"{run} has already finished its offline phase ({offline_steps} updates) and no online phase is asked; "
+                          f"nothing to do.{more}")
+
+
+def _restore_offline_phase(run: Path, agent: Any, device: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load ``run/checkpoints/offline`` (a finished offline phase) or else ``offline_partial`` (the last
+    evaluation of an interrupted one) into ``agent`` and torch's global generator; returns the offline
+    evaluations of metrics.csv up to that point and the checkpoint's meta (``phase``, ``offline_done``,
+    ``improve_done``, ``seconds``)."""
+    from rlsuite.core.checkpoint import CheckpointError, load_checkpoint
+
+    name = next((n for n in ("offline", "offline_partial") if (run / "checkpoints" / n).exists()), None)
+    if name is None:
+        raise DatasetError(f"nothing to resume in {run}: it has no checkpoint yet (the first is written at the first "
+                           "evaluation); run it again without --resume (with --overwrite).")
     try:
         state, meta = load_checkpoint(run / "checkpoints" / name, device)
     except CheckpointError as e:
@@ -276,42 +392,28 @@ def _restore_offline_phase(run: Path, run_config: dict[str, Any], agent: Any, de
                            "run again without --resume.")
     agent.load_state_dict(state["agent"])
     torch.set_rng_state(state["torch_rng"].cpu())
-    rows: list[dict[str, Any]] = []
-    if (run / "metrics.csv").exists():
-        with open(run / "metrics.csv", newline="") as f:
-            rows = [{"phase": r["phase"], "step": int(r["step"]), "return": float(r["return"]),
-                     "normalized_score": float(r["normalized_score"])} for r in csv.DictReader(f) if r["phase"] == "offline"]
     upto = int(meta.get("offline_done", 0)) + int(meta.get("improve_done", 0)) if name == "offline_partial" else None
-    rows = [r for r in rows if upto is None or r["step"] <= upto]
+    rows = [r for r in read_evaluations(run) if r["phase"] == "offline" and (upto is None or r["step"] <= upto)]
     return rows, {"phase": name, **meta}
 
 
-def _write_metrics(run: Path, rows: list[dict[str, Any]], curve: bool = True) -> None:
-    from rlsuite.core.atomic import atomic_path
+def _plot_curve(run: Path, rows: list[dict[str, Any]], title: str) -> Path:
+    """``run/curve.png``: the normalised score of the evaluations, one curve per phase (offline against
+    updates, online against the updates plus env steps), drawn by :func:`rlsuite.core.run.plot_learning_curve`."""
+    import tempfile
 
-    with atomic_path(run / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["phase", "step", "return", "normalized_score"])
-        w.writeheader()
-        w.writerows(rows)
-    if not curve:
-        return
-    try:
-        import matplotlib
+    from rlsuite.core.run import plot_learning_curve
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for phase, color in (("offline", "tab:blue"), ("online", "tab:orange")):
-            pts = [(r["step"], r["normalized_score"]) for r in rows if r["phase"] == phase]
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", color=color, label=phase)
-        ax.set_xlabel("updates (offline) / + env steps (online)")
-        ax.set_ylabel("normalized score")
-        ax.legend()
-        fig.tight_layout()
-        with atomic_path(run / "curve.png") as tmp_png:
-            fig.savefig(tmp_png, dpi=100)
-        plt.close(fig)
-    except Exception:  # noqa: BLE001 - the curve is a convenience; the CSV holds the numbers
-        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "scores.csv"
+        with open(table, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", *(f"eval/{p}" for p in PHASES)])
+            for r in rows:
+                w.writerow([r["step"], *(r["normalized_score"] if r["phase"] == p else "" for p in PHASES)])
+        online = any(r["phase"] == "online" for r in rows)
+        return plot_learning_curve(table, run / "curve.png", title,
+                                   series=(("eval/offline", "offline evaluations (x: updates)"),
+                                           ("eval/online", "online evaluations (x: updates + env steps)")),
+                                   xlabel="offline updates, then online env steps" if online else "offline updates",
+                                   ylabel="normalized score (0 random, 100 expert)")

@@ -1,6 +1,5 @@
 """Locally made D4RL-style datasets in the Minari format."""
 
-import csv
 import json
 from pathlib import Path
 
@@ -152,7 +151,7 @@ def test_a_crash_online_keeps_the_offline_results(made, tmp_path, monkeypatch):
     """metrics.csv is written after every evaluation and the offline checkpoint before the online
     phase, so a crash online loses neither."""
     from rlsuite.agents.iql import IQL
-    from rlsuite.offline.train import train_offline
+    from rlsuite.offline.train import read_evaluations, train_offline
 
     def crash(self, *args, **kwargs):
         raise KeyboardInterrupt
@@ -161,8 +160,8 @@ def test_a_crash_online_keeps_the_offline_results(made, tmp_path, monkeypatch):
     root, ids = made
     with pytest.raises(KeyboardInterrupt):
         train_offline("iql", ids["medium"], 200, 300, seed=0, eval_every=100, eval_episodes=1, run_dir=tmp_path / "run", root=root)
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
-    assert [(r["phase"], int(r["step"])) for r in rows] == [("offline", 100), ("offline", 200)]
+    rows = read_evaluations(tmp_path / "run")
+    assert [(r["phase"], r["step"]) for r in rows] == [("offline", 100), ("offline", 200)]
     assert (tmp_path / "run" / "checkpoints" / "offline" / "meta.json").exists()
 
 
@@ -170,7 +169,8 @@ def test_resume_after_an_online_crash_matches_an_uninterrupted_run(made, tmp_pat
     """The offline checkpoint holds the agent, its optimizers and the generators: a run that crashed
     online and was resumed logs exactly what a run that never stopped logs."""
     from rlsuite.agents.iql import IQL
-    from rlsuite.offline.train import train_offline
+    from rlsuite.core.run import NothingToDo
+    from rlsuite.offline.train import read_evaluations, train_offline
 
     root, ids = made
     kw = dict(seed=0, eval_every=100, eval_episodes=1, root=root)
@@ -193,8 +193,9 @@ def test_resume_after_an_online_crash_matches_an_uninterrupted_run(made, tmp_pat
     resumed = train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **kw, resume=True)
     assert [(r["phase"], r["step"], r["return"]) for r in resumed["rows"]] == [(r["phase"], r["step"], r["return"]) for r in whole["rows"]]
     assert resumed["offline_seconds"] > 0  # the offline phase's wall-clock, kept in its checkpoint
-    rows = list(csv.DictReader(open(tmp_path / "crashed" / "metrics.csv")))
-    assert [(r["phase"], int(r["step"])) for r in rows] == [("offline", 100), ("offline", 200), ("online", 300), ("online", 400)]
+    assert [(r["phase"], r["step"]) for r in read_evaluations(tmp_path / "crashed")] == [
+        ("offline", 100), ("offline", 200), ("online", 300), ("online", 400)]
+    assert read_evaluations(tmp_path / "crashed") == read_evaluations(tmp_path / "whole")
     from rlsuite.core.checkpoint import load_checkpoint
 
     a, _ = load_checkpoint(tmp_path / "whole" / "checkpoints" / "online")
@@ -202,7 +203,11 @@ def test_resume_after_an_online_crash_matches_an_uninterrupted_run(made, tmp_pat
     for net in ("actor", "q", "v"):
         for k, v in a["agent"][net].items():
             assert torch.equal(v, b["agent"][net][k]), (net, k)
-    with pytest.raises(D.DatasetError, match="finished its online phase"):
+    before = (tmp_path / "crashed" / "metrics.csv").read_bytes()
+    with pytest.raises(NothingToDo, match="already finished"):  # nothing re-evaluated, nothing appended
         train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "crashed", **kw, resume=True)
-    with pytest.raises(D.DatasetError, match="no checkpoint yet"):
+    with pytest.raises(D.DatasetError, match="finished its online phase after 200 env steps"):
+        train_offline("iql", ids["medium"], 200, 300, run_dir=tmp_path / "crashed", **kw, resume=True)
+    assert (tmp_path / "crashed" / "metrics.csv").read_bytes() == before
+    with pytest.raises(D.DatasetError, match="nothing to resume in .*empty"):
         train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "empty", **kw, resume=True)

@@ -1,13 +1,15 @@
 """The driver of agents that learn from instance sets (``learns_from="instances"``, e.g. BQ-NCO).
 
 A run directory holds ``config.json``, ``data/`` (the generated instances and their reference
-solutions, written once, so a resumed run trains on exactly the same set), ``metrics.csv`` (imitation
-loss, final greedy cost) and ``checkpoints/`` (safetensors + JSON, ``latest.json``), like every
-rlsuite run: ``rlsuite eval RUN`` solves fresh instances with it, ``--resume`` continues it bit for bit.
+solutions, written once, so a resumed run trains on exactly the same set), ``metrics.csv`` and
+TensorBoard events in ``tb/`` (``train/imitation_loss`` every 100 optimizer steps, or ten times in a
+shorter run; ``eval/greedy_cost`` and ``eval/nn_cost`` at the end), ``curve.png`` (the imitation loss
+against optimizer steps) and ``checkpoints/`` (safetensors + JSON, ``latest.json``), like every rlsuite
+run: ``rlsuite eval RUN`` solves fresh instances with it, ``--resume`` continues it bit for bit.
 
 The agent is passed in (envs never import agents): it needs ``cfg.problem``, ``prepare_data(inst,
-solutions)``, ``learn(data, total_steps, on_checkpoint, checkpoint_every, on_log)``, ``solve(env)``,
-``state_dict()`` / ``load_state_dict()`` and ``global_step``.
+solutions)``, ``learn(data, total_steps, on_checkpoint, checkpoint_every, on_log, log_every,
+time_limit_s)``, ``solve(env)``, ``state_dict()`` / ``load_state_dict()`` and ``global_step``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 
 from rlsuite.core.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, write_latest
 from rlsuite.core.config import config_to_dict
+from rlsuite.core.logger import Logger
+from rlsuite.core.run import check_resume_budget, plot_learning_curve
 from rlsuite.core.seeding import get_rng_state, set_rng_state
 from rlsuite.envs.cop.dataset import load_instances, load_labels, save_instances, save_labels
 from rlsuite.envs.cop.env import COPEnv
@@ -30,6 +34,8 @@ from rlsuite.envs.cop.problems import cost, generate
 from rlsuite.envs.cop.solvers import solve
 
 log = logging.getLogger("rlsuite")
+PROGRESS_SECONDS = 5.0
+"""Longest silence between two progress lines while the training set is labelled."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,14 +94,16 @@ def training_data(agent: Any, run_cfg: InstancesRunConfig, data_dir: Path, say: 
         else:
             solver = run_cfg.solver or ("lkh" if problem == "tsp" else "pyvrp")
             inst = generate(problem, run_cfg.instances, run_cfg.size, run_cfg.seed)
-            t0 = time.monotonic()
+            t0 = last = time.monotonic()
             sols = []
-            chunk = max(1, run_cfg.instances // 10)
+            chunk = max(1, run_cfg.instances // 100)  # solved one by one: the chunks only pace the progress lines
             for i in range(0, run_cfg.instances, chunk):
                 part = {k: v[i : i + chunk] for k, v in inst.items()}
                 sols += solve(problem, part, solver, run_cfg.label_time_limit, run_cfg.seed)
-                say(f"labelled {len(sols)}/{run_cfg.instances} {problem}{run_cfg.size} instances with {solver} "
-                    f"({time.monotonic() - t0:.0f} s)")
+                if time.monotonic() - last >= PROGRESS_SECONDS or len(sols) == run_cfg.instances:
+                    last = time.monotonic()
+                    say(f"labelled {len(sols)}/{run_cfg.instances} {problem}{run_cfg.size} instances with {solver} "
+                        f"({last - t0:.0f} s)")
             costs, info = cost(problem, inst, sols).double(), {"solver": solver, "time_limit": run_cfg.label_time_limit}
         save_instances(data_dir, problem, inst, {"seed": run_cfg.seed, "source": run_cfg.data or "generated"}, overwrite=True)
         save_labels(data_dir, sols, costs, info)
@@ -109,9 +117,15 @@ def train_instances(agent: Any, algo: str, run_cfg: InstancesRunConfig, run_dir:
     """Train ``agent`` (fresh, or restored from ``start = {"state": ..., "meta": ...}``) into ``run_dir``.
 
     Returns:
-        ``run_dir``, ``checkpoint``, ``steps``, ``greedy_cost`` and ``nn_cost`` (nearest neighbour) on
-        ``eval_instances`` fresh instances.
+        ``run_dir``, ``checkpoint``, ``curve``, ``steps``, ``greedy_cost`` and ``nn_cost`` (nearest
+        neighbour) on ``eval_instances`` fresh instances.
+
+    Raises:
+        NothingToDo: ``start`` is at ``total_steps`` already (no file is touched).
+        ValueError: ``start`` is past ``total_steps`` (no file is touched).
     """
+    if start is not None:
+        check_resume_budget(int(start["meta"]["step"]), run_cfg.total_steps, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_doc = {"algo": algo, "run": config_to_dict(run_cfg), "config": config_to_dict(agent.cfg)}
     atomic_write_json(run_dir / "config.json", config_doc)
@@ -119,14 +133,9 @@ def train_instances(agent: Any, algo: str, run_cfg: InstancesRunConfig, run_dir:
     if start is not None:
         agent.load_state_dict(start["state"]["agent"])
         set_rng_state(start["state"]["rng"], start["meta"]["rng"])
-    metrics_path = run_dir / "metrics.csv"
-    rows = metrics_path.read_text().splitlines()[1:] if metrics_path.exists() and start is not None else []
-    rows = [r for r in rows if int(r.split(",")[0]) <= agent.global_step]
-
-    def write_metrics() -> None:
-        from rlsuite.core.checkpoint import atomic_write_text
-
-        atomic_write_text(metrics_path, "\n".join(["step,imitation_loss", *rows]) + "\n")
+    first = agent.global_step
+    logger = Logger(run_dir, run_cfg.total_steps, first, tensorboard=True, progress=False)
+    logger.line_every = logger._last_line = float("inf")  # no lines of its own: this driver's go through ``say``
 
     def checkpoint(a: Any, name: str | None = None) -> Path:
         name = name or f"step_{a.global_step:09d}"
@@ -134,20 +143,29 @@ def train_instances(agent: Any, algo: str, run_cfg: InstancesRunConfig, run_dir:
         path = save_checkpoint(run_dir / "checkpoints" / name, {"agent": a.state_dict(), "rng": rng_tensors},
                                {**config_doc, "step": a.global_step, "rng": rng_meta, "observation_space": None, "action_space": None})
         write_latest(run_dir / "checkpoints", name, a.global_step)
-        write_metrics()
         return path
 
     t0 = time.monotonic()
 
     def on_log(step: int, loss: float) -> None:
-        rows.append(f"{step},{loss:.6g}")
-        say(f"step {step}/{run_cfg.total_steps}: imitation loss {loss:.4f} ({time.monotonic() - t0:.0f} s)")
+        spent = time.monotonic() - t0
+        logger.log(step, {"train/imitation_loss": loss, "time/steps_per_second": (step - first) / max(spent, 1e-9)})
+        say(f"step {step}/{run_cfg.total_steps}: imitation loss {loss:.4f} ({spent:.0f} s)")
 
-    agent.learn(data, run_cfg.total_steps, on_checkpoint=checkpoint, checkpoint_every=run_cfg.checkpoint_every, on_log=on_log,
-                time_limit_s=run_cfg.time_limit)
-    path = checkpoint(agent, "final")
-    out = evaluate_instances(agent, run_cfg.size, run_cfg.eval_instances, run_cfg.seed + 1_000_000)
-    return {"run_dir": str(run_dir), "checkpoint": str(path), "steps": agent.global_step, "agent": agent, **out}
+    try:
+        agent.learn(data, run_cfg.total_steps, on_checkpoint=checkpoint, checkpoint_every=run_cfg.checkpoint_every, on_log=on_log,
+                    log_every=max(1, min(100, run_cfg.total_steps // 10)), time_limit_s=run_cfg.time_limit)
+        path = checkpoint(agent, "final")
+        t_eval = time.monotonic()
+        out = evaluate_instances(agent, run_cfg.size, run_cfg.eval_instances, run_cfg.seed + 1_000_000)
+        logger.log(agent.global_step, {"eval/greedy_cost": out["greedy_cost"], "eval/nn_cost": out["nn_cost"],
+                                       "time/eval_seconds": time.monotonic() - t_eval})
+    finally:
+        logger.close()
+    curve = plot_learning_curve(run_dir / "metrics.csv", run_dir / "curve.png", f"{algo} on {agent.cfg.problem}{run_cfg.size}",
+                                series=(("train/imitation_loss", "imitation loss (mean over the minibatches since the last point)"),),
+                                xlabel="optimizer steps", ylabel="imitation loss (cross-entropy, nats)")
+    return {"run_dir": str(run_dir), "checkpoint": str(path), "curve": str(curve), "steps": agent.global_step, "agent": agent, **out}
 
 
 def resume_state(checkpoint: Path, device: torch.device) -> dict[str, Any]:
