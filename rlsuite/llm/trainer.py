@@ -15,8 +15,12 @@ One online step (``OnlineTrainer.step``):
 6. health checks: every completion truncated, or every group with zero reward variance, is reported
    with a warning (the gradient is then zero or meaningless).
 
-``sft`` warms a model up on reference answers; ``exact_match`` evaluates greedy decoding; checkpoints
-are safetensors + JSON through ``rlsuite.core.checkpoint``.
+``SftTrainer`` (and ``sft``) warms a model up on reference answers; ``exact_match`` evaluates greedy
+decoding. Every trainer has ``state_dict`` / ``load_state_dict`` holding all that its next steps depend on
+(weights, Adam moments, RNG states, sampler state), so a resumed run takes the same steps as an
+uninterrupted one. ``run_training`` drives a trainer inside a run directory (config.json, metrics.csv,
+TensorBoard, checkpoints, model/, curve.png); checkpoints are safetensors + JSON through
+``rlsuite.core.checkpoint``.
 """
 
 from __future__ import annotations
@@ -25,15 +29,27 @@ import copy
 import dataclasses
 import logging
 import random
+import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlsuite.core.checkpoint import load_checkpoint, save_checkpoint
+from rlsuite.core.checkpoint import (
+    CheckpointError,
+    atomic_write_json,
+    find_latest,
+    first_difference,
+    load_checkpoint,
+    save_checkpoint,
+    write_latest,
+)
 from rlsuite.core.config import config_to_dict
+from rlsuite.core.logger import Logger
 from rlsuite.core.registry import UnknownNameError, unknown_name_message
+from rlsuite.core.run import plot_learning_curve
 from rlsuite.llm.advantages import ADVANTAGES
 from rlsuite.llm.aggregation import AGG_MODES, aggregate
 from rlsuite.llm.kl import KL_ESTIMATORS, kl_estimate, kl_shaped_rewards
@@ -163,24 +179,100 @@ def exact_match(model, tok: CharTokenizer, examples: Sequence[Example], max_new_
     return sum(verify(e.task, e.prompt, t) for e, t in zip(examples, texts, strict=True)) / len(examples)
 
 
-def sft(model, tok: CharTokenizer, examples: Sequence[Example], steps: int, batch_size: int = 64, lr: float = 3e-3, seed: int = 0) -> list[float]:
-    """Teacher-forced cross-entropy on ``prompt + answer + <eos>`` (loss on the answer and EOS only).
+@dataclasses.dataclass(frozen=True)
+class SftConfig:
+    """Supervised fine-tuning settings; invalid values fail at construction."""
 
-    Returns the loss of every step.
+    task: str = "addition"
+    """Synthetic task (see rlsuite.llm.tasks)."""
+    batch_size: int = 64
+    """Examples per optimizer step (drawn with replacement)."""
+    learning_rate: float = 3e-3
+    """Adam learning rate."""
+    seed: int = 0
+    """Seed of the batch draws."""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; allowed: {', '.join(TASKS)}.")
+        if self.batch_size < 1 or not self.learning_rate > 0:
+            raise ValueError(f"batch_size must be >= 1 and learning_rate > 0, got {self.batch_size} and {self.learning_rate}.")
+
+
+class SftTrainer:
+    """Teacher-forced cross-entropy on ``prompt + answer + <eos>`` (loss on the answer and EOS only), one
+    batch of ``batch_size`` examples drawn with replacement per :meth:`step`.
+
+    Args:
+        model: a causal LM with the tokenizer's vocabulary.
+        tok: the tokenizer.
+        train_examples: the examples to fit.
+        config: settings (validated at construction).
     """
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    rng = random.Random(seed)
-    losses = []
-    model.train()
-    for _ in range(steps):
-        batch = [rng.choice(examples) for _ in range(batch_size)]
-        logp, c_mask = teacher_forced_logprobs(model, tok, [e.prompt for e in batch], [e.answer for e in batch])
+
+    def __init__(self, model, tok: CharTokenizer, train_examples: Sequence[Example], config: SftConfig) -> None:
+        self.model, self.tok, self.cfg = model, tok, config
+        self.examples = list(train_examples)
+        self.opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.rng = random.Random(config.seed)
+        self.steps_done = 0
+
+    def step(self) -> dict[str, float]:
+        """One optimizer step; returns ``{"loss": mean cross-entropy per answer token (nats)}``."""
+        self.model.train()
+        batch = [self.rng.choice(self.examples) for _ in range(self.cfg.batch_size)]
+        logp, c_mask = teacher_forced_logprobs(self.model, self.tok, [e.prompt for e in batch], [e.answer for e in batch])
         loss = -aggregate(logp, c_mask, "token-mean")
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+        self.opt.step()
+        self.steps_done += 1
+        return {"loss": loss.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next steps depend on: weights, Adam moments, the batch-draw RNG, the step count."""
+        return {"model": self.model.state_dict(), "optim": self.opt.state_dict(), "rng": {"python": self.rng.getstate()},
+                "steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _load_trainer_state(self, state)
+
+
+def sft(model, tok: CharTokenizer, examples: Sequence[Example], steps: int, batch_size: int = 64, lr: float = 3e-3, seed: int = 0) -> list[float]:
+    """``steps`` steps of :class:`SftTrainer` on ``examples``; returns the loss of every step."""
+    trainer = SftTrainer(model, tok, examples, SftConfig(batch_size=batch_size, learning_rate=lr, seed=seed))
+    return [trainer.step()["loss"] for _ in range(steps)]
+
+
+def _load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
+    """Load what a trainer's ``state_dict()`` returned into it; a state of another kind of run fails clearly.
+
+    Raises:
+        CheckpointError: the parts (reference model, VADE, dataset reset ...) or a tensor's shape differ.
+    """
+    expected = trainer.state_dict()
+    if set(expected) != set(state):
+        raise CheckpointError(
+            f"this checkpoint holds {sorted(state)}, the {type(trainer).__name__} with these settings needs {sorted(expected)}; "
+            "it was written by a run with other settings (e.g. --beta, --prompt-sampler, --dataset-reset-prob).")
+    for key in ("model", "ref"):
+        if key in state:
+            diff = first_difference(expected[key], state[key])
+            if diff:
+                raise CheckpointError(f"the checkpoint's {key} does not fit this model: {diff}.")
+    trainer.model.load_state_dict(state["model"])
+    if "ref" in state:
+        trainer.ref.load_state_dict(state["ref"])
+    trainer.opt.load_state_dict(state["optim"])
+    version, internal, gauss = state["rng"]["python"]
+    trainer.rng.setstate((version, tuple(internal), gauss))
+    if "torch" in state["rng"]:
+        trainer.gen.set_state(state["rng"]["torch"].cpu().to(torch.uint8))
+    if "vade" in state:
+        trainer.vade.load_state_dict(state["vade"])
+    if "dataset_reset" in state:
+        trainer.reset.load_state_dict(state["dataset_reset"])
+    trainer.steps_done = int(state["steps_done"])
 
 
 class OnlineTrainer:
@@ -298,10 +390,25 @@ class OnlineTrainer:
             log.warning("step %d: every group has zero reward variance, so every advantage is 0.", self.steps_done)
         return metrics
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next steps depend on: weights (and the frozen reference's), Adam moments, the prompt
+        and sampling RNGs, VADE's posteriors, the dataset-reset RNG and the step count."""
+        state: dict[str, Any] = {"model": self.model.state_dict(), "optim": self.opt.state_dict(),
+                                 "rng": {"python": self.rng.getstate(), "torch": self.gen.get_state()}, "steps_done": self.steps_done}
+        if self.ref is not None:
+            state["ref"] = self.ref.state_dict()
+        if self.vade is not None:
+            state["vade"] = self.vade.state_dict()
+        if self.reset is not None:
+            state["dataset_reset"] = self.reset.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _load_trainer_state(self, state)
+
     def save(self, path: str | Path) -> Path:
-        """Model and optimizer weights (safetensors) with the config (JSON)."""
-        state = {"model": self.model.state_dict(), "optim": self.opt.state_dict(), "steps_done": self.steps_done}
-        return save_checkpoint(path, state, {"llm_config": config_to_dict(self.cfg), "model_config": self.model.config.to_dict()})
+        """The whole :meth:`state_dict` (safetensors) with the config (JSON)."""
+        return save_checkpoint(path, self.state_dict(), {"llm_config": config_to_dict(self.cfg), "model_config": self.model.config.to_dict()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +455,15 @@ class PreferenceTrainer:
         self.opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         self.rng = random.Random(config.seed)
         self.gen = torch.Generator().manual_seed(config.seed)
+        self.steps_done = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, the frozen reference's weights, Adam moments, the prompt and sampling RNGs, the step count."""
+        return {"model": self.model.state_dict(), "ref": self.ref.state_dict(), "optim": self.opt.state_dict(),
+                "rng": {"python": self.rng.getstate(), "torch": self.gen.get_state()}, "steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _load_trainer_state(self, state)
 
     def _seq_logp(self, model, prompts: list[str], completions: list[str]) -> torch.Tensor:
         return teacher_forced_logprobs(model, self.tok, prompts, completions)[0].sum(1)
@@ -365,8 +481,9 @@ class PreferenceTrainer:
         groups = [texts[i * cfg.samples_per_prompt : (i + 1) * cfg.samples_per_prompt] for i in range(cfg.prompts_per_step)]
         pairs = preference_pairs(prompts, groups, lambda p, c: verify(cfg.task, p, c))
         reward_mean = sum(verify(cfg.task, p, t) for p, t in zip(flat, texts, strict=True)) / len(flat)
+        self.steps_done += 1
         if not pairs:
-            log.warning("no (correct, wrong) pair among the samples of this step; no update.")
+            log.warning("step %d: no (correct, wrong) pair among the samples; no update.", self.steps_done)
             return {"pairs": 0.0, "reward_mean": reward_mean, "loss": float("nan")}
         ps, cs, rs = (list(x) for x in zip(*pairs, strict=True))
         self.model.train()
@@ -384,23 +501,139 @@ class PreferenceTrainer:
         return {"pairs": float(len(pairs)), "reward_mean": reward_mean, "loss": loss.item()}
 
 
-def run_steps(trainer: OnlineTrainer | PreferenceTrainer, steps: int, log_every: int = 25,
-              on_log: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
-    """``steps`` optimisation steps of an online or preference trainer; ``on_log(step, metrics)`` every
-    ``log_every`` steps and at the last one. Returns the last step's metrics."""
+@dataclasses.dataclass(frozen=True)
+class RunSchedule:
+    """When a run (``rlsuite llm sft | train``) evaluates and checkpoints, and how it shows progress."""
+
+    total_steps: int
+    """Optimizer steps of the whole run (a resumed run continues up to this many)."""
+    eval_every: int = 25
+    """Evaluate every N optimizer steps (0: only before and after training)."""
+    checkpoint_every: int = 0
+    """Checkpoint every N optimizer steps (0: ten checkpoints over the run)."""
+    keep_checkpoints: int = 3
+    """Periodic checkpoints kept on disk (older ones are deleted; 0 keeps all)."""
+    progress: bool = True
+    """Show the progress bar on a terminal (otherwise a log line every ~5 s)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files into tb/."""
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or min(self.eval_every, self.checkpoint_every, self.keep_checkpoints) < 0:
+            raise ValueError(f"total_steps must be >= 1 and eval_every, checkpoint_every, keep_checkpoints >= 0; got {self}.")
+
+
+#: (``metrics.csv`` columns with their legend labels, y-axis label) of the learning curve of each kind of run
+SFT_CURVE = ((("train/loss", "training batches"),), "cross-entropy (nats per answer token)")
+RL_CURVE = ((("train/reward", "sampled completions, training prompts"), ("eval/exact_match", "greedy exact match, held-out prompts")),
+            "reward / exact match (fraction correct)")
+#: trainer metric -> metrics.csv column (the others become ``train/<name>``)
+METRIC_COLUMNS = {"reward_mean": "train/reward", "reward_shaped_mean": "train/reward_shaped"}
+
+
+def run_training(trainer: SftTrainer | OnlineTrainer | PreferenceTrainer, run_dir: str | Path, schedule: RunSchedule,
+                 evaluate: Callable[[Any], float], config_doc: dict[str, Any], title: str = "",
+                 curve: tuple[tuple[tuple[str, str], ...], str] = RL_CURVE) -> dict[str, Any]:
+    """Train from ``trainer.steps_done`` (0, or a resumed checkpoint's step) to ``schedule.total_steps``
+    into ``run_dir`` (see docs/llm.md for its layout).
+
+    Writes ``config.json`` (``config_doc``), one ``metrics.csv`` / TensorBoard row per step (``train/*``,
+    ``time/sps`` in optimizer steps per second) and per evaluation (``eval/exact_match``,
+    ``time/eval_seconds``; before training on a new run, every ``eval_every`` steps and at the end),
+    checkpoints ``checkpoints/step_<N>`` (every ``checkpoint_every`` steps) and ``checkpoints/final`` with
+    ``latest.json``, the trained model in ``model/`` and ``curve.png``.
+
+    Args:
+        trainer: an :class:`SftTrainer`, :class:`OnlineTrainer` or :class:`PreferenceTrainer` (state loaded when resuming).
+        run_dir: the run directory (claimed by the caller).
+        schedule: budget, evaluation and checkpoint schedule.
+        evaluate: ``evaluate(model) -> exact match`` on the held-out examples.
+        config_doc: the resolved settings (JSON-able); also stored in every checkpoint's metadata.
+        title: the learning curve's title.
+        curve: the curve's ``(columns with labels, y-axis label)``: :data:`SFT_CURVE` or :data:`RL_CURVE`.
+
+    Returns:
+        ``run_dir``, ``checkpoint``, ``model``, ``curve``, ``step``, ``exact_match`` (at the end),
+        ``exact_match_before`` (None for a resumed run) and the last step's ``metrics``.
+    """
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    total, start = schedule.total_steps, trainer.steps_done
+    if start >= total:
+        raise ValueError(f"the trainer is already at step {start}, at or past total_steps {total}.")
+    model = trainer.model
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config_doc)
+    logger = Logger(run_dir, total, start, tensorboard=schedule.tensorboard, progress=schedule.progress)
+    checkpoint_every = schedule.checkpoint_every or max(1, total // 10)
+    meta = {**config_doc, "model_config": model.config.to_dict()}
+
+    def do_eval(step: int) -> float:
+        t0 = time.perf_counter()
+        value = evaluate(model)
+        logger.log(step, {"eval/exact_match": value, "time/eval_seconds": time.perf_counter() - t0})
+        return value
+
+    def save(name: str) -> Path:
+        path = save_checkpoint(ckpt_dir / name, trainer.state_dict(), {**meta, "step": trainer.steps_done})
+        write_latest(ckpt_dir, name, trainer.steps_done)
+        if schedule.keep_checkpoints > 0:
+            for old in sorted(ckpt_dir.glob("step_*"))[: -schedule.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+
     metrics: dict[str, float] = {}
-    for i in range(steps):
-        metrics = trainer.step()
-        if on_log is not None and (i % log_every == 0 or i == steps - 1):
-            on_log(i, metrics)
-    return metrics
+    try:
+        before = do_eval(0) if start == 0 else None
+        for step in range(start + 1, total + 1):
+            metrics = trainer.step()
+            row = {METRIC_COLUMNS.get(k, f"train/{k}"): v for k, v in metrics.items()}
+            logger.log(step, {**row, "time/sps": logger.sps(step)})
+            if step < total and schedule.eval_every and step % schedule.eval_every == 0:
+                do_eval(step)
+            if step < total and step % checkpoint_every == 0:
+                save(f"step_{step:09d}")
+        after = do_eval(total)
+        ckpt = save("final")
+        model_dir = save_model(model, run_dir / "model", {**meta, "step": total})
+    except KeyboardInterrupt:
+        logger.close()
+        log.warning("interrupted at step %d; continue from the latest checkpoint with --resume %s", trainer.steps_done, run_dir)
+        raise
+    logger.close()
+    columns, ylabel = curve
+    png = plot_learning_curve(run_dir / "metrics.csv", run_dir / "curve.png", title=title, series=columns,
+                              xlabel="optimizer steps", ylabel=ylabel)
+    return {"run_dir": run_dir, "checkpoint": ckpt, "model": model_dir, "curve": png, "step": total,
+            "exact_match": after, "exact_match_before": before, "metrics": metrics}
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """The model to load from ``path``: a run directory (its latest checkpoint), or a model or checkpoint
+    directory (one with ``meta.json``: ``RUN/model``, ``RUN/checkpoints/<name>``, or a directory
+    written by :func:`save_model`).
+
+    Raises:
+        FileNotFoundError: ``path`` is none of these (the message says what each would hold).
+    """
+    path = Path(path)
+    if (path / "meta.json").is_file():
+        return path
+    if (path / "checkpoints").is_dir():
+        return find_latest(path / "checkpoints")
+    if (path / "model" / "meta.json").is_file():
+        return path / "model"
+    what = "does not exist" if not path.exists() else "holds neither checkpoints/ nor model/ nor meta.json"
+    raise FileNotFoundError(f"{str(path)!r} {what}; expected an llm run directory (from rlsuite llm sft or train) "
+                            "or the model or checkpoint directory inside one.")
 
 
 def load_model(path: str | Path):
-    """Rebuild a model saved by :meth:`OnlineTrainer.save` or :func:`save_model`."""
+    """Rebuild a model from a run directory or a model or checkpoint directory (see :func:`resolve_model_dir`);
+    returns ``(model, meta)``."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    state, meta = load_checkpoint(path)
+    state, meta = load_checkpoint(resolve_model_dir(path))
     cfg = GPT2Config.from_dict(meta["model_config"])
     model = GPT2LMHeadModel(cfg)
     model.load_state_dict(state["model"])
@@ -412,4 +645,6 @@ def save_model(model, path: str | Path, meta: dict[str, Any] | None = None) -> P
     return save_checkpoint(path, {"model": model.state_dict()}, {"model_config": model.config.to_dict(), **(meta or {})})
 
 
-__all__ = ["AGG_MODES", "METHODS", "OnlineConfig", "OnlineTrainer", "PreferenceConfig", "PreferenceTrainer", "exact_match", "generate", "load_model", "save_model", "sft"]
+__all__ = ["AGG_MODES", "METHODS", "RL_CURVE", "SFT_CURVE", "OnlineConfig", "OnlineTrainer", "PreferenceConfig", "PreferenceTrainer",
+           "RunSchedule", "SftConfig", "SftTrainer", "exact_match", "generate", "load_model", "resolve_model_dir", "run_training",
+           "save_model", "sft"]

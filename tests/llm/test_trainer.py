@@ -164,6 +164,60 @@ def test_checkpoint_round_trip(data, tmp_path):
     assert exact_match(model, tok, test[:20]) == exact_match(loaded, tok, test[:20])
 
 
+def _trainer(kind: str, model, tok, train):
+    from rlsuite.llm.trainer import PreferenceConfig, PreferenceTrainer, SftConfig, SftTrainer
+
+    if kind == "sft":
+        return SftTrainer(model, tok, train, SftConfig(batch_size=8, seed=4))
+    if kind == "dpo":
+        return PreferenceTrainer(model, tok, train, PreferenceConfig(prompts_per_step=4, samples_per_prompt=4, seed=4))
+    # every part of the online state at once: reference model, VADE, dataset reset, old log-probs (inner epochs)
+    return OnlineTrainer(model, tok, train, OnlineConfig(method=kind, prompts_per_step=4, group_size=4, micro_batch_size=8, beta=0.1,
+                                                         inner_epochs=2, prompt_sampler="vade", dataset_reset_prob=0.5, seed=4))
+
+
+@pytest.mark.parametrize("kind", ["sft", "grpo", "dpo"])
+def test_a_trainer_restored_from_its_checkpoint_takes_the_same_steps(data, warm, tmp_path, kind):
+    """Exact resume: 2 steps, checkpoint (safetensors + JSON), a fresh trainer loads it and takes step 3; the same
+    weights and metrics as 3 uninterrupted steps (the RNGs, Adam moments, reference and sampler states are restored)."""
+    from rlsuite.core.checkpoint import load_checkpoint, save_checkpoint
+
+    tok, train, _ = data
+    straight = _trainer(kind, copy.deepcopy(warm), tok, train)
+    expected = [straight.step() for _ in range(3)][-1]
+    first = _trainer(kind, copy.deepcopy(warm), tok, train)
+    first.step(), first.step()
+    save_checkpoint(tmp_path / "ck", first.state_dict())
+    fresh_model = tiny_causal_lm(tok.vocab_size, seed=9)  # other weights: everything must come from the checkpoint
+    resumed = _trainer(kind, fresh_model, tok, train)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "ck")[0])
+    assert resumed.steps_done == 2
+    got = resumed.step()
+    assert got == pytest.approx(expected, rel=0, abs=0, nan_ok=True)
+    for p, q in zip(straight.model.parameters(), fresh_model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_a_checkpoint_of_other_settings_is_refused(data, warm):
+    from rlsuite.core.checkpoint import CheckpointError
+
+    tok, train, _ = data
+    with_vade = _trainer("grpo", copy.deepcopy(warm), tok, train).state_dict()
+    plain = OnlineTrainer(copy.deepcopy(warm), tok, train, OnlineConfig(prompts_per_step=4, group_size=4, micro_batch_size=16))
+    with pytest.raises(CheckpointError, match=r"other settings .*--prompt-sampler"):
+        plain.load_state_dict(with_vade)
+
+
+def test_sft_function_matches_the_trainer_and_lowers_the_loss(data):
+    from rlsuite.llm.trainer import SftConfig, SftTrainer
+
+    tok, train, _ = data
+    losses = sft(tiny_causal_lm(tok.vocab_size, seed=0), tok, train, 20, batch_size=16, seed=2)
+    tr = SftTrainer(tiny_causal_lm(tok.vocab_size, seed=0), tok, train, SftConfig(batch_size=16, seed=2))
+    assert [tr.step()["loss"] for _ in range(20)] == losses
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+
 def test_preference_config_validation():
     from rlsuite.llm.trainer import PreferenceConfig
 
