@@ -252,15 +252,15 @@ def cmd_llm(argv: list[str]) -> int:
         run_dir = Path(a.run_dir or default_run_dir(f"llm-{a.task}", a.method if sub == "train" else "sft", a.seed))
         if not a.overwrite:
             claim_run_dir(run_dir, overwrite=False)  # an existing run is refused at once
-    _quiet_third_party()
-    trainer, cfg, evaluate = _build(sub, a, device, ckpt)  # bad settings or a missing --init fail before any file changes
-    if resumed is None:
-        claim_run_dir(run_dir, a.overwrite)
         log.info("llm %s on %s: %d optimizer steps into %s (device %s)", sub if sub == "sft" else a.method, a.task,
                  a.total_steps, run_dir, device)
     else:
         run_dir = resumed
         log.info("resuming %s from %s at step %d of %d", run_dir, ckpt, start_step, a.total_steps)
+    _quiet_third_party()
+    trainer, cfg, evaluate = _build(sub, a, device, ckpt)  # bad settings or a missing --init fail before any file changes
+    if resumed is None:
+        claim_run_dir(run_dir, a.overwrite)
     return _train(sub, a, run_dir, trainer, cfg, evaluate)
 
 
