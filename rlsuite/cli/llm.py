@@ -244,7 +244,7 @@ def cmd_llm(argv: list[str]) -> int:
 
         ckpt = resolve_checkpoint(a.resume)
         start_step = int(read_checkpoint_meta(ckpt)["meta"]["step"])
-        check_resume_budget(start_step, a.total_steps, resumed)
+        check_resume_budget(start_step, a.total_steps, resumed, eval_command="rlsuite llm eval")
     device = resolve_device(a.device)
     if resumed is None:
         from rlsuite.core.run import claim_run_dir, default_run_dir

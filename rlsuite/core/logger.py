@@ -132,6 +132,8 @@ class Logger:
         progress: show the rich progress bar (steps, SPS, recent return); without a terminal, log lines
             every few seconds instead.
         console: the rich console to draw on.
+        headline: ``(metric, label)`` the bar shows the latest value of (episode return by default; a
+            language-model run shows its reward).
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class Logger:
         tensorboard: bool = True,
         progress: bool = True,
         console: Console | None = None,
+        headline: tuple[str, str] = ("rollout/ep_return", "return"),
     ) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.csv: CSVWriter | None = None
@@ -154,10 +157,12 @@ class Logger:
             if tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=start_step or None)
+                # events after the checkpoint's step are dropped (those at it were logged before it was written)
+                self.tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
         self.total_steps = total_steps
         self._t0 = time.perf_counter()
         self._step0 = start_step
+        self.headline = headline
         self.recent_return = float("nan")
         self.line_every = 5.0  # seconds between log lines when there is no progress bar
         self._last_line = -float("inf")
@@ -169,7 +174,7 @@ class Logger:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[sps]:>7} SPS"),
-                TextColumn("return {task.fields[ret]}"),
+                TextColumn(f"{headline[1]} {{task.fields[ret]}}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=console,
@@ -190,8 +195,9 @@ class Logger:
             if not k.startswith(NAMESPACES):
                 raise ValueError(f"metric key {k!r} must start with one of {NAMESPACES}.")
             row[k] = _float(v)
-        if "rollout/ep_return" in row and not math.isnan(row["rollout/ep_return"]):
-            self.recent_return = row["rollout/ep_return"]
+        key = self.headline[0]
+        if key in row and not math.isnan(row[key]):
+            self.recent_return = row[key]
         if self.csv is not None:
             self.csv.write(step, row)
         if self.tb is not None:
@@ -200,7 +206,8 @@ class Logger:
         self.update(step)
         if self._progress is None and time.perf_counter() - self._last_line >= self.line_every:
             self._last_line = time.perf_counter()
-            parts = [f"step {step}/{self.total_steps}"] + [f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("rollout/", "eval/", "time/sps"))]
+            shown = ("rollout/", "eval/", "time/sps", "train/loss", "train/reward", self.headline[0])
+            parts = [f"step {step}/{self.total_steps}"] + [f"{k}={v:.4g}" for k, v in row.items() if k.startswith(shown)]
             log.info(" | ".join(parts))
 
     def update(self, step: int) -> None:

@@ -143,7 +143,8 @@ class NothingToDo(Exception):
     The CLI prints the message and exits 0 (resuming a finished run is not an error, only a no-op)."""
 
 
-def check_resume_budget(done: int, total: int, run_dir: str | Path, flag: str = "--total-steps") -> None:
+def check_resume_budget(done: int, total: int, run_dir: str | Path, flag: str = "--total-steps",
+                        eval_command: str = "rlsuite eval") -> None:
     """Refuse to resume a run that has nothing left to do.
 
     Args:
@@ -151,6 +152,7 @@ def check_resume_budget(done: int, total: int, run_dir: str | Path, flag: str = 
         total: the budget asked for (``flag`` on the command line, or the saved one).
         run_dir: the run (named in the message).
         flag: the budget's command-line flag.
+        eval_command: the command that evaluates such a run (named in the message).
 
     Raises:
         NothingToDo: ``done == total`` (the run is finished).
@@ -161,7 +163,7 @@ def check_resume_budget(done: int, total: int, run_dir: str | Path, flag: str = 
                           f"To train further, resume with a larger {flag}.")
     if done > total:
         raise ValueError(f"{run_dir} is already at step {done}, past {flag} {total}. "
-                         f"Resume with {flag} above {done} to train further (or evaluate it with rlsuite eval {run_dir}).")
+                         f"Resume with {flag} above {done} to train further (or evaluate it with {eval_command} {run_dir}).")
 
 
 def claim_run_dir(run_dir: str | Path, overwrite: bool) -> Path:

@@ -564,7 +564,8 @@ def run_training(trainer: SftTrainer | OnlineTrainer | PreferenceTrainer, run_di
     model = trainer.model
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config_doc)
-    logger = Logger(run_dir, total, start, tensorboard=schedule.tensorboard, progress=schedule.progress)
+    headline = ("train/loss", "loss") if curve[0][0][0] == "train/loss" else ("train/reward", "reward")
+    logger = Logger(run_dir, total, start, tensorboard=schedule.tensorboard, progress=schedule.progress, headline=headline)
     checkpoint_every = schedule.checkpoint_every or max(1, total // 10)
     meta = {**config_doc, "model_config": model.config.to_dict()}
 

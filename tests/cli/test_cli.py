@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +47,10 @@ def test_train_eval_resume_cycle(capsys, tmp_path):
 
     code, out, _ = _run(capsys, "train", "ppo", "--resume", d, "--total-steps", str(2 * reached), "--no-progress", "--eval-episodes", "1")
     assert code == 0 and f"steps={2 * reached}" in out
-    code, _, err = _run(capsys, "train", "ppo", "--resume", d, "--total-steps", str(2 * reached), "--no-progress")
-    assert code == 2 and "nothing to train" in err  # a finished run is not re-evaluated and re-logged
+    before = {p: p.read_bytes() for p in Path(d).rglob("*") if p.is_file()}
+    code, out, _ = _run(capsys, "train", "ppo", "--resume", d, "--total-steps", str(2 * reached), "--no-progress")
+    assert code == 0 and "nothing to do" in out  # a finished run is not re-evaluated and re-logged
+    assert {p: p.read_bytes() for p in Path(d).rglob("*") if p.is_file()} == before
     code, _, err = _run(capsys, "train", "ppo", "--env", "CartPole-v1", "--total-steps", "-5", "--run-dir", str(tmp_path / "neg"))
     assert code == 2 and "--total-steps must be >= 0, got -5" in err
 
@@ -119,12 +122,12 @@ def test_llm_list_one_key_per_line(capsys):
 
 def test_llm_sft_train_eval_cli(capsys, tmp_path):
     pytest.importorskip("transformers")
-    assert main(["llm", "sft", "--steps", "20", "--out", str(tmp_path / "sft"), "--eval-examples", "20"]) == 0
-    assert main(["llm", "train", "--init", str(tmp_path / "sft"), "--steps", "2", "--prompts-per-step", "4",
-                 "--group-size", "2", "--out", str(tmp_path / "rl"), "--eval-examples", "20"]) == 0
-    assert main(["llm", "train", "--method", "bapo", "--init", str(tmp_path / "sft"), "--steps", "1", "--prompts-per-step", "4",
+    assert main(["llm", "sft", "--total-steps", "20", "--run-dir", str(tmp_path / "sft"), "--eval-examples", "20"]) == 0
+    assert main(["llm", "train", "--init", str(tmp_path / "sft"), "--total-steps", "2", "--prompts-per-step", "4",
+                 "--group-size", "2", "--run-dir", str(tmp_path / "rl"), "--eval-examples", "20"]) == 0
+    assert main(["llm", "train", "--method", "bapo", "--init", str(tmp_path / "sft"), "--total-steps", "1", "--prompts-per-step", "4",
                  "--group-size", "2", "--micro-batch-size", "4", "--inner-epochs", "2", "--prompt-sampler", "vade",
-                 "--dataset-reset-prob", "0.5", "--beta", "0.1", "--kl-in-reward", "--out", str(tmp_path / "rl2"),
+                 "--dataset-reset-prob", "0.5", "--beta", "0.1", "--kl-in-reward", "--run-dir", str(tmp_path / "rl2"),
                  "--eval-examples", "20"]) == 0
     capsys.readouterr()
     code, out, _ = _run(capsys, "llm", "eval", str(tmp_path / "rl"), "--eval-examples", "20")
@@ -187,8 +190,8 @@ def test_train_tgpo_cli_checkpoints_and_resumes(capsys, tmp_path):
     assert out.strip().splitlines()[-1].startswith("steps=992 ")
     code, _, err = _run(capsys, "train", "tgpo", "--resume", str(tmp_path / "r"), "--spec", "F[5,20](y > 2)", "--total-steps", "1488")
     assert code == 2 and "options it was started with" in err
-    code, _, err = _run(capsys, "train", "tgpo", "--resume", str(tmp_path / "r"), "--total-steps", "992")
-    assert code == 2 and "nothing to train" in err and "--total-steps" in err
+    code, out, _ = _run(capsys, "train", "tgpo", "--resume", str(tmp_path / "r"), "--total-steps", "992")
+    assert code == 0 and "nothing to do" in out and "--total-steps" in out
 
 
 def test_train_tgpo_cli_rejects_bad_objects_and_signals(capsys, tmp_path):
@@ -262,7 +265,7 @@ def test_deploy_cli_sim_to_sim_and_errors(capsys, tmp_path):
     code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--episodes", "2", "--compare-gym")
     assert code == 0 and out.strip().splitlines()[-1] == "sim_to_sim_gap=0.0000"
     code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--duration", "2")
-    assert code == 0 and out.strip().splitlines()[-1] == "return=50.0"  # 2 s at 25 Hz, balanced throughout
+    assert code == 0 and out.strip().splitlines()[-1] == "mean_return=50.0000"  # 2 s at 25 Hz, balanced throughout
     code, _, err = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--rate", "50")
     assert code == 2 and "policy rate of 25 Hz" in err
     code, _, err = _run(capsys, "deploy", "--robot", "unitree:go2", "--policy", str(path))
@@ -290,10 +293,10 @@ def test_deploy_remote_drives_the_simulated_robot_through_serve_policy(capsys, t
     out += capsys.readouterr().out  # both threads print: the server's count may come after deploy's last line
     assert not server.is_alive()
     deploy_lines = [line for line in out.strip().splitlines() if not line.startswith("served=")]
-    assert code == 0 and deploy_lines[-1] == "return=50.0", out
+    assert code == 0 and deploy_lines[-1] == "mean_return=50.0000", out
     assert f"served={ticks} rejected=0" in out
     code, local, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--policy", str(path), "--duration", "2")
-    assert local.strip().splitlines()[-1] == "return=50.0"
+    assert local.strip().splitlines()[-1] == "mean_return=50.0000"
 
 
 def test_deploy_cli_runs_the_quadruped_sim_to_sim(capsys, tmp_path):

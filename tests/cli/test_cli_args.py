@@ -28,7 +28,7 @@ def _run(capsys, *argv):
     (["data", "collect", "--env", "Hopper-v5", "--level", "medium", "--steps", "-5"], "--steps must be >= 1, got -5."),
     (["stl", "sample", "--horizon", "0"], "--horizon must be >= 1, got 0."),
     (["stl", "check", "F(x > 1)", "--trace", "t.csv", "--temperature", "nan"], "--temperature must be > 0, got nan."),
-    (["llm", "train", "--init", "a", "--out", "b", "--dataset-reset-prob", "1.5"],
+    (["llm", "train", "--init", "a", "--run-dir", "b", "--dataset-reset-prob", "1.5"],
      "--dataset-reset-prob must be between 0 and 1, got 1.5."),
 ])
 def test_out_of_range_options_are_refused_naming_the_flag(capsys, argv, message):
