@@ -363,9 +363,12 @@ def _check_budget(run: Path, algo: str, offline_steps: int, online_steps: int) -
         if online_steps == saved_online:
             raise NothingToDo(f"{run} has already finished (offline {offline_steps} updates, online {saved_online} env steps); "
                               f"nothing to do. Evaluate it with: rlsuite eval {run}")
-        raise DatasetError(f"{run} finished its online phase after {saved_online} env steps; --online-steps {online_steps} "
-                           "would redo it or continue it, and a finished online phase is neither continued nor replaced. "
-                           f"Train a new run (another --run-dir, or --overwrite to replace this one).")
+        if online_steps < saved_online:
+            raise DatasetError(f"{run} finished its online phase after {saved_online} env steps, past --online-steps {online_steps}. "
+                               f"Evaluate it with rlsuite eval {run}, or train a new run (another --run-dir, or --overwrite).")
+        raise DatasetError(f"{run} finished its online phase after {saved_online} env steps; a finished online phase is not "
+                           f"continued (its env and replay data are not checkpointed), so --online-steps {online_steps} needs a "
+                           "new run: another --run-dir, or --overwrite to replace this one.")
     if (ck / "offline").exists() and online_steps == 0:
         more = "" if algo == "bc" else f" To fine-tune it online, resume with --online-steps N (rlsuite train {algo} --resume {run} --online-steps N)."
         raise NothingToDo(f"{run} has already finished its offline phase ({offline_steps} updates) and no online phase is asked; "
