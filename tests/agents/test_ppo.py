@@ -63,6 +63,17 @@ def test_config_errors_say_what_to_change():
         PPOConfig(num_envs=3, num_steps=10, num_minibatches=4)
 
 
+def test_budget_note_says_how_far_whole_rollouts_round_the_budget_up():
+    space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    agent = PPO(PPOConfig(num_envs=2, num_steps=64, num_minibatches=2), space, gym.spaces.Discrete(2))
+    # rollouts of 2 * 64 = 128 env steps: 300 -> ceil(300 / 128) = 3 rollouts = 384 steps
+    assert agent.budget_note(300) == "--total-steps 300 is not a multiple of the rollout (num_envs*num_steps = 128): training 384 steps"
+    assert agent.budget_note(256) is None
+    agent.global_step = 200  # resumed at 200: 300 - 200 = 100 left -> one rollout -> 328
+    assert agent.budget_note(300).endswith("from step 200 (num_envs*num_steps = 128): training 328 steps")
+    assert agent.budget_note(328) is None and agent.budget_note(150) is None
+
+
 CARTPOLE_STEPS = 100_000
 CARTPOLE_MIN_RETURN = 475.0
 

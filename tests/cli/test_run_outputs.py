@@ -86,3 +86,18 @@ def test_every_run_has_the_same_files_and_a_finished_run_is_left_alone(algo, tmp
     code, out, err = _run(capsys, "train", algo, *flags, "--run-dir", run)
     assert code == 2 and "--overwrite" in err and "--resume" in err, out + err
     assert _tree(run) == before
+
+
+def test_long_phases_report_progress_with_their_losses(tmp_path, capsys, data_root, monkeypatch):
+    """Every loss row of the offline phase may become a progress line; at most PROGRESS_SECONDS pass between two
+    (0 here: every one is shown)."""
+    import rlsuite.offline.train as offline_train
+
+    monkeypatch.setattr(offline_train, "PROGRESS_SECONDS", 0.0)
+    code, out, err = _run(capsys, "train", "iql", *CASES["iql"][0], "--data-dir", data_root, "--run-dir", tmp_path / "run")
+    assert code == 0, out + err
+    for step in (20, 40):
+        assert f"offline update {step}/40: value_loss " in out
+    assert "online env step 20/40" in out
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv")) if r["train/q_loss"]]
+    assert [(r["step"], r["train/phase"]) for r in rows] == [("20", "0.0"), ("40", "0.0"), ("60", "1.0"), ("80", "1.0")]
