@@ -29,10 +29,16 @@ from rlsuite.core.seeding import resolve_device
 
 @dataclasses.dataclass(frozen=True)
 class BCConfig:
-    lr: float = 3e-4
+    """Behaviour cloning hyper-parameters (the settings of the IQL paper's BC baselines)."""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate."""
     batch_size: int = 256
-    hidden: tuple[int, ...] = (256, 256)
-    top_fraction: float = 1.0  # 1.0: plain BC; 0.1: 10%BC
+    """Transitions per update."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the deterministic actor."""
+    top_fraction: float = 1.0
+    """Fraction of episodes, by return, cloned (1.0: plain BC; 0.1: 10%BC)."""
 
 
 def bc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -63,8 +69,8 @@ class BC:
         torch.manual_seed(seed)
         self.cfg, self.device = cfg, resolve_device(device)
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.actor = MLP(obs_dim, act_dim, cfg.hidden).to(self.device)
-        self.opt = adam(self.actor.parameters(), cfg.lr)
+        self.actor = MLP(obs_dim, act_dim, cfg.hidden_sizes).to(self.device)
+        self.opt = adam(self.actor.parameters(), cfg.learning_rate)
         self.generator = torch.Generator().manual_seed(seed)
         self.data: OfflineData | None = None
         self.steps = 0

@@ -39,14 +39,23 @@ class IQLConfig:
     """IQL hyper-parameters (the paper's locomotion settings)."""
 
     expectile: float = 0.7
+    """Expectile tau of the value regression (0.5: the mean; towards 1: the max over dataset actions)."""
     beta: float = 3.0
+    """Inverse temperature of advantage-weighted regression for the actor."""
     max_weight: float = 100.0
+    """Clip of the exponentiated advantage weights."""
     gamma: float = 0.99
+    """Discount factor."""
     tau: float = 0.005
-    lr: float = 3e-4
+    """Polyak rate of the target Q networks."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of actor, Q and V (the actor's decays with a cosine schedule offline)."""
     batch_size: int = 256
-    hidden: tuple[int, ...] = (256, 256)
+    """Transitions per update."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of actor, Q and V."""
     normalize_reward: bool = True
+    """Scale rewards by 1000 / (max - min episode return) of the dataset, as the paper does for locomotion."""
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -243,13 +252,13 @@ class IQL:
         torch.manual_seed(seed)
         self.cfg, self.device = cfg, resolve_device(device)
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.actor = GaussianPolicy(obs_dim, act_dim, cfg.hidden).to(self.device)
-        self.q = _Twin(obs_dim, act_dim, cfg.hidden).to(self.device)
-        self.q_target = _Twin(obs_dim, act_dim, cfg.hidden).to(self.device)
+        self.actor = GaussianPolicy(obs_dim, act_dim, cfg.hidden_sizes).to(self.device)
+        self.q = _Twin(obs_dim, act_dim, cfg.hidden_sizes).to(self.device)
+        self.q_target = _Twin(obs_dim, act_dim, cfg.hidden_sizes).to(self.device)
         self.q_target.load_state_dict(self.q.state_dict())
         self.q_target.requires_grad_(False)
-        self.v = MLP(obs_dim, 1, cfg.hidden).to(self.device)
-        self.actor_opt, self.q_opt, self.v_opt = adam(self.actor.parameters(), cfg.lr), adam(self.q.parameters(), cfg.lr), adam(self.v.parameters(), cfg.lr)
+        self.v = MLP(obs_dim, 1, cfg.hidden_sizes).to(self.device)
+        self.actor_opt, self.q_opt, self.v_opt = adam(self.actor.parameters(), cfg.learning_rate), adam(self.q.parameters(), cfg.learning_rate), adam(self.v.parameters(), cfg.learning_rate)
         self.generator = torch.Generator().manual_seed(seed)
         self.data: OfflineData | None = None
         self.steps = 0
@@ -306,7 +315,7 @@ class IQL:
                 log(i + 1, stats)
         if self.steps >= self._offline_end:
             for g in self.actor_opt.param_groups:
-                g["lr"] = self.cfg.lr
+                g["lr"] = self.cfg.learning_rate
 
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = True) -> np.ndarray | torch.Tensor:

@@ -157,7 +157,7 @@ class UniO4Config:
     """Weight of the disagreement term."""
     detach_max: bool = False
     """Treat the competing member's likelihood as a constant (the reference code's mode)."""
-    hidden: tuple[int, ...] = (256, 256, 256)
+    hidden_sizes: tuple[int, ...] = (256, 256, 256)
     """Hidden sizes of the policies and of the online critic."""
     activation: str = "relu"
     """Activation of the policies and of the online critic."""
@@ -279,12 +279,12 @@ class UniO4:
         self.cfg, self.device, self.seed = cfg, resolve_device(device), seed
         self.obs_dim, self.act_dim, self.termination = obs_dim, act_dim, termination
         n = cfg.n_members
-        self.members = EnsembleMLP(n, obs_dim, 2 * act_dim, cfg.hidden, cfg.activation).to(self.device)
+        self.members = EnsembleMLP(n, obs_dim, 2 * act_dim, cfg.hidden_sizes, cfg.activation).to(self.device)
         self.head = BoundedGaussianHead(act_dim).to(self.device)
         self.bc_opt = adam(self.members.parameters(), cfg.bc_lr)
-        self.critics = IQL(IQLConfig(expectile=cfg.expectile, gamma=cfg.gamma, tau=cfg.tau, lr=cfg.critic_lr, batch_size=cfg.batch_size,
-                                     hidden=cfg.critic_hidden), obs_dim, act_dim, self.device, seed)
-        self.v_beta = MLP(obs_dim, 1, cfg.hidden, cfg.activation).to(self.device)
+        self.critics = IQL(IQLConfig(expectile=cfg.expectile, gamma=cfg.gamma, tau=cfg.tau, learning_rate=cfg.critic_lr, batch_size=cfg.batch_size,
+                                     hidden_sizes=cfg.critic_hidden), obs_dim, act_dim, self.device, seed)
+        self.v_beta = MLP(obs_dim, 1, cfg.hidden_sizes, cfg.activation).to(self.device)
         self.v_beta_target = copy.deepcopy(self.v_beta).requires_grad_(False)
         self.v_opt = adam(self.v_beta.parameters(), cfg.critic_lr)
         self.dynamics = DynamicsEnsemble(obs_dim, act_dim, cfg.dynamics_members, cfg.dynamics_elites, cfg.dynamics_hidden).to(self.device)
@@ -452,7 +452,7 @@ class UniO4:
         ppo_cfg = PPOConfig(num_envs=1, num_steps=cfg.online_num_steps, num_minibatches=cfg.online_minibatches,
                             update_epochs=cfg.online_epochs, learning_rate=cfg.online_lr, critic_learning_rate=cfg.online_critic_lr,
                             clip_coef=cfg.online_clip, ent_coef=cfg.online_ent_coef, gamma=cfg.gamma,
-                            gae_lambda=cfg.online_gae_lambda, hidden_sizes=cfg.hidden, activation=cfg.activation)
+                            gae_lambda=cfg.online_gae_lambda, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
         return PPO(ppo_cfg, observation_space, action_space, self.device,
                    policy=self.online_policy(action_space.low, action_space.high))
 

@@ -134,6 +134,7 @@ class Logger:
         console: the rich console to draw on.
         headline: ``(metric, label)`` the bar shows the latest value of (episode return by default; a
             language-model run shows its reward).
+        lines: without a progress bar, log a line every few seconds (off when the caller logs its own).
     """
 
     def __init__(
@@ -145,6 +146,7 @@ class Logger:
         progress: bool = True,
         console: Console | None = None,
         headline: tuple[str, str] = ("rollout/ep_return", "return"),
+        lines: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.csv: CSVWriter | None = None
@@ -164,6 +166,7 @@ class Logger:
         self._step0 = start_step
         self.headline = headline
         self.recent_return = float("nan")
+        self.lines = lines
         self.line_every = 5.0  # seconds between log lines when there is no progress bar
         self._last_line = -float("inf")
         self._progress: Progress | None = None
@@ -204,7 +207,7 @@ class Logger:
             for k, v in row.items():
                 self.tb.add_scalar(k, v, step)
         self.update(step)
-        if self._progress is None and time.perf_counter() - self._last_line >= self.line_every:
+        if self.lines and self._progress is None and time.perf_counter() - self._last_line >= self.line_every:
             self._last_line = time.perf_counter()
             shown = ("rollout/", "eval/", "time/sps", "train/loss", "train/reward", self.headline[0])
             parts = [f"step {step}/{self.total_steps}"] + [f"{k}={v:.4g}" for k, v in row.items() if k.startswith(shown)]

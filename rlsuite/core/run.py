@@ -77,7 +77,8 @@ class RunConfig:
     seed: int = 0
     """Random seed (Python, NumPy, torch and the environments)."""
     total_steps: int = 100_000
-    """Environment steps to train for (summed over parallel envs)."""
+    """Environment steps to train for (summed over parallel envs); agents that train whole rollouts (PPO, TGPO) round
+    it up to a multiple of num_envs*num_steps and say so at the start."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     run_dir: str | None = None

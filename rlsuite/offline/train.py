@@ -230,8 +230,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {**run_config, "config": _jsonable(run_config["config"])})
     start_step = (offline_end if offline_finished else done + k) if resume else 0
-    logger = Logger(run, offline_end + online_steps, start_step, tensorboard=tensorboard, progress=False)
-    logger.line_every = logger._last_line = float("inf")  # no lines of its own: this driver's go through ``log``
+    logger = Logger(run, offline_end + online_steps, start_step, tensorboard=tensorboard, progress=False, lines=False)  # this driver logs its own lines
     progress = _Progress(say)
 
     def record(phase: str, step: int) -> float:

@@ -61,7 +61,7 @@ def run_cell(env_id: str, level: str, algo: str, seed: int, a: argparse.Namespac
         except D.DatasetError as e:
             log(f"cannot resume ({e}); running the cell from the start")
     if out is None:
-        out = train_offline(algo, ds_id, a.offline_steps, online, **kw)
+        out = train_offline(algo, ds_id, a.offline_steps, online, overwrite=True, **kw)  # a cell left unfinished starts over
     return {"env": env_id, "level": level, "algo": algo, "seed": seed, "offline_score": round(out["offline_score"], 2),
             "online_score": "" if out["online_score"] is None else round(out["online_score"], 2),
             "offline_seconds": round(out["offline_seconds"], 1), "online_seconds": round(out["online_seconds"], 1),

@@ -89,7 +89,7 @@ def bc_linear_expert(seed: int, workdir=None) -> dict[str, float]:
     ends[99::100] = True
     arr = {"observations": obs, "actions": act, "rewards": np.zeros(2000, np.float32), "next_observations": obs,
            "terminals": np.zeros(2000, bool), "timeouts": ends}
-    bc = BC(BCConfig(hidden=(64, 64), lr=1e-3), 3, 1, seed=seed)
+    bc = BC(BCConfig(hidden_sizes=(64, 64), learning_rate=1e-3), 3, 1, seed=seed)
     bc.set_data(arr, np.array([-1.0]), np.array([1.0]))
     test = rng.normal(size=(100, 3)).astype(np.float32)
     before = float(np.mean((bc.act(test) - np.tanh(test @ np.array([[0.5], [-0.3], [0.2]]))) ** 2))
@@ -116,10 +116,10 @@ def bandit_actions(seed: int, workdir=None) -> dict[str, float]:
     act = np.where(rng.random(n) < 0.5, -0.8, 0.8).astype(np.float32)[:, None]
     arr = {"observations": np.zeros((n, 1), np.float32), "actions": act, "rewards": (act[:, 0] > 0).astype(np.float32),
            "next_observations": np.zeros((n, 1), np.float32), "terminals": np.ones(n, bool), "timeouts": np.zeros(n, bool)}
-    iql = IQL(IQLConfig(hidden=(32, 32), normalize_reward=False, batch_size=128), 1, 1, seed=seed)
+    iql = IQL(IQLConfig(hidden_sizes=(32, 32), normalize_reward=False, batch_size=128), 1, 1, seed=seed)
     iql.set_data(arr, np.array([-1.0]), np.array([1.0]))
     iql.learn_offline(1500)
-    bc = BC(BCConfig(hidden=(32, 32)), 1, 1, seed=seed)
+    bc = BC(BCConfig(hidden_sizes=(32, 32)), 1, 1, seed=seed)
     bc.set_data(arr, np.array([-1.0]), np.array([1.0]))
     bc.learn_offline(1500)
     return {"iql_action": float(iql.act(np.zeros((1, 1), np.float32))[0, 0]),

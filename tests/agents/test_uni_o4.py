@@ -187,7 +187,7 @@ def _toy_arrays(n=400, seed=0):
 
 
 def test_offline_to_online_handoff_is_exact_and_the_reference_moves_only_on_acceptance():
-    cfg = UniO4Config(hidden=(16, 16), critic_hidden=(16, 16), batch_size=32, dynamics_hidden=(16,), dynamics_max_epochs=2,
+    cfg = UniO4Config(hidden_sizes=(16, 16), critic_hidden=(16, 16), batch_size=32, dynamics_hidden=(16,), dynamics_max_epochs=2,
                       improve_steps=20, ope_every=10, ope_horizon=5, ope_starts=16)
     agent = UniO4(cfg, 3, 1, "cpu", seed=0)
     agent.set_data(_toy_arrays(), np.array([-2.0]), np.array([2.0]))
@@ -214,7 +214,7 @@ def test_a_saved_state_continues_exactly_and_refuses_other_data():
     global torch generator state, which the checkpoint of ``train_offline`` also holds)."""
     from rlsuite.core.checkpoint import load_checkpoint, save_checkpoint
 
-    cfg = UniO4Config(hidden=(16, 16), critic_hidden=(16, 16), batch_size=32, dynamics_hidden=(16,), dynamics_max_epochs=2,
+    cfg = UniO4Config(hidden_sizes=(16, 16), critic_hidden=(16, 16), batch_size=32, dynamics_hidden=(16,), dynamics_max_epochs=2,
                       improve_steps=40, ope_every=10, ope_horizon=5, ope_starts=16)
     low, high = np.array([-2.0]), np.array([2.0])
     a = UniO4(cfg, 3, 1, "cpu", seed=0)
@@ -250,7 +250,7 @@ def test_a_saved_state_continues_exactly_and_refuses_other_data():
 def test_ppo_takes_a_ready_policy_and_a_separate_critic_lr():
     from rlsuite.core.vec_env import make_vec_env
 
-    cfg = UniO4Config(hidden=(16, 16))
+    cfg = UniO4Config(hidden_sizes=(16, 16))
     agent = UniO4(cfg, 3, 1, "cpu", seed=0)
     agent.set_data(_toy_arrays(), np.array([-2.0]), np.array([2.0]))
     env = make_vec_env("Pendulum-v1", num_envs=1, seed=0)

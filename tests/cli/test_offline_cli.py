@@ -1,11 +1,11 @@
 """`rlsuite train uni-o4 | iql | bc --dataset ...` at tiny budgets, in-process."""
 
-import csv
 import re
 
 import pytest
 
 from rlsuite.cli import main
+from rlsuite.offline.train import read_evaluations
 from tests.offline.helpers import write_mixed_dataset
 
 
@@ -27,14 +27,14 @@ def test_train_uni_o4_offline_then_online(capsys, tmp_path, data_root):
     code, out, _ = _run(capsys, "train", "uni-o4", "--dataset", "rlsuite/invertedpendulum/medium-v0", "--data-dir", str(data_root),
                         "--offline-steps", "100", "--improve-steps", "20", "--ope-every", "10", "--ope-horizon", "5",
                         "--online-steps", "256", "--eval-every", "100", "--eval-episodes", "1", "--run-dir", str(run),
-                        "--hidden", "16", "16", "--critic-hidden", "16", "16", "--dynamics-hidden", "16",
+                        "--hidden-sizes", "16", "16", "--critic-hidden", "16", "16", "--dynamics-hidden", "16",
                         "--dynamics-max-epochs", "2", "--online-num-steps", "128", "--online-minibatches", "2")
     assert code == 0, out
     assert "AM-Q of the BC members" in out and "improvement step 20" in out and "dynamics epoch 1" in out
     assert re.search(r"^online: return \d+\.\d, normalized score", out, re.M)  # the real return beside the score
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = read_evaluations(run)
     assert [r["phase"] for r in rows] == ["offline", "offline", "online", "online", "online"]
-    assert [int(r["step"]) for r in rows] == [100, 120, 220, 320, 376]
+    assert [r["step"] for r in rows] == [100, 120, 220, 320, 376]
     assert {"offline", "online"} <= {p.name for p in (run / "checkpoints").iterdir()}
     assert (run / "curve.png").exists()
 
@@ -42,7 +42,7 @@ def test_train_uni_o4_offline_then_online(capsys, tmp_path, data_root):
 def test_train_iql_and_bc(capsys, tmp_path, data_root):
     code, out, _ = _run(capsys, "train", "iql", "--dataset", "rlsuite/invertedpendulum/medium-v0", "--data-dir", str(data_root),
                         "--offline-steps", "50", "--online-steps", "50", "--eval-every", "50", "--eval-episodes", "1",
-                        "--run-dir", str(tmp_path / "iql"), "--hidden", "16", "16")
+                        "--run-dir", str(tmp_path / "iql"), "--hidden-sizes", "16", "16")
     assert code == 0 and "online_score=" in out
     code, out, _ = _run(capsys, "train", "bc", "--dataset", "rlsuite/invertedpendulum/medium-v0", "--data-dir", str(data_root),
                         "--offline-steps", "50", "--eval-every", "50", "--eval-episodes", "1", "--run-dir", str(tmp_path / "bc"))
@@ -64,7 +64,7 @@ def test_bad_overrides_and_algorithms_are_explained(capsys, tmp_path, data_root)
 
 
 O4_TINY = ("--dataset", "rlsuite/invertedpendulum/medium-v0", "--offline-steps", "100", "--improve-steps", "20", "--ope-every", "10",
-           "--ope-horizon", "5", "--online-steps", "256", "--eval-every", "100", "--eval-episodes", "1", "--hidden", "16", "16",
+           "--ope-horizon", "5", "--online-steps", "256", "--eval-every", "100", "--eval-episodes", "1", "--hidden-sizes", "16", "16",
            "--critic-hidden", "16", "16", "--dynamics-hidden", "16", "--dynamics-max-epochs", "2",
            "--online-num-steps", "128", "--online-minibatches", "2")
 
@@ -88,7 +88,7 @@ def test_uni_o4_resume_after_an_online_crash_logs_what_an_unbroken_run_logs(caps
     assert "resumed" in out and "AM-Q of the BC members" not in out  # nothing offline is redone
 
     def table(name):
-        return [(r["phase"], int(r["step"]), float(r["return"])) for r in csv.DictReader(open(tmp_path / name / "metrics.csv"))]
+        return [(r["phase"], r["step"], r["return"]) for r in read_evaluations(tmp_path / name)]
 
     assert [s for _, s, _ in table("run")] == [100, 120, 220, 320, 376]
     assert table("run") == table("whole")
@@ -111,7 +111,7 @@ def test_collect_train_eval_export_deploy_chain_through_the_cli(capsys, tmp_path
     assert code == 0, err
     assert out.strip().splitlines()[-1] == "dataset=rlsuite/invertedpendulum/medium-v0"
     code, out, err = _run(capsys, "train", "bc", "--dataset", "rlsuite/invertedpendulum/medium-v0", "--data-dir", str(data),
-                          "--offline-steps", "20", "--eval-every", "20", "--eval-episodes", "1", "--hidden", "16", "16",
+                          "--offline-steps", "20", "--eval-every", "20", "--eval-episodes", "1", "--hidden-sizes", "16", "16",
                           "--run-dir", str(run))
     assert code == 0 and out.strip().splitlines()[-1].startswith("offline_score="), err
     code, out, err = _run(capsys, "eval", str(run), "--episodes", "2")

@@ -16,7 +16,7 @@ from rlsuite.cli import main
 from tests.offline.helpers import write_mixed_dataset
 
 DS = "rlsuite/invertedpendulum/medium-v0"
-TINY_OFFLINE = ["--dataset", DS, "--eval-every", "20", "--eval-episodes", "1", "--hidden", "16", "16", "--device", "cpu"]
+TINY_OFFLINE = ["--dataset", DS, "--eval-every", "20", "--eval-episodes", "1", "--hidden-sizes", "16", "16", "--device", "cpu"]
 
 # algo -> (flags of a run of a few seconds, flags of a resume below what it has done)
 CASES: dict[str, tuple[list[str], list[str]]] = {

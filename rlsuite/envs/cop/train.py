@@ -134,8 +134,7 @@ def train_instances(agent: Any, algo: str, run_cfg: InstancesRunConfig, run_dir:
         agent.load_state_dict(start["state"]["agent"])
         set_rng_state(start["state"]["rng"], start["meta"]["rng"])
     first = agent.global_step
-    logger = Logger(run_dir, run_cfg.total_steps, first, tensorboard=True, progress=False)
-    logger.line_every = logger._last_line = float("inf")  # no lines of its own: this driver's go through ``say``
+    logger = Logger(run_dir, run_cfg.total_steps, first, tensorboard=True, progress=False, lines=False)  # this driver logs its own lines
 
     def checkpoint(a: Any, name: str | None = None) -> Path:
         name = name or f"step_{a.global_step:09d}"
