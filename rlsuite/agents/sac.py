@@ -225,6 +225,14 @@ class SAC:
         return self.actor.to_env(dist.mode if deterministic else dist.sample())
 
     # ------------------------------------------------------------------ training
+    def budget_note(self, total_steps: int) -> str | None:
+        """The sentence to show when :meth:`learn` will pass ``total_steps`` (each iteration steps all
+        ``num_envs`` envs, so a budget that is not a multiple of that is rounded up), else None."""
+        n, left = self.config.num_envs, total_steps - self.global_step
+        if left <= 0 or left % n == 0:
+            return None
+        return f"--total-steps {total_steps} is not a multiple of num_envs = {n} from step {self.global_step}: training {self.global_step + -(-left // n) * n} steps"
+
     def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0) -> SAC:
         """Train until ``global_step >= total_steps`` (continues a restored run where it stopped)."""
         cfg = self.config

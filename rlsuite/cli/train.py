@@ -127,8 +127,9 @@ def cmd_train(argv: list[str]) -> int:
 
     if not argv or argv[0].startswith("-"):
         kinds = ", ".join(f"{n} ({AGENTS.get(n).learns_from})" for n in AGENTS.names())
-        print(f"usage: rlsuite train <algo> [options]; algos: {kinds}")
-        return 2
+        print(f"usage: rlsuite train <algo> [options]; algos: {kinds}\n"
+              "rlsuite train <algo> --help lists its options with their defaults; rlsuite presets <algo> its tuned values")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
     spec, s = train_from_argv(argv)
     if spec.learns_from == "env":
         print(f"run directory: {s['run_dir']}\ncheckpoint:    {s['checkpoint']}\ncurve:         {s['curve']}")

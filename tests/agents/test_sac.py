@@ -10,6 +10,15 @@ from rlsuite.agents.train import load_agent
 from tests.agents.helpers import SimulatedCrash, assert_same_params, params_of, train_run
 
 
+def test_budget_note_says_how_far_parallel_envs_round_the_budget_up():
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    agent = SAC(SACConfig(num_envs=4), box, gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
+    assert agent.budget_note(10) == "--total-steps 10 is not a multiple of num_envs = 4 from step 0: training 12 steps"
+    assert agent.budget_note(12) is None
+    agent.global_step = 12
+    assert agent.budget_note(13).endswith("training 16 steps") and agent.budget_note(12) is None
+
+
 def test_soft_bellman_target_hand_computed():
     # min(2, 3) - 0.5 * (-1) = 2.5 ; 1 + 0.9 * 2.5 = 3.25 ; terminated: 1
     t = sac_target(torch.tensor([1.0, 1.0]), torch.tensor([False, True]), torch.tensor([[2.0, 2.0], [3.0, 3.0]]),

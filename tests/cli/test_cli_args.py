@@ -44,7 +44,8 @@ def test_a_misspelt_flag_gets_a_suggestion(capsys):
 
 
 HELP = [["export"], ["deploy"], ["serve-policy"], ["data", "collect"], ["data", "list"], ["data", "info"], ["stl", "check"],
-        ["stl", "sample"], ["cop", "generate"], ["cop", "label"], ["cop", "solve"], ["llm", "sft"], ["llm", "train"], ["llm", "eval"]]
+        ["stl", "sample"], ["cop", "generate"], ["cop", "label"], ["cop", "solve"], ["llm", "sft"], ["llm", "train"], ["llm", "eval"],
+        ["eval"], ["plot"], ["presets"], *(["train", algo] for algo in ("ppo", "sac", "tgpo", "bc", "iql", "uni-o4", "bq-nco"))]
 
 
 def _help(capsys, argv):
@@ -54,10 +55,21 @@ def _help(capsys, argv):
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", capsys.readouterr().out).split())  # the text, boxes and wrapping removed
 
 
+def test_train_usage_lists_every_registered_algorithm(capsys):
+    from rlsuite.agents import AGENTS
+
+    assert main(["train", "--help"]) == 0
+    usage = capsys.readouterr().out
+    assert main(["train"]) == 2  # no algorithm given
+    assert all(f"{name} (" in usage for name in AGENTS.names()), usage
+
+
 @pytest.mark.parametrize("argv", HELP, ids=" ".join)
 def test_help_shows_defaults(capsys, argv):
     text = _help(capsys, argv)
     assert f"usage: rlsuite {' '.join(argv)}" in text and ("(default: " in text or argv == ["data", "info"])
+    if argv == ["data", "collect"]:  # argparse used to hide this one
+        assert re.search(r"--behaviour-steps INT .*\(default: 300000\)", text)
 
 
 def test_help_names_the_library_choices(capsys):
