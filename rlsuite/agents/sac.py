@@ -371,7 +371,9 @@ AGENTS.register(
         summary="Soft Actor-Critic with automatic entropy tuning, continuous actions",
         default_env="Pendulum-v1",
         presets={
+            # ours: SB3's defaults with one env (an update per env step, as on Pendulum-v1).
             "rlsuite/Pendulum-v0": dict(num_envs=1),
+            # rl-baselines3-zoo's MuJoCo setting: 10,000 random steps before learning starts.
             "Hopper-v5": dict(learning_starts=10_000),
         },
     ),
