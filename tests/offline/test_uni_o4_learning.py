@@ -8,7 +8,7 @@ import pytest
 from rlsuite.offline.train import read_evaluations, train_offline
 from tests.offline.helpers import DS_ID, write_mixed_dataset
 
-SMALL = dict(hidden=(64, 64), batch_size=256, dynamics_hidden=(64, 64), dynamics_max_epochs=20, ope_horizon=50, ope_starts=256,
+SMALL = dict(hidden_sizes=(64, 64), batch_size=256, dynamics_hidden=(64, 64), dynamics_max_epochs=20, ope_horizon=50, ope_starts=256,
              ope_every=100)
 
 
