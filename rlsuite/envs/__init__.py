@@ -52,3 +52,20 @@ _register(
     entry_point="rlsuite.robots.quadruped:QuadrupedBalanceEnv",
     max_episode_steps=500,
 )
+
+# Submodular rewards on grids (SubPO): the reward is the marginal gain of the visited cell.
+for _name, _task in (
+    ("Coverage-Grid", "coverage"),
+    ("Coverage-Bimodal", "coverage-bimodal"),
+    ("IPP-GP", "gp-ipp"),
+    ("Biodiversity", "biodiversity"),
+    ("ItemCollection", "items"),
+    ("TwoRooms", "two-rooms"),
+    ("Entropy-Grid", "entropy"),
+):
+    _register(
+        f"rlsuite/{_name}-v0",
+        entry_point="rlsuite.envs.submodular.grid:SubmodularGridEnv",
+        vector_entry_point="rlsuite.envs.submodular.grid:SubmodularGridVecEnv",
+        kwargs={"task": _task},
+    )

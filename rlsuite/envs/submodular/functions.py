@@ -49,10 +49,11 @@ class SetFunction(ABC):
         (lets :class:`GPInformationGain` preallocate; the others ignore it)."""
 
     @abstractmethod
-    def add(self, state: State, cells: Tensor) -> tuple[State, Tensor]:
+    def add(self, state: State, cells: Tensor, inplace: bool = False) -> tuple[State, Tensor]:
         """Add ``cells`` (long ``(B,)``) to the sets; returns ``(new state, gain float32 (B,))``.
 
-        The input state is not modified.
+        The input state is not modified, unless ``inplace`` (then its tensors are updated and reused:
+        no copy of the state per step, which is what the environments do).
         """
 
     @abstractmethod
@@ -137,13 +138,13 @@ class WeightedCoverage(SetFunction):
         dev = _device(device, self.device)
         return {"covered": torch.zeros(batch, self.n + 1, dtype=torch.bool, device=dev)}
 
-    def add(self, state: State, cells: Tensor) -> tuple[State, Tensor]:
+    def add(self, state: State, cells: Tensor, inplace: bool = False) -> tuple[State, Tensor]:
         covered = state["covered"]
         cells = self._check_cells(cells, covered.shape[0])
         idx = self._fp[cells]  # (B, K)
         new = ~covered.gather(1, idx)
         gain = (self._w[idx] * new).sum(1)
-        covered = covered.scatter(1, idx, True)
+        covered = covered.scatter_(1, idx, True) if inplace else covered.scatter(1, idx, True)
         return {"covered": covered}, gain.to(torch.float32)
 
     def covered_mask(self, visited: Tensor) -> Tensor:
@@ -187,7 +188,7 @@ class FacilityLocation(SetFunction):
         dev = _device(device, self.device)
         return {"best": torch.zeros(batch, self.similarity.shape[1], dtype=torch.float32, device=dev)}
 
-    def add(self, state: State, cells: Tensor) -> tuple[State, Tensor]:
+    def add(self, state: State, cells: Tensor, inplace: bool = False) -> tuple[State, Tensor]:
         best = state["best"]
         cells = self._check_cells(cells, best.shape[0])
         new = torch.maximum(best, self.similarity[cells])
@@ -245,13 +246,14 @@ class ItemCollection(SetFunction):
             "counts": torch.zeros(batch, self.items.shape[0], dtype=torch.float32, device=dev),
         }
 
-    def add(self, state: State, cells: Tensor) -> tuple[State, Tensor]:
+    def add(self, state: State, cells: Tensor, inplace: bool = False) -> tuple[State, Tensor]:
         visited, counts = state["visited"], state["counts"]
         cells = self._check_cells(cells, visited.shape[0])
         new = ~visited.gather(1, cells[:, None])  # (B, 1)
         c2 = counts + self.membership[cells] * new
         gain = (torch.minimum(c2, self.thresholds) - torch.minimum(counts, self.thresholds)).sum(1)
-        return {"visited": visited.scatter(1, cells[:, None], True), "counts": c2}, gain
+        visited = visited.scatter_(1, cells[:, None], True) if inplace else visited.scatter(1, cells[:, None], True)
+        return {"visited": visited, "counts": c2}, gain
 
     def value(self, visited: Tensor) -> Tensor:
         counts = self._check_mask(visited).to(torch.float32) @ self.membership
@@ -304,7 +306,7 @@ class GPInformationGain(SetFunction):
             state["growable"] = torch.ones((), dtype=torch.bool)
         return state
 
-    def add(self, state: State, cells: Tensor) -> tuple[State, Tensor]:
+    def add(self, state: State, cells: Tensor, inplace: bool = False) -> tuple[State, Tensor]:
         visited, var, rows, size = state["visited"], state["var"], state["rows"], state["size"]
         B = visited.shape[0]
         cells = self._check_cells(cells, B)
@@ -313,11 +315,17 @@ class GPInformationGain(SetFunction):
         new = ~visited.gather(1, cells[:, None]).squeeze(1)  # (B,)
         var_c = var.gather(1, cells[:, None]).squeeze(1).clamp_min(0.0)  # (B,)
         col = rows.gather(2, cells[:, None, None].expand(B, rows.shape[1], 1))  # (B, cap, 1) = V[:, :, c]
-        cov = self.kernel[cells] - (col * rows).sum(1)  # (B, N): posterior covariance of c with every cell
+        cov = self.kernel[cells] - torch.bmm(col.transpose(1, 2), rows).squeeze(1)  # (B, N): posterior cov of c
         v = cov / torch.sqrt(var_c + self.noise)[:, None] * new[:, None]
-        rows = rows.scatter(1, size[:, None, None].expand(B, 1, self.n), v[:, None, :])
+        at = size[:, None, None].expand(B, 1, self.n)
+        rows = rows.scatter_(1, at, v[:, None, :]) if inplace else rows.scatter(1, at, v[:, None, :])
         gain = 0.5 * torch.log1p(var_c / self.noise) * new
-        out = {"visited": visited.scatter(1, cells[:, None], True), "var": var - v * v, "rows": rows, "size": size + new.long()}
+        out = {
+            "visited": visited.scatter_(1, cells[:, None], True) if inplace else visited.scatter(1, cells[:, None], True),
+            "var": var.sub_(v * v) if inplace else var - v * v,
+            "rows": rows,
+            "size": size + new.long(),
+        }
         if "growable" in state:
             out["growable"] = state["growable"]
         return out, gain.to(torch.float32)
@@ -365,11 +373,11 @@ class SumOf(SetFunction):
         p = f"{i}."
         return {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
 
-    def add(self, state: State, cells: Tensor) -> tuple[State, Tensor]:
+    def add(self, state: State, cells: Tensor, inplace: bool = False) -> tuple[State, Tensor]:
         out: State = {}
         total = None
         for i, (f, w) in enumerate(zip(self.functions, self.weights, strict=True)):
-            s, g = f.add(self._split(state, i), cells)
+            s, g = f.add(self._split(state, i), cells, inplace)
             out.update({f"{i}.{k}": v for k, v in s.items()})
             total = w * g if total is None else total + w * g
         return out, total
@@ -457,8 +465,8 @@ def gp_density(height: int, width: int, lengthscale: float = 4.0, seed: int = 0,
     return f.to(torch.float32)
 
 
-def nest_density(height: int, width: int, seed: int = 0, clusters: int = 5, nests_per_cluster: tuple[int, int] = (8, 30),
-                 spread: float = 2.0, bandwidth: float = 1.0) -> Tensor:
+def nest_density(height: int, width: int, seed: int = 0, clusters: int = 6, nests_per_cluster: tuple[int, int] = (8, 30),
+                 spread: float = 2.5, bandwidth: float = 1.5) -> Tensor:
     """float32 ``(N,)``: a clustered "nest" density for biodiversity monitoring, generated locally.
 
     ``clusters`` centres are drawn uniformly; each gets a random number of nests scattered around it
