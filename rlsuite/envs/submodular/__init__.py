@@ -15,8 +15,16 @@ from rlsuite.envs.submodular.functions import (
     matern52_kernel,
     nest_density,
 )
+from rlsuite.envs.submodular.grid import TASKS, SubmodularGridEnv, SubmodularGridVecEnv, make_task
+from rlsuite.envs.submodular.planners import beam_plan, greedy_plan
 
 __all__ = [
+    "TASKS",
+    "SubmodularGridEnv",
+    "SubmodularGridVecEnv",
+    "beam_plan",
+    "greedy_plan",
+    "make_task",
     "FacilityLocation",
     "GPInformationGain",
     "ItemCollection",
