@@ -40,7 +40,7 @@ The marginal gain of the new cell (float32, ``>= 0``; 0 on a revisit). ``info``:
 so far (start cell included), ``F_start`` = ``F({s0})`` of the episode the returned observation belongs
 to, ``cell`` = the new cell. At the last step of an episode also ``episode_F`` (``F`` of the whole
 trajectory) and ``F_max`` (``env.normaliser``: ``2 (horizon + 1)`` on the unit-weight coverage tasks, the
-authors' ``MAX_Ret``; else :func:`upper_bound`: the smaller of ``F`` of every cell and the sum of the
+authors' ``MAX_Ret``, which a path can exceed slightly: the 2x2 disc covers at most ``4 + 2 horizon``; else :func:`upper_bound`: the smaller of ``F`` of every cell and the sum of the
 ``horizon + 1`` largest singleton values), both ``(B,)``.
 
 ## Starting State
