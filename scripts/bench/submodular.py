@@ -312,16 +312,18 @@ def plot(rows: list[dict]) -> None:
             by_u: dict[int, list[float]] = defaultdict(list)
             for r in learn:
                 if r["task"] == task and r["method"] == m:
-                    by_u[int(r["update"])].append(r["ratio_to_greedy"])
+                    by_u[int(r["update"])].append(r["F_normalised"])
             if by_u:
                 us = sorted(by_u)
                 med = [statistics.median(by_u[u]) for u in us]
                 ax.plot(us, med, label=m)
                 ax.fill_between(us, [min(by_u[u]) for u in us], [max(by_u[u]) for u in us], alpha=0.15)
-        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        greedy = [r["greedy_F_normalised"] for r in rows if r["part"] == "greedy" and r["task"] == task]
+        if greedy:
+            ax.axhline(statistics.median(greedy), color="k", lw=0.8, ls="--", label="greedy plan")
         ax.set_title(task)
         ax.set_xlabel("updates (batches of episodes)")
-        ax.set_ylabel("F(tau) / F(greedy plan)")
+        ax.set_ylabel("F(tau) / normaliser")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(PNG_PATH, dpi=90)
