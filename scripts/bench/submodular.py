@@ -244,6 +244,10 @@ def bench_throughput(rows: list[dict], quick: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- output
+def _x(ratio: float) -> str:
+    return f"{ratio:,.1f}x" if ratio < 10 else f"{ratio:,.0f}x"
+
+
 def _q(values: list[float]) -> str:
     """median [min, max]"""
     if not values:
@@ -251,13 +255,21 @@ def _q(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
 
 
-def render(rows: list[dict], meta: dict) -> str:
-    out = [f"Measured {meta['date']} on {meta['machine']}, commit {meta['commit']}, torch {meta['torch']}, "
-           f"{meta['torch_threads']} torch threads; load average {meta['load_before']} before and {meta['load_after']} after "
-           f"the run ({os.cpu_count()} cores; above ~1 per core the machine was shared with other work).", ""]
+def _measured(rs: list[dict]) -> str:
+    m = rs[0]
+    return (f"Measured {m['date']} on {m['machine']}, commit {m['commit']}, torch {m['torch']}, {m['torch_threads']} torch "
+            f"thread(s), {m['wall_seconds']} s; load average (1, 5, 15 min) {m['load_before']} before and {m['load_after']} after "
+            f"the run, on {os.cpu_count()} cores: above ~1 per core the machine was shared with other work, which slows the "
+            "timings." + (" A --quick run." if m.get("quick") else ""))
+
+
+def render(rows: list[dict]) -> str:
+    """The tables of ``rows`` (each carrying its run's meta: date, machine, commit, load, ...)."""
+    out: list[str] = []
     learn = [r for r in rows if r["part"] == "learning"]
     greedy = {(r["task"], int(r["instance"])): r for r in rows if r["part"] == "greedy"}
     if learn:
+        out += [_measured(learn), ""]
         tasks = list(dict.fromkeys(r["task"] for r in learn))
         inst = len({(r["task"], r["instance"]) for r in learn}) // max(1, len(tasks))
         seeds = len({r["seed"] for r in learn})
@@ -285,6 +297,7 @@ def render(rows: list[dict], meta: dict) -> str:
         out += ["", f"Learning curves: ![submodular learning curves](benchmarks/{PNG_PATH.name}) (`docs/benchmarks/{PNG_PATH.name}`).", ""]
     thr = [r for r in rows if r["part"] == "throughput"]
     if thr:
+        out += [_measured(thr), ""]
         out += ["Set-function evaluation (trajectories per second, CPU): ours batched from the trajectories (scatter the visits, "
                 "then `value`) and incremental (`add` step by step, as the env does), against a naive per-trajectory Python "
                 "loop over the visited cells building a set (the reference code's style), on the same random walks:", "",
@@ -292,7 +305,7 @@ def render(rows: list[dict], meta: dict) -> str:
                 "|---|---|---|---|---|---|---|---|"]
         for r in thr:
             out.append(f"| {r['function']} | {r['batch']} | {r['ours_traj_per_s']:,.0f} | {r['ours_incremental_traj_per_s']:,.0f} | "
-                       f"{r['naive_traj_per_s']:,.0f} | {r['ratio']:,.0f}x | {r['ratio_incremental']:,.1f}x | {r['max_abs_diff']:.1e} |")
+                       f"{r['naive_traj_per_s']:,.0f} | {_x(r['ratio'])} | {_x(r['ratio_incremental'])} | {r['max_abs_diff']:.1e} |")
     return "\n".join(out).rstrip()
 
 
@@ -352,9 +365,18 @@ def main() -> None:
     ap.add_argument("--updates-scale", type=float, default=1.0, help="multiplies the authors' number of updates per task")
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--render", action="store_true", help="rewrite the tables, the figure and the docs from the CSV; measure nothing")
     ap.add_argument("--torch-threads", type=int, default=1, help="1: on a shared 2-core machine 2 threads stall for milliseconds per op")
     args = ap.parse_args()
     parts = set(args.only.split(","))
+    if args.render:
+        rows = read_rows(CSV_PATH)
+        rendered = render(rows)
+        plot(rows)
+        write_results(CSV_PATH, rows, {}, BLOCK, rendered, TITLE)
+        write_doc(rendered)
+        print(rendered)
+        return
     torch.set_num_threads(args.torch_threads)
     if args.quick:
         args.instances, args.seeds, args.num_envs, args.updates_scale, args.eval_episodes = 2, 1, 100, 0.2, 100
@@ -374,8 +396,8 @@ def main() -> None:
             "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()), "quick": int(args.quick),
             "wall_seconds": round(time.perf_counter() - t0)}
     kept = {"learning", "greedy", "throughput"} - (parts | ({"greedy"} if "learning" in parts else set()))
-    rows = read_rows(CSV_PATH, keep_parts=kept) + rows  # keep the parts not rerun
-    rendered = render(rows, meta)
+    rows = read_rows(CSV_PATH, keep_parts=kept) + [{**meta, **r} for r in rows]  # keep the parts not rerun
+    rendered = render(rows)
     plot(rows)
     write_results(CSV_PATH, rows, meta, BLOCK, rendered, TITLE)
     write_doc(rendered)
