@@ -69,3 +69,6 @@ for _name, _task in (
         vector_entry_point="rlsuite.envs.submodular.grid:SubmodularGridVecEnv",
         kwargs={"task": _task},
     )
+
+# The MuJoCo Ant covering a 40 m arena (newly covered cells / 10 per step); imports MuJoCo only when made.
+_register("rlsuite/AntCoverage-v0", entry_point="rlsuite.envs.submodular.ant:AntCoverageEnv", max_episode_steps=400)

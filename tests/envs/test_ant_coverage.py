@@ -14,8 +14,6 @@ from rlsuite.core.vec_env import make_vec_env
 from rlsuite.envs.submodular.ant import AntCoverageEnv
 
 ENV_ID = "rlsuite/AntCoverage-v0"
-if ENV_ID not in gym.registry:  # until rlsuite/envs/__init__.py registers it
-    gym.register(ENV_ID, entry_point="rlsuite.envs.submodular.ant:AntCoverageEnv", max_episode_steps=400)
 
 
 def _place(env: AntCoverageEnv, x: float, y: float) -> None:
