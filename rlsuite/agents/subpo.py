@@ -91,8 +91,8 @@ class SubPOConfig:
     """Train on info['modular_reward'] (ModPO) instead of the env reward (the marginal gain)."""
     natural: bool = False
     """Natural-gradient step (damped empirical Fisher, conjugate gradient, trust-region step size) instead of Adam."""
-    max_kl: float = 0.01
-    """Natural step: size such that the quadratic KL model between successive trajectory distributions is this."""
+    max_kl: float = 0.1
+    """Natural step: size such that the quadratic KL model between successive trajectory distributions is this (ours, docs/subpo.md)."""
     cg_iters: int = 20
     """Natural step: conjugate-gradient iterations."""
     cg_damping: float = 1e-2
