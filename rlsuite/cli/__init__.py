@@ -28,7 +28,7 @@ USAGE = """usage: rlsuite <command> [options]
 
 commands:
   list                      agents (and what each learns from) and environments
-  train <algo> [options]    train any agent: ppo, sac, tgpo (env); bc, iql, uni-o4 (--dataset); bq-nco (instances)
+  train <algo> [options]    train any agent: ppo, sac, tgpo, subpo, modpo (env); bc, iql, uni-o4 (--dataset); bq-nco (instances)
                             rlsuite train <algo> --help lists every option with its default
   eval RUN [options]        evaluate a run (returns; instance solvers: cost on fresh instances)
   export RUN --format onnx|torchscript --out FILE   export a run's policy, parity-checked

@@ -45,7 +45,7 @@ def test_a_misspelt_flag_gets_a_suggestion(capsys):
 
 HELP = [["export"], ["deploy"], ["serve-policy"], ["data", "collect"], ["data", "list"], ["data", "info"], ["stl", "check"],
         ["stl", "sample"], ["cop", "generate"], ["cop", "label"], ["cop", "solve"], ["llm", "sft"], ["llm", "train"], ["llm", "eval"],
-        ["eval"], ["plot"], ["presets"], *(["train", algo] for algo in ("ppo", "sac", "tgpo", "bc", "iql", "uni-o4", "bq-nco"))]
+        ["eval"], ["plot"], ["presets"], *(["train", algo] for algo in ("ppo", "sac", "tgpo", "bc", "iql", "uni-o4", "bq-nco", "subpo", "modpo"))]
 
 
 def _help(capsys, argv):
@@ -62,6 +62,9 @@ def test_train_usage_lists_every_registered_algorithm(capsys):
     usage = capsys.readouterr().out
     assert main(["train"]) == 2  # no algorithm given
     assert all(f"{name} (" in usage for name in AGENTS.names()), usage
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert all(name in top for name in AGENTS.names()), top  # the top-level usage names them too
 
 
 @pytest.mark.parametrize("argv", HELP, ids=" ".join)
