@@ -150,12 +150,12 @@ class WeightedCoverage(SetFunction):
     def covered_mask(self, visited: Tensor) -> Tensor:
         """bool ``(B, N)``: the cells covered by the visited sets."""
         visited = self._check_mask(visited)
-        B, K = visited.shape[0], self._fp.shape[1]
-        idx = self._fp.reshape(1, -1).expand(B, -1)
-        src = visited[:, :, None].expand(B, self.n, K).reshape(B, -1).to(torch.uint8)
-        cov = torch.zeros(B, self.n + 1, dtype=torch.uint8, device=visited.device)
-        cov = cov.scatter_reduce(1, idx, src, reduce="amax")
-        return cov[:, : self.n].bool()
+        B = visited.shape[0]
+        rows, cells = visited.nonzero(as_tuple=True)  # only the visited cells' footprints are scattered
+        flat = (rows[:, None] * (self.n + 1) + self._fp[cells]).reshape(-1)  # (M * K,) into (B * (N + 1),)
+        cov = torch.zeros(B * (self.n + 1), dtype=torch.bool, device=visited.device)
+        cov[flat] = True
+        return cov.view(B, self.n + 1)[:, : self.n]
 
     def value(self, visited: Tensor) -> Tensor:
         return (self.covered_mask(visited).to(torch.float32) * self.weights).sum(1)
