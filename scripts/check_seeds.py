@@ -95,6 +95,8 @@ MEASUREMENTS = [
     Measurement("uni_o4_online", "tests/offline/test_uni_o4_learning.py::test_uni_o4_online_phase_improves_on_the_offline_policy",
                 "tests.offline.test_uni_o4_learning:online_gain",
                 (Metric("online_minus_offline", ">", "ONLINE_MIN_MEDIAN_GAIN", median_of=3),)),
+    Measurement("subpo_coverage", "tests/agents/test_subpo.py::test_subpo_beats_modpo_on_coverage", "tests.agents.test_subpo:subpo_vs_modpo",
+                (Metric("subpo_F", ">=", "SUBPO_MIN_F"), Metric("modpo_F", "<=", "MODPO_MAX_F"), Metric("subpo_gain", ">", "SUBPO_MIN_GAIN"))),
     Measurement("llm_dataset_reset", "tests/llm/test_trainer.py::test_dataset_reset_rollouts_continue_answer_prefixes",
                 "tests.llm.test_trainer:dataset_reset_reward_gain", (Metric("reward_gain", ">", "DATASET_RESET_MIN_REWARD_GAIN"),)),
 ]
