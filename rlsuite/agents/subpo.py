@@ -300,12 +300,17 @@ class SubPO:
         return _GreedyPolicy(self.policy).eval()
 
     # ------------------------------------------------------------------ training
+    def check_env(self, env: TorchVecEnv) -> None:
+        """Raise ``ValueError`` unless ``env`` has the fixed episode length SubPO trains on (called by the
+        driver before a run directory is written)."""
+        self.horizon_of(env)
+
     @staticmethod
     def horizon_of(env: TorchVecEnv) -> int:
         """The env's fixed episode length (its ``horizon``), or a clear error."""
         horizon = getattr(env, "horizon", None)
         if not isinstance(horizon, int | np.integer) or horizon < 1:
-            raise TypeError(f"SubPO trains on whole episodes of a fixed length: the env needs an int attribute 'horizon' "
+            raise ValueError(f"SubPO trains on whole episodes of a fixed length: the env needs an int attribute 'horizon' "
                             f"(the rlsuite submodular grid envs have one); {type(env).__name__} has {horizon!r}.")
         return int(horizon)
 

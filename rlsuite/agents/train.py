@@ -102,6 +102,12 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
         restore_training(agent, env, ckpt)
         start = agent.global_step
         log.info("resumed %s from %s at step %d", spec.name, ckpt, start)
+    if hasattr(agent, "check_env"):  # an agent that needs more of the env than its spaces says so before anything is written
+        try:
+            agent.check_env(env)
+        except ValueError:
+            env.close()
+            raise
     note = agent.budget_note(run_cfg.total_steps) if hasattr(agent, "budget_note") else None
     if note:
         log.info(note)
@@ -135,6 +141,9 @@ def load_agent(path: str | Path, device: str | torch.device = "cpu") -> tuple[An
     device = resolve_device(device)
     state, meta = load_checkpoint(ckpt, device=device)
     if "algo" not in meta or "config" not in meta:
+        if str(meta.get("command", "")).startswith("llm"):
+            raise CheckpointError(f"{str(ckpt)!r} is a language-model run ({meta['command']}); evaluate it with rlsuite llm eval RUN "
+                                  "(rlsuite eval and export take the RL agents' runs).")
         raise CheckpointError(f"{str(ckpt)!r} has no algo/config in its meta.json; it was not written by an rlsuite run.")
     spec = AGENTS.get(meta["algo"])
     cfg = config_from_dict(spec.config_cls, meta["config"])

@@ -77,8 +77,7 @@ class RunConfig:
     seed: int = 0
     """Random seed (Python, NumPy, torch and the environments)."""
     total_steps: int = 100_000
-    """Environment steps to train for (summed over parallel envs); agents that train whole rollouts (PPO, TGPO) round
-    it up to a multiple of num_envs*num_steps and say so at the start."""
+    """Environment steps to train for (summed over parallel envs); agents that train whole batches round it up and say so at the start (PPO, TGPO: num_envs*num_steps; SubPO, ModPO: num_envs episodes of the env's horizon; SAC: num_envs)."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     run_dir: str | None = None
@@ -94,7 +93,7 @@ class RunConfig:
     eval_every: int = 0
     """Evaluate every N env steps (0: only at the end)."""
     eval_episodes: int = 10
-    """Episodes per evaluation."""
+    """Episodes per evaluation (0: no evaluation, the summary's return is then nan)."""
     progress: bool = True
     """Show the progress bar (otherwise log lines)."""
     tensorboard: bool = True

@@ -339,7 +339,7 @@ def test_modpo_needs_the_modular_reward_and_configs_refuse_nonsense():
         SubPO(SubPOConfig(), env.single_observation_space, gym.spaces.Box(-1, 1, (2,)))
     no_horizon = ToyCoverage(num_envs=4)
     no_horizon.horizon = None
-    with pytest.raises(TypeError, match="int attribute 'horizon'"):
+    with pytest.raises(ValueError, match="int attribute 'horizon'"):
         SubPO(SubPOConfig(num_envs=4), env.single_observation_space, env.single_action_space).learn(no_horizon, 8)
 
 
@@ -397,6 +397,12 @@ def _cli(capsys, *argv):
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
     return code, out.out + out.err
+
+
+def test_cli_refuses_an_env_without_a_horizon_before_writing_anything(tmp_path, capsys):
+    code, out = _cli(capsys, "train", "subpo", "--env", "CartPole-v1", "--num-envs", "2", "--total-steps", "100",
+                     "--run-dir", tmp_path / "run", "--device", "cpu")
+    assert code == 2 and "int attribute 'horizon'" in out and not (tmp_path / "run").exists(), out
 
 
 @pytest.mark.parametrize("algo", ["subpo", "ppo"])

@@ -166,3 +166,9 @@ def test_llm_usage(capsys):
     assert code == 2 and "Did you mean 'sft'" in err
     code, _, err = _run(capsys, "llm", "train", "--total-steps", "3")
     assert code == 2 and "needs --init" in err
+
+
+def test_rl_eval_and_export_point_a_language_model_run_to_llm_eval(sft_run, capsys):
+    for argv in (["eval", str(sft_run)], ["export", str(sft_run), "--format", "onnx", "--out", str(sft_run / "x.onnx")]):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2 and "rlsuite llm eval" in err, err
