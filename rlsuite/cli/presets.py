@@ -162,6 +162,15 @@ def defaults_source(spec: Any) -> str:
 # ----------------------------------------------------------------------------- the command
 
 
+def _changes(spec: Any, overrides: dict[str, Any]) -> str:
+    """A preset's overrides as flags, only those that differ from the defaults (the others are counted)."""
+    defaults = spec.config_cls()
+    changed = {k: v for k, v in overrides.items() if not hasattr(defaults, k) or getattr(defaults, k) != v}
+    same = len(overrides) - len(changed)
+    text = " ".join(as_flag(k, v) for k, v in changed.items()) or "(nothing differs from the defaults)"
+    return text + (f"  (+{same} set to the default value)" if same else "")
+
+
 def _overview(specs: list[Any]) -> list[str]:
     lines = []
     for spec in specs:
@@ -174,7 +183,7 @@ def _overview(specs: list[Any]) -> list[str]:
             continue
         sources = preset_sources(spec)
         for env, overrides in spec.presets.items():
-            lines.append(f"  preset {env}: " + " ".join(as_flag(k, v) for k, v in overrides.items()))
+            lines.append(f"  preset {env}: " + _changes(spec, overrides))
             if env in sources:
                 lines.append(f"      source: {sources[env]}")
     lines.append("rlsuite presets ALGO lists every value with its help; rlsuite presets ALGO --env ID the values training on ID starts from.")
@@ -195,7 +204,7 @@ def _one(spec: Any) -> list[str]:
     sources = preset_sources(spec)
     width = max(len(e) for e in spec.presets)
     for env, overrides in spec.presets.items():
-        lines.append(f"  {env:<{width}}  " + " ".join(as_flag(k, v) for k, v in overrides.items()))
+        lines.append(f"  {env:<{width}}  " + _changes(spec, overrides))
         if env in sources:
             lines.append(f"  {'':<{width}}  source: {sources[env]}")
     return lines
