@@ -392,11 +392,10 @@ def test_subpo_beats_modpo_on_coverage():
 
 
 def _cli(capsys, *argv):
-    from rlsuite.cli import main
+    from tests.cli.helpers import run_cli
 
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = run_cli(capsys, *argv)
+    return code, out + err
 
 
 def test_cli_refuses_an_env_without_a_horizon_before_writing_anything(tmp_path, capsys):

@@ -7,15 +7,7 @@ from pathlib import Path
 import pytest
 
 from rlsuite.cli import main
-
-
-def _run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # the option parser's own exit (bad or invalid options): status 2, message on stderr
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.cli.helpers import run_cli as _run
 
 
 def test_list(capsys):

@@ -8,12 +8,7 @@ import pytest
 
 from rlsuite.cli import main
 from rlsuite.cli.args import at_least, parse
-
-
-def _run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.cli.helpers import run_cli as _run
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -12,17 +12,11 @@ import pytest
 import torch
 
 from rlsuite.cli import main
+from tests.cli.helpers import run_cli as _run
 
 RLSUITE = Path(sys.executable).with_name("rlsuite")
 
 
-def _run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # tyro's own exit (--help: 0, a malformed command line: 2)
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _train(capsys, tmp_path, name, *argv):

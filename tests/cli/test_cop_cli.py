@@ -2,13 +2,7 @@
 
 import pytest
 
-from rlsuite.cli import main
-
-
-def _run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.cli.helpers import run_cli as _run
 
 
 def test_generate_label_train_and_solve(capsys, tmp_path):

@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 
 from rlsuite.cli import main  # noqa: E402
 from rlsuite.core.logger import read_metrics  # noqa: E402
+from tests.cli.helpers import run_cli  # noqa: E402
 
 # 4 steps of 8 examples, evaluated on 8 held-out examples every 2 steps, a checkpoint every 2 steps
 SFT = ["llm", "sft", "--total-steps", "4", "--batch-size", "8", "--eval-examples", "8", "--eval-every", "2",
@@ -23,10 +24,8 @@ TRAIN = ["llm", "train", "--total-steps", "2", "--prompts-per-step", "2", "--gro
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    capsys.readouterr()  # drop what a fixture printed before
+    return run_cli(capsys, *argv)
 
 
 def _snapshot(d: Path) -> dict[str, tuple[int, bytes] | None]:

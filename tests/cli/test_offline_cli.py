@@ -6,6 +6,7 @@ import pytest
 
 from rlsuite.cli import main
 from rlsuite.offline.train import read_evaluations
+from tests.cli.helpers import run_cli as _run
 from tests.offline.helpers import write_mixed_dataset
 
 
@@ -16,10 +17,6 @@ def data_root(tmp_path_factory):
     return root
 
 
-def _run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_train_uni_o4_offline_then_online(capsys, tmp_path, data_root):

@@ -7,18 +7,8 @@ import re
 import pytest
 
 from rlsuite.agents import AGENTS
-from rlsuite.cli import main
 from rlsuite.core.logger import CSVWriter
-
-
-def _run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # tyro's own exit (--help: 0, a malformed command line: 2)
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
+from tests.cli.helpers import run_cli as _run
 
 # ----------------------------------------------------------------------------- presets
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rlsuite.cli import main
+from tests.cli.helpers import run_cli
 from tests.offline.helpers import write_mixed_dataset
 
 DS = "rlsuite/invertedpendulum/medium-v0"
@@ -40,9 +40,8 @@ def data_root(tmp_path_factory):
 
 
 def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, " ".join(out.err.split())  # log lines may be wrapped on stderr
+    code, out, err = run_cli(capsys, *argv)
+    return code, out, " ".join(err.split())  # log lines may be wrapped on stderr
 
 
 def _tree(root: Path) -> dict[str, str]:
