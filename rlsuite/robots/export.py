@@ -70,9 +70,14 @@ def export_onnx(module: nn.Module, path: str | os.PathLike, obs_dim: int, opset:
 
 
 def load_runner(path: str | os.PathLike, fmt: str | None = None):
-    """A callable ``obs (B, obs_dim) float32 ndarray -> actions ndarray`` for an exported artifact."""
+    """A callable ``obs -> actions`` for an exported artifact: a float32 ``(B, obs_dim)`` batch gives
+    ``(B, act_dim)``, a single ``(obs_dim,)`` observation gives ``(act_dim,)`` (the batch dimension the
+    artifact needs is added and stripped here). Its attribute ``obs_dim`` is the input width where the file
+    records it (the ONNX input shape; the TorchScript metadata of ``rlsuite export``), else None; ``format``
+    is ``onnx`` or ``torchscript``. Loading TorchScript runs code from the file: only load artifacts you trust."""
     path = Path(path)
     fmt = fmt or ("onnx" if path.suffix == ".onnx" else "torchscript")
+    obs_dim = None
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -80,16 +85,35 @@ def load_runner(path: str | os.PathLike, fmt: str | None = None):
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return lambda obs: session.run(["actions"], {"obs": np.asarray(obs, dtype=np.float32)})[0]
-    if fmt == "torchscript":
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        shape = session.get_inputs()[0].shape
+        obs_dim = shape[-1] if len(shape) == 2 and isinstance(shape[-1], int) else None
 
-        def run(obs: np.ndarray) -> np.ndarray:
+        def batch(obs: np.ndarray) -> np.ndarray:
+            return session.run(["actions"], {"obs": obs})[0]
+    elif fmt == "torchscript":
+        extra = {"rlsuite.json": ""}
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+        try:
+            space = json.loads(extra["rlsuite.json"] or "{}").get("observation_space") or {}
+            if space.get("type") == "Box" and len(space.get("shape", ())) == 1:
+                obs_dim = int(space["shape"][0])
+        except (ValueError, TypeError, AttributeError):
+            obs_dim = None
+
+        def batch(obs: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                return module(torch.as_tensor(np.asarray(obs, dtype=np.float32))).numpy()
+                return module(torch.as_tensor(obs)).numpy()
+    else:
+        raise ValueError(f"unknown export format {fmt!r}; allowed: {', '.join(FORMATS)}.")
 
-        return run
-    raise ValueError(f"unknown export format {fmt!r}; allowed: {', '.join(FORMATS)}.")
+    def run(obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float32)
+        if x.ndim == 1:
+            return np.asarray(batch(x[None]))[0]
+        return batch(x)
+
+    run.obs_dim, run.format = obs_dim, fmt
+    return run
 
 
 def verify_parity(module: nn.Module, path: str | os.PathLike, obs_dim: int, fmt: str | None = None, n: int = 256,
