@@ -49,7 +49,7 @@ class DeployArgs:
     remote: Annotated[str | None, _SOURCE] = None
     """a policy server, e.g. tcp://127.0.0.1:5555 (key from --key-file or $RLSUITE_POLICY_KEY)"""
     key_file: str | None = None
-    """file holding the shared key of --remote (else $RLSUITE_POLICY_KEY)"""
+    """file holding the shared key of --remote, mode 0600 (else $RLSUITE_POLICY_KEY)"""
     remote_timeout: float | None = None
     """seconds to wait for each remote action before damping (None: one control period, at least 0.05)"""
     rate: float | None = None
@@ -78,22 +78,41 @@ class DeployArgs:
 
 @dataclasses.dataclass(frozen=True)
 class ServeArgs:
-    """Serve an exported policy (.onnx or .pt) over ZeroMQ with HMAC-authenticated msgpack messages."""
+    """Serve an exported policy over ZeroMQ: a session per client (handshake with fresh nonces, keys derived
+    from the shared key), HMAC-SHA256 authenticated msgpack messages. ONNX files are served by default;
+    TorchScript only with --allow-torchscript."""
 
     file: str
-    """an artifact from rlsuite export"""
+    """an artifact from rlsuite export (.onnx; .pt with --allow-torchscript)"""
     port: int
     """TCP port to listen on"""
     bind: str = "127.0.0.1"
-    """address to listen on (loopback only by default)"""
+    """address to listen on (loopback by default; any other address needs --allow-remote)"""
+    allow_remote: bool = False
+    """allow a non-loopback --bind (messages are authenticated, not encrypted: trusted networks only)"""
+    allow_torchscript: bool = False
+    """serve a TorchScript file (loading TorchScript runs code stored in the file: only files you trust)"""
     key_file: str | None = None
-    """file holding the shared key (else $RLSUITE_POLICY_KEY)"""
+    """file holding the shared key, mode 0600 (else $RLSUITE_POLICY_KEY)"""
     max_requests: int | None = None
-    """stop after this many answered requests (None: serve until Ctrl-C)"""
+    """stop after this many answered action requests (None: serve until Ctrl-C)"""
+    max_sessions: int = 64
+    """client sessions kept at once (the least recently used is dropped for a new client)"""
+    max_clock_skew: float = 5.0
+    """seconds a handshake timestamp may differ from this machine's clock (clocks synchronised by NTP)"""
+    log_every: float = 60.0
+    """seconds between two log lines with the counts (served, rejected, errors)"""
 
     def __post_init__(self) -> None:
         within(self, "port", 1, 65535)
-        at_least(self, 1, "max_requests")
+        at_least(self, 1, "max_requests", "max_sessions")
+        above(self, 0, "max_clock_skew", "log_every")
+        from rlsuite.robots.transport import is_loopback
+
+        if not is_loopback(self.bind) and not self.allow_remote:
+            raise ValueError(f"--bind {self.bind} listens beyond this machine; allowed without --allow-remote: 127.0.0.1, ::1, "
+                             "localhost. To serve other machines pass --allow-remote as well, on a trusted network only "
+                             "(messages are authenticated, not encrypted).")
 
 
 def cmd_export(argv: list[str]) -> int:
@@ -116,6 +135,7 @@ def cmd_deploy(argv: list[str]) -> int:
     a = parse(DeployArgs, argv, "rlsuite deploy")
     from rlsuite.robots.export import load_runner
     from rlsuite.robots.sim import run_episode, sim_task, sim_to_sim
+    from rlsuite.robots.transport import PolicyUnavailable
 
     task = sim_task(a.robot[len("sim:") :])
     contract = task.make_contract()
@@ -127,7 +147,7 @@ def cmd_deploy(argv: list[str]) -> int:
 
         timeout = a.remote_timeout if a.remote_timeout is not None else max(0.05, contract.policy_dt)
         client = PolicyClient(a.remote, load_key(a.key_file), timeout_s=timeout)
-        policy = lambda o: client.act(o)  # noqa: E731
+        policy = client.act  # one observation (obs_dim,) per request, a session per deploy (handshake on the first call)
     else:
         if not Path(a.policy).is_file():
             raise FileNotFoundError(f"--policy {a.policy}: file not found; make one with rlsuite export RUN_DIR --format onnx --out FILE "
@@ -136,7 +156,12 @@ def cmd_deploy(argv: list[str]) -> int:
         policy = lambda o: runner(o[None])[0]  # noqa: E731
     ticks = int(a.duration * rate)
     if a.compare_gym:
-        gym_r, sim_r = sim_to_sim(policy, task, a.episodes, a.seed, a.latency_steps, a.noise_std)
+        try:
+            gym_r, sim_r = sim_to_sim(policy, task, a.episodes, a.seed, a.latency_steps, a.noise_std)
+        except PolicyUnavailable as e:  # only a --remote policy raises it
+            print(f"remote: {e} (the Gymnasium side of --compare-gym has no safety chain to damp; stopped); exit status "
+                  f"{SAFETY_EXIT}.", file=sys.stderr)
+            return SAFETY_EXIT
         for i, (g, r) in enumerate(zip(gym_r, sim_r, strict=True)):
             print(f"episode {i}: gymnasium return {g:.1f}, simulated robot return {r:.1f}")
         gm, sm = float(np.mean(gym_r)), float(np.mean(sim_r))
@@ -158,6 +183,11 @@ def cmd_deploy(argv: list[str]) -> int:
         elif events:
             intervened.append(ep)
     print(f"mean_return={float(np.mean(returns)):.4f}")
+    if a.remote:
+        client.close()
+        if client.handshakes == 0:
+            print(f"remote: no policy server completed a handshake at {a.remote}; start one with rlsuite serve-policy FILE --port N "
+                  "and give both sides the same key (--key-file, mode 0600, or $RLSUITE_POLICY_KEY).", file=sys.stderr)
     if stopped or intervened:
         said = [f"{_episodes(stopped)} ended in an e-stop"] if stopped else []
         said += [f"the safety filters changed the policy's commands in {_episodes(intervened)}"] if intervened else []
@@ -173,16 +203,31 @@ def _episodes(eps: list[int]) -> str:
 def cmd_serve_policy(argv: list[str]) -> int:
     """``rlsuite serve-policy FILE --port N``: answer authenticated action requests for an exported policy."""
     a = parse(ServeArgs, argv, "rlsuite serve-policy", positional=("file",))
+    path = Path(a.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{a.file}: file not found; make one with rlsuite export RUN_DIR --format onnx --out FILE.")
+    if path.suffix != ".onnx" and not a.allow_torchscript:
+        raise ValueError(f"{a.file} is not an .onnx file, so it would be loaded as TorchScript, and loading TorchScript runs code "
+                         "stored in the file. Serve it only if you trust where it came from, with --allow-torchscript; "
+                         "or export the run to ONNX (rlsuite export RUN_DIR --format onnx --out policy.onnx), served by default.")
     from rlsuite.robots.export import load_runner
     from rlsuite.robots.transport import PolicyServer, load_key
 
     key = load_key(a.key_file)
-    runner = load_runner(a.file)
-    server = PolicyServer(runner, key, bind=f"tcp://{a.bind}:{a.port}", allow_remote=a.bind != "127.0.0.1")
-    print(f"serving {a.file} on {server.endpoint} (HMAC-SHA256 authenticated; Ctrl-C stops)", flush=True)
+    runner = load_runner(path)
+    if runner.obs_dim is not None:
+        runner(np.zeros((1, runner.obs_dim), np.float32))  # warm up: the first request is not slower than the others
+    host = f"[{a.bind}]" if ":" in a.bind else a.bind
+    server = PolicyServer(runner, key, bind=f"tcp://{host}:{a.port}", allow_remote=a.allow_remote, obs_dim=runner.obs_dim,
+                          max_sessions=a.max_sessions, max_skew_s=a.max_clock_skew)
+    width = f"obs_dim {runner.obs_dim}" if runner.obs_dim is not None else "obs_dim not recorded in the file"
+    print(f"serving {a.file} ({runner.format}, {width}) on {server.endpoint}: a session per client, HMAC-SHA256 "
+          "authenticated; Ctrl-C stops", flush=True)
     try:
-        server.serve(max_requests=a.max_requests)
+        server.serve(max_requests=a.max_requests, log_every_s=a.log_every)
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C)", flush=True)
     finally:
         server.close()
-    print(f"served={server.served} rejected={server.rx.rejected}")
+        print(server.summary(), flush=True)
     return 0
