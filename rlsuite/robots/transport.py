@@ -356,6 +356,8 @@ class PolicyServer:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if "[" in bind:  # an IPv6 address, tcp://[::1]:port
+            self.sock.setsockopt(zmq.IPV6, 1)
         self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.sock.bind(bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -510,6 +512,8 @@ class PolicyClient:
             self.sock.close(0)
         self.sock = zmq.Context.instance().socket(zmq.REQ)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if "[" in self.endpoint:  # an IPv6 address
+            self.sock.setsockopt(zmq.IPV6, 1)
         self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.sock.connect(self.endpoint)
 

@@ -343,6 +343,59 @@ def test_replays_within_and_across_sessions_and_reflections_are_rejected(caplog)
         client.close()
 
 
+@contextlib.contextmanager
+def answering_with(frame):
+    """A fake server (a bare ROUTER socket) that answers every request with ``frame``."""
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind("tcp://127.0.0.1:*")
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            if sock.poll(10, zmq.POLLIN):
+                parts = sock.recv_multipart()
+                sock.send_multipart([*parts[:-1], frame])
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        yield sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    finally:
+        stop.set()
+        t.join(5)
+        sock.close(0)
+
+
+def test_the_client_rejects_replayed_welcomes_errors_and_replies():
+    with serving() as server:
+        seen = tap(server)
+        client = PolicyClient(server.endpoint, KEY, timeout_s=2.0)
+        client.act(np.array([1.0]))
+        client.act(np.array([2.0]))
+        welcome, reply = seen[0][1], seen[1][1]
+        error = raw_request(server.endpoint, seen[1][0])  # an authentic E reply (to a replayed request)
+        assert [frame_type(f) for f in (welcome, reply, error)] == ["welcome", "data", "error"]
+    with answering_with(welcome) as endpoint:
+        replayed = PolicyClient(endpoint, KEY, timeout_s=2.0)
+        with pytest.raises(PolicyUnavailable, match="welcome to another hello"):
+            replayed.handshake()
+        assert replayed.session_id is None
+    with answering_with(error) as endpoint:
+        with pytest.raises(PolicyUnavailable, match="error reply to another request"):
+            PolicyClient(endpoint, KEY, timeout_s=2.0).handshake()
+    # the client's own session, pointed at a relay that answers with an old reply of that session
+    with answering_with(reply) as endpoint:
+        client.endpoint = endpoint
+        client._connect()
+        with pytest.raises(PolicyUnavailable, match=r"replayed or reordered message \(seq 1 <= 2\)"):
+            client.act(np.array([3.0]))
+        assert client.session_id is None
+    client.close()
+
+
 def test_a_request_of_an_earlier_server_is_rejected_by_the_next_one():
     with serving() as first:
         seen = tap(first)
