@@ -221,11 +221,12 @@ def test_serve_policy_cli_answers_authenticated_requests(capsys, tmp_path, monke
     path = tmp_path / "p.pt"
     torch.jit.save(torch.jit.script(module), str(path))
     (tmp_path / "key").write_text("s3cret-key-of-32-bytes-length!!!")
+    (tmp_path / "key").chmod(0o600)  # a key file readable by others is refused
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     t = threading.Thread(target=main, args=(["serve-policy", str(path), "--port", str(port), "--key-file", str(tmp_path / "key"),
-                                             "--max-requests", "1"],), daemon=True)
+                                             "--max-requests", "1", "--allow-torchscript"],), daemon=True)
     t.start()
     client = PolicyClient(f"tcp://127.0.0.1:{port}", b"s3cret-key-of-32-bytes-length!!!", timeout_s=10)
     obs = np.array([[1.0, 2.0, 3.0]], np.float32)
@@ -235,7 +236,7 @@ def test_serve_policy_cli_answers_authenticated_requests(capsys, tmp_path, monke
     client.close()
     assert "served=1 rejected=0" in capsys.readouterr().out
     monkeypatch.delenv("RLSUITE_POLICY_KEY", raising=False)
-    code, _, err = _run(capsys, "serve-policy", str(path), "--port", str(port))
+    code, _, err = _run(capsys, "serve-policy", str(path), "--port", str(port), "--allow-torchscript")
     assert code == 2 and "RLSUITE_POLICY_KEY" in err
 
 
@@ -276,7 +277,8 @@ def test_deploy_remote_drives_the_simulated_robot_through_serve_policy(capsys, t
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     ticks = 50  # 2 s at 25 Hz
-    server = threading.Thread(target=main, args=(["serve-policy", str(path), "--port", str(port), "--max-requests", str(ticks)],),
+    server = threading.Thread(target=main, args=(["serve-policy", str(path), "--port", str(port), "--max-requests", str(ticks),
+                                                   "--allow-torchscript"],),
                               daemon=True)
     server.start()
     code, out, _ = _run(capsys, "deploy", "--robot", "sim:InvertedPendulum-v5", "--remote", f"tcp://127.0.0.1:{port}", "--duration", "2",
