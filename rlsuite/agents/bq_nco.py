@@ -257,7 +257,9 @@ class BQNCO:
     def solve(self, env, beam: int = 1, knn: int | None = None, cost_fn: Callable[[list[list[int]]], torch.Tensor] | None = None
               ) -> list[list[int]]:
         """Decode a solution for every instance of ``env`` (greedy when ``beam == 1``). With a beam,
-        ``cost_fn(solutions) -> (B * beam,)`` ranks the finished beams (required)."""
+        ``cost_fn(solutions) -> (B * beam,)`` ranks the finished beams (required). Any width works: when
+        fewer moves are valid than ``beam``, the extra slots follow the best move with a ``-inf`` score
+        and never win, so a beam at least as wide as the number of complete solutions is exhaustive."""
         self.policy.eval()
         K = CHOICES[self.cfg.problem]
         if beam <= 1:
@@ -283,6 +285,12 @@ class BQNCO:
             top, arg = total.topk(beam, dim=1)
             parent = arg // A
             choice = arg % A
+            # fewer valid (row, choice) pairs than beams (a beam wider than the candidates, near the end of
+            # a tour): the slots topk filled with -inf candidates are masked moves. Park each such dead slot
+            # on the best candidate's move, which is valid; its -inf score keeps it out of the ranking.
+            dead = torch.isneginf(top)
+            parent = torch.where(dead, parent[:, :1], parent)
+            choice = torch.where(dead, choice[:, :1], choice)
             rows = (torch.arange(B, device=env.device)[:, None] * beam + parent).reshape(-1)
             env = env.index_select(rows)
             view = {k: v[rows] for k, v in view.items()}

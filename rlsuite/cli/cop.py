@@ -6,6 +6,7 @@ Training BQ-NCO is ``rlsuite train bq-nco`` (``rlsuite cop train`` is the same c
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -128,7 +129,7 @@ def _cop_label(argv: list[str]) -> int:
     a = parse(LabelArgs, argv, "rlsuite cop label", positional=("dir",))
     from rlsuite.envs.cop.dataset import load_instances, save_labels
     from rlsuite.envs.cop.problems import cost, validate
-    from rlsuite.envs.cop.solvers import check_solver, solve
+    from rlsuite.envs.cop.solvers import SolverError, check_solver, solve
 
     problem, inst, meta = load_instances(a.dir)
     check_solver(problem, a.solver)
@@ -140,7 +141,11 @@ def _cop_label(argv: list[str]) -> int:
     chunk = max(1, B // 10)
     for i in range(0, B, chunk):
         part = {k: v[i : i + chunk] for k, v in inst.items()}
-        sols += solve(problem, part, a.solver, a.time_limit, a.seed)
+        try:
+            sols += solve(problem, part, a.solver, a.time_limit, a.seed)
+        except SolverError as e:
+            print(f"error: instances {i}..{i + len(next(iter(part.values()))) - 1} of {a.dir}: {e}", file=sys.stderr)
+            return 1
         print(f"labelled {len(sols)}/{B} with {a.solver} ({time.monotonic() - t0:.0f} s)", flush=True)
     validate(problem, inst, sols)
     costs = cost(problem, inst, sols).double()
@@ -160,7 +165,7 @@ def _cop_solve(argv: list[str]) -> int:
     from rlsuite.agents.bq_nco import BQNCO
     from rlsuite.envs.cop.env import COPEnv
     from rlsuite.envs.cop.io import normalised_coords, read_instance
-    from rlsuite.envs.cop.solvers import solve
+    from rlsuite.envs.cop.solvers import SolverError, solve
 
     inst = read_instance(a.file)
     if inst.type.lower() != a.problem:
@@ -172,7 +177,11 @@ def _cop_solve(argv: list[str]) -> int:
             xy = inst.coords if inst.coords is not None else np.zeros((inst.dimension, 2))
             tens.update(locs=torch.as_tensor(xy)[None], demand=torch.as_tensor(inst.demand)[None],
                         capacity=torch.tensor([inst.capacity]))
-        sol = solve(a.problem, tens, a.solver, a.time_limit)[0]
+        try:
+            sol = solve(a.problem, tens, a.solver, a.time_limit)[0]
+        except SolverError as e:  # a solver crash or hang: said plainly, exit 1 (not a usage error, not a traceback)
+            print(f"error: {a.file}: {e}", file=sys.stderr)
+            return 1
         how = a.solver
     else:
         if a.problem == "atsp":

@@ -3,7 +3,9 @@
 ========  ========  ==========================================================================
 solver    problems  through
 ========  ========  ==========================================================================
-lkh       tsp atsp  LKH-3 via the ``elkai`` package (distances scaled to integers, x 1e6)
+lkh       tsp atsp  LKH-3 via the ``elkai`` package, in a worker process; integer distances (a
+                    TSPLIB file's own) as they are, float ones scaled so that the longest edge
+                    is 1e6 (:func:`lkh_weights`)
 pyvrp     cvrp      PyVRP's hybrid genetic search (``pyvrp`` package; distances x 1e4)
 ortools   op        OR-Tools routing with optional visits (prize-collecting, guided local search)
 dp        kp        exact dynamic programming over integer weights (weights x 1000, rounded up,
@@ -20,6 +22,17 @@ the formats of :mod:`rlsuite.envs.cop.problems`.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+
 import numpy as np
 import torch
 
@@ -27,6 +40,11 @@ from rlsuite.envs.cop.problems import check_problem, distance_matrix
 
 SOLVERS = {"lkh": ("tsp", "atsp"), "pyvrp": ("cvrp",), "ortools": ("op",), "dp": ("kp",), "nn": ("tsp", "atsp", "cvrp"),
            "greedy": ("op", "kp")}
+
+
+class SolverError(RuntimeError):
+    """A reference solver failed (crashed, timed out, or returned no valid solution). The message names
+    the solver, the instance and what to try; the calling process is unaffected."""
 
 
 def check_solver(problem: str, solver: str) -> None:
@@ -39,11 +57,15 @@ def check_solver(problem: str, solver: str) -> None:
         raise ValueError(f"solver {solver!r} does not handle {problem}; for {problem} use {', '.join(ok)}.")
 
 
-def solve(problem: str, inst: dict[str, torch.Tensor], solver: str, time_limit: float = 1.0, seed: int = 0) -> list[list[int]]:
+def solve(problem: str, inst: dict[str, torch.Tensor], solver: str, time_limit: float = 1.0, seed: int = 0,
+          timeout: float | None = None) -> list[list[int]]:
     """Solve every instance of the batch ``inst`` with ``solver``; ``time_limit`` seconds per instance
-    (pyvrp, ortools; LKH runs ``max(1, round(10 * time_limit))`` restarts)."""
+    (pyvrp, ortools; LKH runs ``max(1, round(10 * time_limit))`` restarts). LKH runs in a worker process
+    (:func:`run_lkh`); ``timeout`` seconds per LKH call before it is abandoned (None: :func:`lkh_timeout`).
+    A solver that crashes, hangs or returns no valid solution raises :class:`SolverError`."""
     check_solver(problem, solver)
-    fn = {"lkh": _lkh, "pyvrp": _pyvrp, "ortools": _ortools_op, "dp": _kp_dp, "nn": _nearest_neighbour, "greedy": _greedy}[solver]
+    fn = {"lkh": functools.partial(_lkh, timeout=timeout), "pyvrp": _pyvrp, "ortools": _ortools_op, "dp": _kp_dp,
+          "nn": _nearest_neighbour, "greedy": _greedy}[solver]
     B = next(iter(inst.values())).shape[0]
     one = lambda b: {k: v[b].detach().cpu().double().numpy() for k, v in inst.items()}  # noqa: E731
     return [fn(problem, one(b), time_limit, seed) for b in range(B)]
@@ -53,16 +75,230 @@ def _dist(inst: dict[str, np.ndarray]) -> np.ndarray:
     return distance_matrix({k: torch.as_tensor(v)[None] for k, v in inst.items()})[0].numpy()
 
 
-def _lkh(problem, inst, time_limit, seed):
-    import elkai
+# --- LKH-3 through elkai, in a worker process
+LKH_PRECISION = 100
+"""LKH's default ``PRECISION``: inside LKH an edge costs ``PRECISION * weight + pi_i + pi_j``, a C ``int``."""
+LKH_MAX_COST = (2**31 - 1) // 4
+"""The largest ``PRECISION * weight`` handed to LKH. LKH-3 refuses explicit weights above
+``INT_MAX / 2 / PRECISION`` (its ReadProblem check, which elkai's copy drops: past it LKH aborts on
+``Assertion 'Gain % Precision == 0'``); half of that again leaves room for the pi terms. Tour lengths
+are 64-bit inside LKH, so the number of nodes does not enter the bound."""
+LKH_FLOAT_TARGET = 1_000_000
+"""A float instance (generated, unit square or U[0, 1) matrix) is scaled so that its longest edge
+becomes this integer: 6 significant digits per edge, and ``100 * 1e6`` is well inside ``LKH_MAX_COST``."""
 
+
+def lkh_weights(d: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """The integer weights ``(n, n)`` int64 handed to LKH for distances ``d (n, n)``, the ``PRECISION``
+    to run LKH with, and the scale applied (``weights = rint(scale * d)``).
+
+    Integer-valued ``d`` (a TSPLIB / CVRPLIB file: EUC_2D, CEIL_2D, ATT, GEO or integer EXPLICIT
+    weights) is passed as is (scale 1), so that LKH optimises the file's own metric; ``PRECISION`` is
+    lowered from 100 only when ``100 * max weight`` would pass :data:`LKH_MAX_COST` (PRECISION 1 takes
+    weights up to 536,870,911). Float ``d`` is scaled by ``LKH_FLOAT_TARGET / max(d)``. Raises
+    ``ValueError`` on a negative or non-finite weight, or an integer weight above ``LKH_MAX_COST``."""
+    d = np.asarray(d, dtype=np.float64)
+    if not np.isfinite(d).all() or (d < 0).any():
+        raise ValueError("LKH needs finite, non-negative distances; the instance has "
+                         f"{int((~np.isfinite(d)).sum())} non-finite and {int((d < 0).sum())} negative entries.")
+    top = float(d.max(initial=0.0))
+    if np.array_equal(d, np.rint(d)):
+        if top > LKH_MAX_COST:
+            raise ValueError(f"an edge weight of {top:.0f} is above what LKH can represent ({LKH_MAX_COST}, even at PRECISION 1); "
+                             "divide the file's coordinates or weights by a constant.")
+        precision = LKH_PRECISION if top * LKH_PRECISION <= LKH_MAX_COST else max(1, int(LKH_MAX_COST // top))
+        return d.astype(np.int64), precision, 1.0
+    scale = LKH_FLOAT_TARGET / top
+    return np.rint(d * scale).astype(np.int64), LKH_PRECISION, scale
+
+
+def lkh_problem_text(w: np.ndarray) -> str:
+    """A TSPLIB problem for LKH: EXPLICIT FULL_MATRIX weights (the only format elkai's LKH reads from a
+    string), TYPE TSP when ``w`` is symmetric, else ATSP."""
+    n = w.shape[0]
+    head = (f"TYPE : {'TSP' if np.array_equal(w, w.T) else 'ATSP'}\nDIMENSION : {n}\nEDGE_WEIGHT_TYPE : EXPLICIT\n"
+            "EDGE_WEIGHT_FORMAT : FULL_MATRIX\nEDGE_WEIGHT_SECTION\n")
+    return head + "\n".join(" ".join(map(str, r)) for r in w.tolist()) + "\nEOF\n"
+
+
+def lkh_timeout(n: int, runs: int) -> float:
+    """Default seconds before an LKH call is abandoned: ``60 + 30 * runs + 60 * (n / 1000) ** 2``
+    (generous: it is there to catch a hung solver, not to bound a normal run)."""
+    return 60.0 + 30.0 * runs + 60.0 * (n / 1000) ** 2
+
+
+def _lkh(problem, inst, time_limit, seed, timeout=None):
     d = _dist(inst)
-    tour = elkai.solve_int_matrix(np.rint(d * 1e6).astype(np.int64).tolist(), runs=max(1, round(10 * time_limit)))
-    tour = [int(x) for x in tour]
-    if len(tour) == d.shape[0] + 1:  # some versions close the loop
-        tour = tour[:-1]
+    n = d.shape[0]
+    if n <= 3:  # LKH needs 3 nodes; with 3 there are two tours (one for a symmetric matrix)
+        if n == 3 and d[0, 2] + d[2, 1] + d[1, 0] < d[0, 1] + d[1, 2] + d[2, 0]:
+            return [0, 2, 1]
+        return list(range(n))
+    w, precision, _ = lkh_weights(d)
+    if not w.any():
+        return list(range(n))  # every tour has length 0
+    runs = max(1, round(10 * time_limit))
+    params = (f"PROBLEM_FILE = :stdin:\nRUNS = {runs}\nSEED = {seed % (2**31 - 2) + 1}\n"
+              f"PRECISION = {precision}\nTRACE_LEVEL = 0\n")
+    what = f"a {problem.upper()} instance with {n} nodes (largest weight handed to LKH {int(w.max())}, PRECISION {precision})"
+    tour = run_lkh(params, lkh_problem_text(w), what, lkh_timeout(n, runs) if timeout is None else timeout)
+    tour = [int(x) - 1 for x in tour][:n]  # LKH numbers nodes from 1
+    if sorted(tour) != list(range(n)):
+        raise SolverError(f"LKH returned {tour[:10]}{'...' if len(tour) > 10 else ''} for {what}, not a tour of all {n} nodes; "
+                          "try --solver nn, or report the instance.")
     k = tour.index(0)
     return tour[k:] + tour[:k]
+
+
+# The worker runs this with ``python -P -c``: one JSON request per line on stdin, one JSON reply per line
+# on a copy of stdout (LKH's own prints are sent to stderr, never into the replies). No pickle crosses.
+_WORKER_SOURCE = r"""
+import json, os, sys
+reply = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+try:
+    from elkai import _elkai
+    solve = _elkai.solve_problem
+except Exception as e:
+    reply.write(json.dumps({"error": f"cannot use elkai ({type(e).__name__}: {e}); install it with pip install 'elkai>=2.0'"}) + "\n")
+    reply.flush()
+    sys.exit(3)
+reply.write(json.dumps({"ready": True}) + "\n")
+reply.flush()
+for line in sys.stdin:
+    req = json.loads(line)
+    try:
+        out = {"tour": [int(x) for x in solve(req["params"], req["problem"])]}
+    except Exception as e:
+        out = {"error": f"{type(e).__name__}: {e}"}
+    reply.write(json.dumps(out) + "\n")
+    reply.flush()
+"""
+
+
+class _WorkerGone(Exception):
+    """The worker process ended or stopped answering (``reason`` says how)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LKHWorker:
+    """One Python process that runs LKH (elkai) on request, so that an abort inside LKH (a C assertion:
+    SIGABRT) or a hang ends that process, never the caller's. Requests and replies are JSON lines."""
+
+    START_TIMEOUT_S = 60.0
+
+    def __init__(self, source: str | None = None) -> None:
+        """Start the process (``source``: the Python code it runs; None: the LKH loop, :data:`_WORKER_SOURCE`)."""
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-P", "-c", source or _WORKER_SOURCE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True, encoding="utf-8")
+        self._replies: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, name="lkh-worker-reader", daemon=True).start()
+        first = self._reply(self.START_TIMEOUT_S, 0)
+        if not first.get("ready"):
+            self.close()
+            raise _WorkerGone(first.get("error", f"unexpected first reply {first!r}"))
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._replies.put(line)
+        self._replies.put(None)  # end of file: the process ended
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _stderr_tail(self, since: int) -> str:
+        size = os.fstat(self._stderr.fileno()).st_size
+        self._stderr.seek(max(since, size - 2000))
+        return self._stderr.read().decode("utf-8", "replace").strip()
+
+    def _reply(self, timeout: float, since: int) -> dict:
+        try:
+            line = self._replies.get(timeout=timeout)
+        except queue.Empty:
+            self.close(kill=True)  # hung: no point asking it to exit
+            raise _WorkerGone(f"no answer within {timeout:.3g} s (the worker was stopped)") from None
+        if line is None:
+            rc = self.proc.wait()
+            try:
+                how = f"killed by signal {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+            except ValueError:
+                how = f"killed by signal {-rc}"
+            tail = self._stderr_tail(since)
+            self.close()
+            raise _WorkerGone(f"the worker process ended ({how})" + (f": {tail}" if tail else ""))
+        try:
+            return json.loads(line)
+        except ValueError:
+            self.close()
+            raise _WorkerGone(f"unreadable reply {line[:200]!r}") from None
+
+    def call(self, params: str, problem: str, timeout: float) -> list[int]:
+        """LKH's tour (node numbers from 1) for a TSPLIB ``problem`` text with LKH ``params``. Raises
+        ``_WorkerGone`` when the process crashes or passes ``timeout`` seconds, ``RuntimeError`` with
+        elkai's message when LKH reports an error (the worker is then restarted: LKH keeps global state)."""
+        since = os.fstat(self._stderr.fileno()).st_size
+        try:
+            self.proc.stdin.write(json.dumps({"params": params, "problem": problem}) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # the process is gone: _reply reads the end of its output and says how it ended
+        rep = self._reply(timeout, since)
+        if "error" in rep:
+            self.close()
+            raise RuntimeError(rep["error"])
+        return rep["tour"]
+
+    def close(self, kill: bool = False) -> None:
+        """End the process: stdin closed, then killed if it does not exit within 2 s (at once with ``kill``)."""
+        if self.proc.poll() is None:
+            try:
+                if kill:
+                    raise subprocess.TimeoutExpired(self.proc.args, 0)
+                self.proc.stdin.close()
+                self.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+
+_lkh_worker: LKHWorker | None = None
+_lkh_lock = threading.Lock()
+
+
+def run_lkh(params: str, problem: str, what: str, timeout: float) -> list[int]:
+    """Run LKH in the shared worker process (started on first use, reused across calls, restarted after
+    a failure) and return its tour (node numbers from 1). Any failure is a :class:`SolverError` that names
+    ``what`` was being solved."""
+    global _lkh_worker
+    with _lkh_lock:
+        try:
+            if _lkh_worker is None or not _lkh_worker.alive():
+                _lkh_worker = LKHWorker()
+            return _lkh_worker.call(params, problem, timeout)
+        except _WorkerGone as e:
+            _lkh_worker = None
+            raise SolverError(f"LKH (elkai) failed on {what}: {e.reason}. This process is unaffected and the next call starts "
+                              "a fresh worker. Try a smaller --time-limit or instance, --solver nn, or check that "
+                              "`python -c 'import elkai'` works.") from None
+        except RuntimeError as e:
+            _lkh_worker = None
+            raise SolverError(f"LKH (elkai) reported an error on {what}: {e}. Try --solver nn, or report the instance.") from None
+
+
+def close_lkh_worker() -> None:
+    """Stop the shared LKH worker process, if any (the next LKH call starts a new one)."""
+    global _lkh_worker
+    if _lkh_worker is not None:
+        _lkh_worker.close()
+        _lkh_worker = None
+
+
+atexit.register(close_lkh_worker)
 
 
 def _pyvrp(problem, inst, time_limit, seed):
