@@ -82,9 +82,11 @@ class SolveArgs:
     """known optimal cost: also print the gap"""
     device: str = "auto"
     """torch device of the model: auto | cpu | cuda | cuda:N"""
+    max_dimension: int = 20_000
+    """refuse files with a larger DIMENSION before allocating their n x n distances"""
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "beam", "knn")
+        at_least(self, 1, "beam", "knn", "max_dimension")
         above(self, 0, "time_limit", "optimum")
 
 
@@ -167,7 +169,7 @@ def _cop_solve(argv: list[str]) -> int:
     from rlsuite.envs.cop.io import normalised_coords, read_instance
     from rlsuite.envs.cop.solvers import SolverError, solve
 
-    inst = read_instance(a.file)
+    inst = read_instance(a.file, max_dimension=a.max_dimension)
     if inst.type.lower() != a.problem:
         raise ValueError(f"{a.file} is a {inst.type} instance but --problem {a.problem} was given.")
     t0 = time.monotonic()

@@ -118,7 +118,7 @@ def read_instance(path: str | os.PathLike, max_dimension: int = MAX_DIMENSION) -
         raise InstanceFormatError(
             f"{path}: DIMENSION {dim} is above the cap of {max_dimension} nodes (the weights are a dense {dim} x {dim} "
             f"float64 matrix, {dim * dim * 8 / 1e9:.1f} GB); if the machine has the memory, read it with "
-            f"read_instance(path, max_dimension={dim}).")
+            f"read_instance(path, max_dimension={dim}) (rlsuite cop solve: --max-dimension {dim}).")
     ewt = spec.get("EDGE_WEIGHT_TYPE", "").upper()
     coords = None
     if "NODE_COORD_SECTION" in sections:

@@ -195,7 +195,7 @@ def test_cvrplib_depot_is_moved_first_and_upper_row_matrices_read(tmp_path):
     ("NAME : x\nTYPE : ATSP\nDIMENSION : 2\nEDGE_WEIGHT_TYPE : EXPLICIT\nEDGE_WEIGHT_FORMAT : FULL_MATRIX\nEDGE_WEIGHT_SECTION\n0 1 2\nEOF\n",
      "has 3 numbers; FULL_MATRIX with DIMENSION 2 needs 4"),
     ("NAME : x\nTYPE : HCP\nDIMENSION : 2\nEOF\n", "TYPE 'HCP' is not supported"),
-    ("NAME : x\nTYPE : TSP\nDIMENSION : 2\nEDGE_WEIGHT_TYPE : GEO\nEOF\n", "EDGE_WEIGHT_TYPE 'GEO' is not supported"),
+    ("NAME : x\nTYPE : TSP\nDIMENSION : 2\nEDGE_WEIGHT_TYPE : EUC_3D\nEOF\n", "EDGE_WEIGHT_TYPE 'EUC_3D' is not supported"),
     ("NAME : x\nTYPE : CVRP\nDIMENSION : 2\nEDGE_WEIGHT_TYPE : EUC_2D\nCAPACITY : 5\nNODE_COORD_SECTION\n1 0 0\n2 1 1\n"
      "DEMAND_SECTION\n1 0\n2 9\nDEPOT_SECTION\n1\n-1\nEOF\n", "demands 9 > CAPACITY 5"),
     ("NAME : x\nTYPE : CVRP\nDIMENSION : 2\nEDGE_WEIGHT_TYPE : EUC_2D\nNODE_COORD_SECTION\n1 0 0\n2 1 1\nEOF\n", "needs 'CAPACITY"),
