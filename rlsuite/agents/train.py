@@ -89,7 +89,10 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     run_dir = prepare_run_dir(run_cfg, spec.name)
     seed_everything(run_cfg.seed, run_cfg.deterministic)
     env_kwargs = env_kwargs_of(spec, algo_cfg)
-    env = make_vec_env(run_cfg.env, num_envs_of(spec, algo_cfg), device=device, seed=run_cfg.seed, **env_kwargs)
+    env_id, build_kwargs = run_cfg.env, env_kwargs
+    if run_cfg.domain_rand:  # the same env, its physics drawn per episode (rlsuite.envs.robust); evaluation stays nominal
+        env_id, build_kwargs = "rlsuite/Perturbed-v0", {"env": run_cfg.env, "env_kwargs": env_kwargs, "domain_rand": run_cfg.domain_rand}
+    env = make_vec_env(env_id, num_envs_of(spec, algo_cfg), device=device, seed=run_cfg.seed, **build_kwargs)
     agent = build_agent(spec, algo_cfg, env.single_observation_space, env.single_action_space, device, run_cfg.seed)
     start = 0
     if run_cfg.resume:

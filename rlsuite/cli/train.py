@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import tyro
 
-from rlsuite.cli.args import at_least, parse
+from rlsuite.cli.args import at_least, flag, parse
 
 RUN_CONFIGS = {
     "env": ("rlsuite.core.run", "RunConfig"),
@@ -204,15 +204,33 @@ class EvalArgs:
     """record an MP4 of episode 0 (offscreen rendering; its return is episode 0's)"""
     video_path: str | None = None
     """where to write the MP4 (None: RUN_DIR/videos/eval.mp4)"""
+    robust: bool = False
+    """evaluate over an uncertainty set of the env's physics: nominal, mean, worst case, CVaR 10 %, AUC, heat map (docs/robust.md)"""
+    set: str | None = None
+    """--robust: uncertainty set name (e.g. hopper-mass-friction) or inline name=low:high[,name=low:high] (None: the env's default set)"""
+    grid: int | None = None
+    """--robust: grid values per dimension (None: 10, or 5 for a 3-D set)"""
+    samples: int | None = None
+    """--robust: evaluate this many random points of the set instead of a grid"""
 
     def __post_init__(self) -> None:
-        at_least(self, 1, "eval_episodes")
+        at_least(self, 1, "eval_episodes", "samples")
+        at_least(self, 2, "grid")
+        given = [flag(n) for n in ("set", "grid", "samples") if getattr(self, n) is not None]
+        if given and not self.robust:
+            raise ValueError(f"{', '.join(given)} go with --robust (a robust evaluation); add --robust.")
+        if self.grid is not None and self.samples is not None:
+            raise ValueError("give --grid (a grid over the set) or --samples (random points of it), not both.")
+        if self.robust and (self.video or self.video_path):
+            raise ValueError("--video records a nominal episode; run it without --robust.")
 
 
 def cmd_eval(argv: list[str]) -> int:
     import os
 
     a = parse(EvalArgs, argv, "rlsuite eval", positional=("run_dir",))
+    if a.robust:
+        return _eval_robust(a)
     video = None
     if a.video or a.video_path:
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -237,6 +255,35 @@ def cmd_eval(argv: list[str]) -> int:
     if video is not None:
         print(f"video: {out['video']} (episode 0, return {out['video_return']:.3f})")
     print(f"mean_return={out['mean']:.4f}")
+    return 0
+
+
+def _eval_robust(a: EvalArgs) -> int:
+    import logging
+
+    from rlsuite.robust_eval import robust_evaluate_run, summary_line
+
+    log = logging.getLogger("rlsuite")
+
+    def progress(i: int, count: int, point: dict[str, float], mean: float) -> None:
+        where = ", ".join(f"{k}={v:.4g}" for k, v in point.items())
+        log.info("point %d/%d (%s): mean return %.3f", i + 1, count, where, mean)
+
+    out = robust_evaluate_run(a.run_dir, a.set, grid=a.grid, samples=a.samples, episodes=a.eval_episodes, seed=a.seed,
+                              device=a.device, deterministic=not a.stochastic, on_point=progress)
+    s, r = out["summary"], out["result"]
+    print(f"{out['algo']} on {out['env']}, checkpoint step {out['step']}: robust evaluation over {r.uncertainty_set.name} "
+          f"({r.uncertainty_set.describe()}), {out['grid']} = {len(r.points)} points, {a.eval_episodes} episodes each")
+    worst_at = ", ".join(f"{k}={v:.4g}" for k, v in out["worst_at"].items())
+    nominal_at = ", ".join(f"{k}={v:.4g}" for k, v in r.nominal.items())
+    print(f"nominal return    {s['nominal']:.3f} ({nominal_at})")
+    print(f"mean over points  {s['mean']:.3f}")
+    print(f"worst case        {s['worst']:.3f} ({worst_at})")
+    print(f"CVaR 10 %         {s['cvar']:.3f}")
+    print(f"area under curve  {s['auc']:.3f}" + ("" if r.axes is not None else " (random points: no grid to integrate)"))
+    print(f"points:  {out['points_csv']}\nfigure:  {out['figure']}\nsummary: {out['summary_csv']} (one row per robust evaluation); "
+          f"{out['metrics_csv']}: {', '.join(out['keys'])}")
+    print(summary_line(s))
     return 0
 
 

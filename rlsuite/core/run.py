@@ -102,6 +102,8 @@ class RunConfig:
     """torch intra-op threads (0 keeps torch's default)."""
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on GPU)."""
+    domain_rand: str | None = None
+    """Domain randomisation: draw every training episode's physics from this uncertainty set (e.g. hopper-mass-friction, or name=low:high,...; docs/robust.md); evaluation stays nominal."""
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_episodes", "torch_threads"):

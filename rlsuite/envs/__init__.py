@@ -72,3 +72,11 @@ for _name, _task in (
 
 # The MuJoCo Ant covering a 40 m arena (newly covered cells / 10 per step); imports MuJoCo only when made.
 _register("rlsuite/AntCoverage-v0", entry_point="rlsuite.envs.submodular.ant:AntCoverageEnv", max_episode_steps=400)
+
+# Any env above or Gymnasium's with its physics and noise set per episode (robust RL; rlsuite.envs.robust):
+# gymnasium.make("rlsuite/Perturbed-v0", env="Hopper-v5", perturbation={"torso_mass": 5.0}); env= defaults to Pendulum-v1.
+_register(
+    "rlsuite/Perturbed-v0",
+    entry_point="rlsuite.envs.robust.wrapper:PerturbedEnv",
+    vector_entry_point="rlsuite.envs.robust.wrapper:make_perturbed_vec",
+)

@@ -69,13 +69,18 @@ def angle_normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def pendulum_dynamics(
-    th: torch.Tensor, thdot: torch.Tensor, u: torch.Tensor, g: float
+    th: torch.Tensor,
+    thdot: torch.Tensor,
+    u: torch.Tensor,
+    g: float | torch.Tensor,
+    mass: float | torch.Tensor = MASS,
+    length: float | torch.Tensor = LENGTH,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """One semi-implicit Euler step of the pendulum, batched.
 
     Args:
         th, thdot, u: ``(N,)`` angle (rad), angular velocity (rad/s) and torque (already clipped).
-        g: gravity.
+        g, mass, length: gravity (m/s^2), mass (kg) and length (m): floats, or ``(N,)`` tensors (one per env).
 
     Returns:
         ``(new_th, new_thdot, reward_terms)`` where the terms (each ``(N,)``) sum to the reward of
@@ -86,7 +91,7 @@ def pendulum_dynamics(
         "reward_velocity": -0.1 * thdot.pow(2),
         "reward_torque": -0.001 * u.pow(2),
     }
-    new_thdot = thdot + (3.0 * g / (2.0 * LENGTH) * torch.sin(th) + 3.0 / (MASS * LENGTH**2) * u) * DT
+    new_thdot = thdot + (3.0 * g / (2.0 * length) * torch.sin(th) + 3.0 / (mass * length**2) * u) * DT
     new_thdot = new_thdot.clamp(-MAX_SPEED, MAX_SPEED)
     new_th = th + new_thdot * DT
     return new_th, new_thdot, terms
@@ -117,6 +122,8 @@ class PendulumVecEnv(TorchVecEnv):
         self.num_envs = num_envs
         self.device = resolve_device(device)
         self.g = float(g)
+        # floats here; rlsuite.envs.robust sets (N,) tensors (one value per env) to perturb the physics
+        self.mass, self.length, self.max_torque = MASS, LENGTH, MAX_TORQUE
         self.max_episode_steps = max_episode_steps
         self.dtype = dtype
         self.single_observation_space, self.single_action_space = _spaces()
@@ -150,8 +157,8 @@ class PendulumVecEnv(TorchVecEnv):
         return self._obs(), {}
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        u = torch.as_tensor(action, device=self.device).reshape(self.num_envs).to(self.dtype).clamp(-MAX_TORQUE, MAX_TORQUE)
-        self.th, self.thdot, terms = pendulum_dynamics(self.th, self.thdot, u, self.g)
+        u = torch.as_tensor(action, device=self.device).reshape(self.num_envs).to(self.dtype).clamp(-self.max_torque, self.max_torque)
+        self.th, self.thdot, terms = pendulum_dynamics(self.th, self.thdot, u, self.g, self.mass, self.length)
         reward = (terms["reward_angle"] + terms["reward_velocity"] + terms["reward_torque"]).to(torch.float32)
         self.elapsed += 1
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
