@@ -14,10 +14,15 @@ Semantics:
   ``time_outs = extras["time_outs"]`` (all False when the task does not report them).
 - Isaac tasks reset finished envs inside ``step``, so the observation returned for a finished env is
   already the next episode's first one. When the task stores the pre-reset observation in
-  ``extras["final_obs"]`` (or ``"terminal_obs"``), that is passed on as ``info["final_obs"]``;
-  otherwise ``info["final_obs"]`` is the post-reset observation and ``info["final_obs_exact"]`` is
-  False, so a truncation bootstraps from the wrong state; add the terminal observation to your task's
-  extras for exact value targets.
+  ``extras["final_obs"]`` (or ``"terminal_obs"``), that is passed on as ``info["final_obs"]`` and
+  truncations stay truncations (the learner bootstraps from the true last state).
+- Without a pre-reset observation, bootstrapping a truncated env would use the next episode's first
+  observation, which is wrong. The adapter then reports every truncation as a termination
+  (``terminated |= truncated``, ``truncated`` all False): no bootstrap, a small bias toward shorter
+  horizons instead of value targets from an unrelated state. It says so once in the log (logger
+  ``rlsuite.robots``); ``info["final_obs"]`` is then the post-reset observation and
+  ``info["final_obs_exact"]`` is False. For exact truncation handling, put the pre-reset observation
+  in ``extras["final_obs"]`` in the task's ``step`` (before its ``reset_idx``).
 - The privileged / ``states`` observation is passed on as ``info["critic_obs"]``.
 - Actions and observations are Boxes: actions in ``[-clip_actions, clip_actions]`` (VecTask's
   ``clipActions``, default 1), observations unbounded.
@@ -70,6 +75,7 @@ class IsaacGymVecEnv(TorchVecEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self._warned_seed = False
+        self._warned_truncation = False
         self._init_episode_stats()
 
     @staticmethod
@@ -102,6 +108,14 @@ class IsaacGymVecEnv(TorchVecEnv):
         time_outs = time_outs.bool() if time_outs is not None else torch.zeros_like(done)
         terminated, truncated = done & ~time_outs, done & time_outs
         final = extras.get("final_obs", extras.get("terminal_obs"))
+        if final is None:  # no pre-reset observation: a truncation cannot bootstrap correctly (module docstring)
+            if not self._warned_truncation and extras.get("time_outs") is not None:  # no .any(): no device sync per step
+                log.warning("%s gives no pre-reset observation (extras['final_obs'] or extras['terminal_obs']): truncations "
+                            "(time-outs) are reported as terminations, so they are not bootstrapped. For exact truncation "
+                            "handling, store the observation before the reset in extras['final_obs'] in the task's step.",
+                            type(self.task).__name__)
+                self._warned_truncation = True
+            terminated, truncated = done, torch.zeros_like(done)
         info: dict[str, Any] = {"final_obs": (final if final is not None else obs).float(), "_final_obs": done,
                                 "final_obs_exact": final is not None}
         if critic is not None:

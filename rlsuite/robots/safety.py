@@ -5,7 +5,18 @@ changed) command and the events it raised. Filters: NaN/Inf guard, joint soft li
 target-step limit (relative to the measured position), an action-rate limit (relative to the last
 command), a torque-estimate clamp, a tilt e-stop, a state-age watchdog and a deadline-miss watchdog.
 An e-stop *latches*: from then on the chain sends damping commands until :meth:`SafetyChain.reset` is
-called explicitly. Every event is logged (logger ``rlsuite.robots``) and kept in ``chain.events``.
+called explicitly.
+
+Events, counts and the log (logger ``rlsuite.robots``), bounded on runs of any length:
+
+- ``chain.counts[filter][kind]`` counts every event the chain ever raised (stored or not).
+- ``chain.events`` keeps every e-stop and the first ``max_events`` (default 1000) other events
+  (``clamped``, ``replaced``); later ones are only counted, and ``chain.dropped`` says how many.
+- An e-stop is logged at error level each time. A ``clamped`` or ``replaced`` event is logged (warning)
+  the first time each filter raises it; after that the chain logs one summary line (count per filter)
+  at most once per ``summary_interval_s`` of robot time (the tick's ``now_ns``, default 1 s), and
+  :meth:`SafetyChain.summary` logs what is still pending (call it at the end of a run) and returns the
+  counts. A policy clamped on every tick at 500 Hz thus writes about one line a second, not 500.
 
 :class:`OperatingFSM`: PASSIVE -> RAMP -> HOLD -> POLICY -> DAMPING. RAMP moves from the measured pose
 to the default pose over ``ramp_s`` seconds with gains ramping up; illegal transitions raise.
@@ -204,11 +215,19 @@ class DeadlineWatchdog(Filter):
 class SafetyChain:
     """Ordered filters with a latched e-stop (see the module docstring)."""
 
-    def __init__(self, info: RobotInfo, filters: list[Filter]) -> None:
+    def __init__(self, info: RobotInfo, filters: list[Filter], max_events: int = 1000, summary_interval_s: float = 1.0) -> None:
+        if max_events < 0 or summary_interval_s < 0:
+            raise ValueError(f"max_events and summary_interval_s must be >= 0, got {max_events} and {summary_interval_s}.")
         self.info, self.filters = info, filters
         self.last_safe: RobotCommand | None = None
         self.latched = False
         self.events: list[SafetyEvent] = []
+        self.counts: dict[str, dict[str, int]] = {}
+        self.max_events, self.dropped = max_events, 0
+        self.summary_interval_ns = int(summary_interval_s * 1e9)
+        self._stored_other = 0  # stored events that are not e-stops (capped at max_events)
+        self._pending: dict[tuple[str, str], int] = {}  # (filter, kind) counted since the last summary line
+        self._pending_since_ns = self._pending_last_ns = 0
 
     @staticmethod
     def default(info: RobotInfo, policy_dt: float) -> SafetyChain:
@@ -231,17 +250,61 @@ class SafetyChain:
             cmd = RobotCommand.damping(np.nan_to_num(state.q), self.info.array("kd"))
         else:
             self.last_safe = cmd.copy()
-        for e in events:
-            (log.error if e.kind == "estop" else log.warning)("safety %s %s: %s", e.filter, e.kind, e.detail)
-        self.events += events
+        if self._pending and ctx.now_ns - self._pending_since_ns >= self.summary_interval_ns:
+            self._log_pending(ctx.now_ns)  # events in [since, now): this tick's start the next window
+        if events:
+            self.record(events)
         return cmd, events
 
-    def latch(self, now_ns: int, source: str, detail: str) -> None:
-        """E-stop from outside the filters (e.g. the policy stopped answering)."""
+    def record(self, events: list[SafetyEvent]) -> None:
+        """Count, store (bounded) and log ``events`` (see the module docstring); the chain calls it for its
+        filters' events, the control loop for events of its own (e.g. a failed send replaced by ``robot.damp()``)."""
+        for e in events:
+            per_filter = self.counts.setdefault(e.filter, {})
+            first = e.kind not in per_filter
+            per_filter[e.kind] = per_filter.get(e.kind, 0) + 1
+            if e.kind == "estop":
+                log.error("safety %s estop: %s", e.filter, e.detail)
+                self.events.append(e)
+                continue
+            if first:
+                log.warning("safety %s %s: %s (further '%s' events of this filter are summarised at most once per %g s)",
+                            e.filter, e.kind, e.detail, e.kind, self.summary_interval_ns / 1e9)
+            else:
+                if not self._pending:
+                    self._pending_since_ns = e.t_ns
+                key = (e.filter, e.kind)
+                self._pending[key] = self._pending.get(key, 0) + 1
+                self._pending_last_ns = e.t_ns
+            if self._stored_other < self.max_events:
+                self.events.append(e)
+                self._stored_other += 1
+            else:
+                self.dropped += 1
+
+    def _log_pending(self, now_ns: int) -> None:
+        parts = ", ".join(f"{f} {k} x{n}" for (f, k), n in sorted(self._pending.items()))
+        log.warning("safety summary of the last %.3g s: %s (totals in SafetyChain.counts)", (now_ns - self._pending_since_ns) / 1e9, parts)
+        self._pending.clear()
+
+    def summary(self, now_ns: int | None = None) -> dict[str, dict[str, int]]:
+        """Log the summary line still pending (events since the last one; ``now_ns`` for its time span)
+        and return the counts of every event so far, ``{filter: {kind: count}}`` (a copy)."""
+        if self._pending:
+            self._log_pending(now_ns if now_ns is not None else self._pending_last_ns)
+        return {f: dict(kinds) for f, kinds in self.counts.items()}
+
+    def latch(self, now_ns: int, source: str, detail: str, exc: BaseException | None = None) -> SafetyEvent:
+        """E-stop from outside the filters (e.g. the policy stopped answering, or a stage of the control
+        loop raised: ``source`` names the stage). With ``exc`` the log line carries its traceback.
+        Returns the event (also kept in ``events`` and counted)."""
         event = SafetyEvent(now_ns, source, "estop", detail)
-        log.error("safety %s estop: %s", source, detail)
+        log.error("safety %s estop: %s", source, detail, exc_info=exc)
         self.events.append(event)
+        per_source = self.counts.setdefault(source, {})
+        per_source["estop"] = per_source.get("estop", 0) + 1
         self.latched = True
+        return event
 
     def reset(self) -> None:
         """Operator reset of a latched e-stop (the only way out of it)."""

@@ -112,7 +112,9 @@ def run_episode(task: SimTask, robot: MuJoCoRobot, policy, contract: PolicyContr
     before the episode starts (in simulation only: on hardware the ramp and hold take their time).
 
     The return adds ``task.reward`` after every tick; the episode ends when ``task.alive`` fails, the
-    safety chain latches, or after ``max_steps`` ticks.
+    safety chain latches, or after ``max_steps`` ticks. ``events`` are the events the chain stored (every
+    e-stop, the first ``max_events`` others); ``safety_counts`` counts all of them, ``{filter: {kind: n}}``
+    (the chain's pending summary line is logged at the end).
     """
     from rlsuite.robots.loop import ControlLoop, SimulatedClock
     from rlsuite.robots.safety import Phase
@@ -137,7 +139,8 @@ def run_episode(task: SimTask, robot: MuJoCoRobot, policy, contract: PolicyContr
         ret += task.reward(robot, loop.last_action, prev)
         if not task.alive(robot) or loop.safety.latched:
             break
-    return {"return": ret, "ticks": ticks, "stats": loop.stats.summary(), "events": list(loop.safety.events)}
+    return {"return": ret, "ticks": ticks, "stats": loop.stats.summary(), "events": list(loop.safety.events),
+            "safety_counts": loop.safety.summary(clock())}
 
 
 def sim_to_sim(policy, task: SimTask | str = "InvertedPendulum-v5", episodes: int = 5, seed: int = 0, latency_steps: int = 0,

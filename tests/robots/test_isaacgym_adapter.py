@@ -1,5 +1,6 @@
 """The Isaac Gym adapter on fake VecTask / legged_gym tasks written in plain torch."""
 
+import logging
 import math
 
 import pytest
@@ -93,3 +94,24 @@ def test_ppo_trains_on_the_adapter():
                 env.single_action_space)
     agent.learn(env, 16 * 32 * 2, seed=0)
     assert agent.global_step == 16 * 32 * 2
+
+
+def test_truncation_without_final_obs_is_reported_as_termination_with_one_warning(caplog):
+    env = IsaacGymVecEnv(FakeVecTask(num_envs=4, max_len=3, store_final=False))
+    env.reset()
+    with caplog.at_level(logging.WARNING, logger="rlsuite.robots"):
+        for _ in range(2):
+            _, _, term, trunc, info = env.step(torch.zeros(4, 1))
+            assert not term.any() and not trunc.any()
+        _, _, term, trunc, info = env.step(torch.zeros(4, 1))  # every env times out (max_len 3): no pre-reset observation
+        assert term.all() and not trunc.any() and not info["final_obs_exact"]
+        for _ in range(3):  # a second round of time-outs: no second warning
+            _, _, term, trunc, _ = env.step(torch.zeros(4, 1))
+        assert term.all() and not trunc.any()
+    said = [r.getMessage() for r in caplog.records if "pre-reset observation" in r.getMessage()]
+    assert len(said) == 1 and "reported as terminations" in said[0] and "extras['final_obs']" in said[0]
+    exact = IsaacGymVecEnv(FakeVecTask(num_envs=4, max_len=3, store_final=True))  # with final_obs: truncations stay truncations
+    exact.reset()
+    for _ in range(3):
+        _, _, term, trunc, _ = exact.step(torch.zeros(4, 1))
+    assert trunc.all() and not term.any()
