@@ -188,7 +188,8 @@ def _train_instances(spec: Any, run_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class EvalArgs:
-    """Evaluate any run (deterministic actions; instance solvers: greedy cost on fresh instances)."""
+    """Evaluate any run (deterministic actions; instance solvers: greedy cost on fresh instances); with --robust,
+    over an uncertainty set of the env's physics."""
 
     run_dir: str
     """run directory (its latest checkpoint) or a checkpoint directory"""
