@@ -76,8 +76,9 @@ class RealtimeConfig:
     """``gc.freeze()`` and ``gc.disable()`` during the loop."""
     strict: bool = False
     """Raise :class:`RealtimeRefused` when the OS refuses a requested part, instead of a warning."""
-    spin_us: float = 100.0
-    """The loop's default sleeper blocks until this long before a deadline and spins the rest."""
+    spin_us: float = 500.0
+    """The loop's default sleeper blocks until this long before a deadline and spins the rest: more than
+    the OS's wake-up latency (tens of us on a PREEMPT_RT kernel, a few hundred in a VM), less than the period."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.priority <= 99:

@@ -4,6 +4,8 @@ Every command passes :class:`SafetyChain`: an ordered list of filters, each retu
 changed) command and the events it raised. Filters: NaN/Inf guard, joint soft limits, a per-tick
 target-step limit (relative to the measured position), an action-rate limit (relative to the last
 command), a torque-estimate clamp, a tilt e-stop, a state-age watchdog and a deadline-miss watchdog.
+After the filters, a command that still holds a non-finite number latches the chain (event from
+``chain``): NaN/Inf never reach the motors, whatever the filters did.
 An e-stop *latches*: from then on the chain sends damping commands until :meth:`SafetyChain.reset` is
 called explicitly.
 
@@ -74,8 +76,7 @@ class NanGuard(Filter):
         self.max_consecutive, self.count = max_consecutive, 0
 
     def __call__(self, cmd, state, ctx, chain):
-        arrays = [cmd.q_des, cmd.dq_des, cmd.kp, cmd.kd, cmd.tau_ff, state.q, state.dq]
-        if all(np.isfinite(a).all() for a in arrays):
+        if np.isfinite(np.concatenate((cmd.q_des, cmd.dq_des, cmd.kp, cmd.kd, cmd.tau_ff, state.q, state.dq))).all():  # one pass
             self.count = 0
             return cmd, []
         self.count += 1
@@ -105,7 +106,9 @@ class JointLimits(Filter):
 
 
 class TargetStepLimit(Filter):
-    """``|q_des - q_measured| <= max_step`` per joint (a target far from where the joint is means a jump)."""
+    """``|q_des - q_measured| <= max_step`` per joint (a target far from where the joint is means a jump).
+    Joints whose measured position is not finite keep their target (the NaN guard has already put the
+    last safe command there; clipping around NaN would turn it into NaN)."""
 
     name = "target_step"
 
@@ -116,6 +119,8 @@ class TargetStepLimit(Filter):
         if cmd.mode != Mode.POSITION:
             return cmd, []
         q = np.clip(cmd.q_des, state.q - self.max_step, state.q + self.max_step)
+        if not np.isfinite(state.q).all():
+            q = np.where(np.isfinite(state.q), q, cmd.q_des)
         if np.array_equal(q, cmd.q_des):
             return cmd, []
         return dataclasses.replace(cmd, q_des=q.astype(np.float32)), [self.event(ctx, "clamped", f"target step above {self.max_step} rad")]
@@ -246,6 +251,10 @@ class SafetyChain:
                 if any(e.kind == "estop" for e in ev):
                     self.latched = True
                     break
+            if not self.latched and not np.isfinite(np.concatenate((cmd.q_des, cmd.dq_des, cmd.kp, cmd.kd, cmd.tau_ff))).all():
+                # last line of defence: whatever produced it, a non-finite number never reaches the motors
+                events.append(SafetyEvent(ctx.now_ns, "chain", "estop", "the filtered command holds NaN/Inf (a filter's bug?)"))
+                self.latched = True
         if self.latched:
             cmd = RobotCommand.damping(np.nan_to_num(state.q), self.info.array("kd"))
         else:

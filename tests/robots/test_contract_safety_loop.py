@@ -152,6 +152,30 @@ def test_nan_guard_resends_the_last_safe_command_then_latches():
     assert cmd.mode == Mode.POSITION
 
 
+def test_nan_state_never_turns_the_resent_command_into_nan():
+    r = FakeRobot(3)
+    chain = SafetyChain.default(r.info, 0.02)
+    ctx = TickContext(0)
+    good, _ = chain(position([0.1, 0.2, 0.3]), state(q=(0.1, 0.2, 0.3)), ctx)
+    cmd, ev = chain(position([0.1, 0.2, 0.3]), state(q=(np.nan, 0.2, 0.3), dq=(np.nan, 0, 0)), ctx)
+    assert ev[0].kind == "replaced" and not chain.latched  # target_step no longer clips around a NaN position
+    np.testing.assert_array_equal(cmd.q_des, good.q_des)
+
+
+def test_a_filter_that_outputs_nan_latches_the_chain():
+    class Buggy:
+        name = "buggy"
+
+        def __call__(self, cmd, state, ctx, chain):
+            return RobotCommand(cmd.mode, cmd.q_des * np.nan, cmd.dq_des, cmd.kp, cmd.kd, cmd.tau_ff), []
+
+    r = FakeRobot(3)
+    chain = chain_for(r, [NanGuard(), Buggy()])
+    cmd, ev = chain(position([0.1, 0.2, 0.3]), state(), TickContext(0))
+    assert chain.latched and cmd.mode == Mode.DAMPING and np.isfinite(cmd.q_des).all()
+    assert ev[-1].filter == "chain" and ev[-1].kind == "estop" and chain.counts["chain"] == {"estop": 1}
+
+
 def test_tilt_and_state_age_estop():
     r = FakeRobot(3)
     tilt = chain_for(r, [TiltEStop(max_tilt=1.0)])
