@@ -175,7 +175,7 @@ def cmd_deploy(argv: list[str]) -> int:
         st, events = out["stats"], out["events"]
         returns.append(out["return"])
         print(f"episode {ep}: return {out['return']:.1f}, ticks {st['ticks']} (lockstep, simulated clock), overruns {st['overruns']}, "
-              f"jitter p99 {st['jitter_p99_ms']:.3f} ms, inference p50 {st['infer_p50_ms']:.3f} ms, safety events {len(events)}")
+              f"jitter p99 {st['jitter_p99_ms']:.3f} ms, inference p50 {st['infer_p50_ms']:.3f} ms, safety events {sum(n for kinds in out['safety_counts'].values() for n in kinds.values())}")
         for e in events[:10]:
             print(f"  safety {e.filter} {e.kind}: {e.detail}")
         if any(e.kind == "estop" for e in events):

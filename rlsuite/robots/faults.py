@@ -108,8 +108,8 @@ class FaultyRobot:
         self.robot, self.fault, self.clock, self.period_ns = robot, fault, clock, period_ns
         self.info: RobotInfo = robot.info
         self.tick = 0
-        self.sent: list[tuple[int, RobotCommand]] = []
-        self.damp_calls: list[int] = []
+        self.sent: list[tuple[int, int, RobotCommand]] = []  # (tick, loop-clock ns, command)
+        self.damp_calls: list[tuple[int, int]] = []  # (tick, loop-clock ns)
         self._frozen_t: int | None = None
 
     def _on(self, kind: str) -> bool:
@@ -139,14 +139,14 @@ class FaultyRobot:
         return s
 
     def send_command(self, cmd: RobotCommand) -> RobotCommand:
-        self.sent.append((self.tick, cmd.copy()))
+        self.sent.append((self.tick, self.clock(), cmd.copy()))
         return self.robot.send_command(cmd)
 
     def passive(self) -> None:
         self.robot.passive()
 
     def damp(self) -> None:
-        self.damp_calls.append(self.tick)
+        self.damp_calls.append((self.tick, self.clock()))
         self.robot.damp()
 
     @property
@@ -235,7 +235,7 @@ class FaultRun:
     out_of_limits: int = 0
     estop: bool = False
     damped: bool = False
-    damp_after_ms: float | None = None  # loop-clock time from the fault's start to the first damping command
+    damp_after_ms: float | None = None  # loop-clock time from the start of the fault's first tick to the first damping command
     stayed_damped: bool = True  # after the first damping command, every later command damped too
     early_stop: bool = False  # damped before the fault started (a false alarm; the runs before it were broken)
     crashed: bool = False
@@ -262,6 +262,7 @@ def run_with_fault(task: Any, policy: Callable[[np.ndarray], np.ndarray], fault:
     robot = FaultyRobot(inner, fault, clock, period_ns)
     faulty = FaultyPolicy(policy, fault, clock, period_ns, upper_action)
     rec = FaultRun(fault.kind if fault else "none", seed, fault.start if fault else -1, fault.duration if fault else 0)
+    fault_t: int | None = None
     try:
         robot.connect()
         loop = ControlLoop(robot, faulty, contract, clock=clock, sleep_until=clock.sleep_until)
@@ -271,7 +272,6 @@ def run_with_fault(task: Any, policy: Callable[[np.ndarray], np.ndarray], fault:
         loop.fsm.to(Phase.POLICY)
         inner.reset(seed=seed)
         robot.sent.clear()
-        fault_t: int | None = None
         stop_at = ticks
         for tick in range(ticks):
             robot.tick = faulty.tick = tick
@@ -289,28 +289,28 @@ def run_with_fault(task: Any, policy: Callable[[np.ndarray], np.ndarray], fault:
     except Exception as e:  # noqa: BLE001 - a crash is what the campaign counts
         rec.crashed, rec.error = True, f"{type(e).__name__}: {e}"
         log.exception("fault run crashed (%s, seed %d)", rec.kind, seed)
-    _score(rec, robot, fault, fault_t if fault is not None else None, period_ns)
+    _score(rec, robot, fault, fault_t)
     return rec
 
 
-def _score(rec: FaultRun, robot: FaultyRobot, fault: Fault | None, fault_t: int | None, period_ns: int) -> None:
+def _score(rec: FaultRun, robot: FaultyRobot, fault: Fault | None, fault_t: int | None) -> None:
     rec.commands = len(robot.sent)
-    first_damp = None
-    for tick, cmd in robot.sent:
+    first_damp = first_damp_t = None
+    for tick, t_ns, cmd in robot.sent:
         bad = command_violations(cmd, robot.info)
         if bad:
             rec.out_of_limits += 1
             rec.first_violation = rec.first_violation or f"tick {tick}: {'; '.join(bad)}"
         if cmd.mode == Mode.DAMPING and first_damp is None:
-            first_damp = tick
+            first_damp, first_damp_t = tick, t_ns
         elif first_damp is not None and cmd.mode != Mode.DAMPING:
             rec.stayed_damped = False
     if first_damp is None and robot.damp_calls:
-        first_damp = robot.damp_calls[0]
+        first_damp, first_damp_t = robot.damp_calls[0]
     rec.damped = first_damp is not None
     rec.early_stop = first_damp is not None and first_damp < (fault.start if fault is not None else 1 << 62)
-    if first_damp is not None and fault is not None:
-        rec.damp_after_ms = max(0, first_damp - fault.start) * period_ns / 1e6
+    if first_damp_t is not None and fault_t is not None:
+        rec.damp_after_ms = max(0, first_damp_t - fault_t) / 1e6
 
 
 class FaultProxy:
