@@ -237,6 +237,7 @@ class FaultRun:
     damped: bool = False
     damp_after_ms: float | None = None  # loop-clock time from the start of the fault's first tick to the first damping command
     stayed_damped: bool = True  # after the first damping command, every later command damped too
+    alive: bool = True  # the task's own termination test passed at the end (still balanced / standing)
     early_stop: bool = False  # damped before the fault started (a false alarm; the runs before it were broken)
     crashed: bool = False
     error: str = ""
@@ -286,6 +287,7 @@ def run_with_fault(task: Any, policy: Callable[[np.ndarray], np.ndarray], fault:
             if tick + 1 >= stop_at:
                 break
         rec.estop = bool(loop.safety.latched)
+        rec.alive = bool(task.alive(inner))
     except Exception as e:  # noqa: BLE001 - a crash is what the campaign counts
         rec.crashed, rec.error = True, f"{type(e).__name__}: {e}"
         log.exception("fault run crashed (%s, seed %d)", rec.kind, seed)

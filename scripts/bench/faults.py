@@ -214,8 +214,8 @@ def render(rows: list[dict]) -> str:
     faults = [r for r in rows if r["part"] == "fault"]
     servers = [r for r in rows if r["part"] == "server"]
     lines = ["| fault class | must damp | runs (local / remote) | survived | commands out of limits | e-stop latched | damped | "
-             "fault to damping, median / max (ms) | stayed damped | crashes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "fault to damping, median / max (ms) | stayed damped | crashes | no e-stop and still up at the end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind in FAULT_CLASSES:
         rs = [r for r in faults if r["kind"] == kind]
         if not rs:
@@ -223,22 +223,31 @@ def render(rows: list[dict]) -> str:
         loc = sum(r["path"] == "local" for r in rs)
         ms = [float(r["damp_after_ms"]) for r in rs if r.get("damp_after_ms") not in (None, "")]
         lat = f"{np.median(ms):.0f} / {max(ms):.0f}" if ms else "-"
-        survived = sum(not _true(r["crashed"]) and int(r["out_of_limits"]) == 0 and not _true(r["early_stop"])
-                       and (_true(r["damped"]) or kind not in MUST_DAMP) for r in rs)
+        up = sum(not _true(r["estop"]) and _true(r.get("alive", True)) for r in rs)
+        survived = sum(_survived(r) for r in rs)
         lines.append(f"| {kind} | {'yes' if kind in MUST_DAMP else 'no'} | {len(rs)} ({loc} / {len(rs) - loc}) | {survived} | "
                      f"{sum(int(r['out_of_limits']) for r in rs)} | {sum(_true(r['estop']) for r in rs)} | {sum(_true(r['damped']) for r in rs)} | "
                      f"{lat} | {sum(_true(r['stayed_damped']) for r in rs if _true(r['damped']))} of {sum(_true(r['damped']) for r in rs)} | "
-                     f"{sum(_true(r['crashed']) for r in rs)} |")
-    n = len(faults)
-    lines.append(f"| **all** | | {n} | {sum(1 for _ in faults)} injected | {sum(int(r['out_of_limits']) for r in faults)} | "
+                     f"{sum(_true(r['crashed']) for r in rs)} | {up} |")
+    all_survived = sum(_survived(r) for r in faults)
+    lines.append(f"| **all** | | {len(faults)} | {all_survived} | {sum(int(r['out_of_limits']) for r in faults)} | "
                  f"{sum(_true(r['estop']) for r in faults)} | {sum(_true(r['damped']) for r in faults)} | | | "
-                 f"{sum(_true(r['crashed']) for r in faults) + sum(int(r['crashed']) for r in servers)} |")
+                 f"{sum(_true(r['crashed']) for r in faults) + sum(int(r['crashed']) for r in servers)} | "
+                 f"{sum(not _true(r['estop']) and _true(r.get('alive', True)) for r in faults)} |")
     lines.append("")
     lines.append(f"Policy server processes: {sum(int(r.get('starts', 0)) for r in servers)} starts (restarts are injected faults), "
                  f"{sum(int(r['crashed']) for r in servers)} exits on their own. Survived: no crash, no command out of limits, no damping "
                  "before the fault, and damped where the class requires it. Times are loop-clock (robot) time from the tick the fault "
-                 "starts to the first damping command.")
+                 "starts to the first damping command; the watchdogs' thresholds set them for the classes that need several "
+                 "ticks (stale state: the state-age limit; latency and overruns: 5 missed deadlines in a row). The last "
+                 "column counts runs that ended without an e-stop with the pendulum still balanced or the quadruped still standing.")
     return "\n".join(lines)
+
+
+def _survived(r: dict) -> bool:
+    """No crash, no command out of limits, no damping before the fault, damped where the class requires it."""
+    return (not _true(r["crashed"]) and int(r["out_of_limits"]) == 0 and not _true(r["early_stop"])
+            and (_true(r["damped"]) or r["kind"] not in MUST_DAMP))
 
 
 def _true(v) -> bool:
