@@ -152,6 +152,9 @@ def _lkh(problem, inst, time_limit, seed, timeout=None):
 
 # The worker runs this with ``python -P -c``: one JSON request per line on stdin, one JSON reply per line
 # on a copy of stdout (LKH's own prints are sent to stderr, never into the replies). No pickle crosses.
+# It calls ``elkai._elkai.solve_problem`` (params text, problem text -> tour): the only elkai entry point that
+# takes LKH's PRECISION, RUNS and SEED and a problem as text. It is private to elkai, so pyproject pins
+# ``elkai>=2.0,<3`` (checked against 2.0.x); a new major version must be tried here before the bound moves.
 _WORKER_SOURCE = r"""
 import json, os, sys
 reply = os.fdopen(os.dup(1), "w")
@@ -160,7 +163,7 @@ try:
     from elkai import _elkai
     solve = _elkai.solve_problem
 except Exception as e:
-    reply.write(json.dumps({"error": f"cannot use elkai ({type(e).__name__}: {e}); install it with pip install 'elkai>=2.0'"}) + "\n")
+    reply.write(json.dumps({"error": f"cannot use elkai ({type(e).__name__}: {e}); install it with pip install 'elkai>=2.0,<3'"}) + "\n")
     reply.flush()
     sys.exit(3)
 reply.write(json.dumps({"ready": True}) + "\n")
@@ -189,45 +192,73 @@ class LKHWorker:
     SIGABRT) or a hang ends that process, never the caller's. Requests and replies are JSON lines."""
 
     START_TIMEOUT_S = 60.0
+    EXIT_WAIT_S = 5.0
+    """Seconds to wait for the process to exit once its output has ended (then it is killed)."""
+    STDERR_TAIL = 2000
+    """Bytes of the worker's stderr (LKH's own output) quoted when a call fails."""
 
     def __init__(self, source: str | None = None) -> None:
-        """Start the process (``source``: the Python code it runs; None: the LKH loop, :data:`_WORKER_SOURCE`)."""
-        self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-P", "-c", source or _WORKER_SOURCE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True, encoding="utf-8")
+        """Start the process (``source``: the Python code it runs; None: the LKH loop, :data:`_WORKER_SOURCE`).
+        Raises ``OSError`` when the process cannot be started, ``_WorkerGone`` when it does not get ready."""
+        # LKH's output, truncated before each call (see ``call``); unbuffered, so that every seek, truncate
+        # and read goes to the file the worker writes
+        self._stderr = tempfile.TemporaryFile(buffering=0)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-P", "-c", source or _WORKER_SOURCE], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self._stderr, text=True, encoding="utf-8")
+        except BaseException:
+            self._stderr.close()
+            raise
         self._replies: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, name="lkh-worker-reader", daemon=True).start()
-        first = self._reply(self.START_TIMEOUT_S, 0)
-        if not first.get("ready"):
-            self.close()
-            raise _WorkerGone(first.get("error", f"unexpected first reply {first!r}"))
+        self._reader: threading.Thread | None = None
+        try:
+            self._reader = threading.Thread(target=self._read, name="lkh-worker-reader", daemon=True)
+            self._reader.start()
+            first = self._reply(self.START_TIMEOUT_S)
+            if not first.get("ready"):
+                raise _WorkerGone(first.get("error", f"unexpected first reply {first!r}"))
+        except BaseException:
+            self.close(kill=True)  # whatever went wrong, no process or pipe is left behind
+            raise
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self._replies.put(line)
+        try:
+            for line in self.proc.stdout:
+                self._replies.put(line)
+        except (OSError, ValueError):  # the pipe was closed under us (close() after a timed-out join)
+            pass
         self._replies.put(None)  # end of file: the process ended
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _stderr_tail(self, since: int) -> str:
+    def _stderr_tail(self) -> str:
+        """The last :data:`STDERR_TAIL` bytes the worker wrote to stderr since the current call began."""
         size = os.fstat(self._stderr.fileno()).st_size
-        self._stderr.seek(max(since, size - 2000))
+        self._stderr.seek(max(0, size - self.STDERR_TAIL))
         return self._stderr.read().decode("utf-8", "replace").strip()
 
-    def _reply(self, timeout: float, since: int) -> dict:
+    def _wait_exit(self) -> int:
+        """The exit status of a process whose output has ended: it gets :data:`EXIT_WAIT_S` seconds, then it is killed."""
+        try:
+            return self.proc.wait(timeout=self.EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def _reply(self, timeout: float) -> dict:
         try:
             line = self._replies.get(timeout=timeout)
         except queue.Empty:
             self.close(kill=True)  # hung: no point asking it to exit
             raise _WorkerGone(f"no answer within {timeout:.3g} s (the worker was stopped)") from None
         if line is None:
-            rc = self.proc.wait()
+            rc = self._wait_exit()
             try:
                 how = f"killed by signal {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
             except ValueError:
                 how = f"killed by signal {-rc}"
-            tail = self._stderr_tail(since)
+            tail = self._stderr_tail()
             self.close()
             raise _WorkerGone(f"the worker process ended ({how})" + (f": {tail}" if tail else ""))
         try:
@@ -239,30 +270,46 @@ class LKHWorker:
     def call(self, params: str, problem: str, timeout: float) -> list[int]:
         """LKH's tour (node numbers from 1) for a TSPLIB ``problem`` text with LKH ``params``. Raises
         ``_WorkerGone`` when the process crashes or passes ``timeout`` seconds, ``RuntimeError`` with
-        elkai's message when LKH reports an error (the worker is then restarted: LKH keeps global state)."""
-        since = os.fstat(self._stderr.fileno()).st_size
+        elkai's message when LKH reports an error (the worker is then restarted: LKH keeps global state).
+        The stderr file is emptied first, so it holds this call's output only (a worker that labels a
+        whole data set does not grow it without bound) and an error quotes the failing call's output."""
+        # the worker's fd 2 shares this file's offset (one open file description): after seek(0) +
+        # truncate it writes from the start again
+        self._stderr.seek(0)
+        self._stderr.truncate()
         try:
             self.proc.stdin.write(json.dumps({"params": params, "problem": problem}) + "\n")
             self.proc.stdin.flush()
         except OSError:
             pass  # the process is gone: _reply reads the end of its output and says how it ended
-        rep = self._reply(timeout, since)
+        rep = self._reply(timeout)
         if "error" in rep:
             self.close()
             raise RuntimeError(rep["error"])
         return rep["tour"]
 
     def close(self, kill: bool = False) -> None:
-        """End the process: stdin closed, then killed if it does not exit within 2 s (at once with ``kill``)."""
+        """End the process: stdin closed, then killed if it does not exit within 2 s (at once with ``kill``);
+        then its pipes and the stderr file are closed, whether or not the process had already exited.
+        Calling it again does nothing."""
         if self.proc.poll() is None:
             try:
                 if kill:
                     raise subprocess.TimeoutExpired(self.proc.args, 0)
                 self.proc.stdin.close()
                 self.proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, ValueError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+        try:
+            self.proc.stdin.close()  # a no-op when closed above
+        except (OSError, ValueError):  # flushing into a dead process: the pipe is closed all the same
+            pass
+        reader = self._reader if self._reader is not None and self._reader.ident is not None else None
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout=1.0)  # it reads the end of the output of the ended process
+        if reader is None or not reader.is_alive():  # else something holds the pipe open: closing would wait for its read
+            self.proc.stdout.close()
         self._stderr.close()
 
 
@@ -276,29 +323,59 @@ def run_lkh(params: str, problem: str, what: str, timeout: float) -> list[int]:
     ``what`` was being solved."""
     global _lkh_worker
     with _lkh_lock:
-        try:
-            if _lkh_worker is None or not _lkh_worker.alive():
+        if _lkh_worker is None or not _lkh_worker.alive():
+            if _lkh_worker is not None:
+                _lkh_worker.close()  # ended between calls: release its pipes and file
+            _lkh_worker = None
+            try:
                 _lkh_worker = LKHWorker()
+            except OSError as e:
+                raise SolverError(f"could not start the LKH worker process for {what}: {type(e).__name__}: {e}. The worker "
+                                  f"runs {sys.executable!r} -P -c <code>; check that this Python starts and that the process "
+                                  "has file descriptors left (`ulimit -n`), or use --solver nn.") from e
+            except _WorkerGone as e:
+                raise SolverError(_lkh_failed(what, e.reason)) from None
+        try:
             return _lkh_worker.call(params, problem, timeout)
         except _WorkerGone as e:
             _lkh_worker = None
-            raise SolverError(f"LKH (elkai) failed on {what}: {e.reason}. This process is unaffected and the next call starts "
-                              "a fresh worker. Try a smaller --time-limit or instance, --solver nn, or check that "
-                              "`python -c 'import elkai'` works.") from None
+            raise SolverError(_lkh_failed(what, e.reason)) from None
         except RuntimeError as e:
             _lkh_worker = None
             raise SolverError(f"LKH (elkai) reported an error on {what}: {e}. Try --solver nn, or report the instance.") from None
 
 
-def close_lkh_worker() -> None:
-    """Stop the shared LKH worker process, if any (the next LKH call starts a new one)."""
+def _lkh_failed(what: str, reason: str) -> str:
+    return (f"LKH (elkai) failed on {what}: {reason}. This process is unaffected and the next call starts a fresh worker. "
+            "Try a smaller --time-limit or instance, --solver nn, or check that `python -c 'import elkai'` works.")
+
+
+def close_lkh_worker(timeout: float | None = None) -> bool:
+    """Stop the shared LKH worker process, if any (the next LKH call starts a new one). Waits for a call in
+    progress in another thread to end (at most ``timeout`` seconds; None: as long as it takes); returns
+    False, with the worker left alone, when that wait timed out."""
     global _lkh_worker
-    if _lkh_worker is not None:
-        _lkh_worker.close()
-        _lkh_worker = None
+    if not _lkh_lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+        return False
+    try:
+        if _lkh_worker is not None:
+            _lkh_worker.close()
+            _lkh_worker = None
+        return True
+    finally:
+        _lkh_lock.release()
 
 
-atexit.register(close_lkh_worker)
+def _close_lkh_worker_at_exit() -> None:
+    # a daemon thread can be inside run_lkh at exit, holding the lock for as long as its LKH call lasts:
+    # wait a little, then kill the worker without the lock (the thread dies with the interpreter)
+    if not close_lkh_worker(timeout=2.0):
+        worker = _lkh_worker
+        if worker is not None and worker.alive():
+            worker.proc.kill()
+
+
+atexit.register(_close_lkh_worker_at_exit)
 
 
 def _pyvrp(problem, inst, time_limit, seed):

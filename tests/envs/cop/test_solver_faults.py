@@ -2,13 +2,21 @@
 file defines them, large coordinates, tiny instances, LKH crashes and hangs turned into errors, node id
 and DIMENSION checks, and beam search wider than the valid moves."""
 
+import gc
+import importlib.metadata
 import itertools
 import os
 import signal
+import threading
+import tomllib
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from rlsuite.agents.bq_nco import BQNCO, BQNCOConfig
 from rlsuite.envs.cop import solvers
@@ -246,6 +254,107 @@ def test_one_worker_serves_many_instances_and_is_replaced_when_it_dies():
     solvers._lkh_worker.proc.wait()
     validate("tsp", inst, solve("tsp", inst, "lkh"))
     assert solvers._lkh_worker.proc.pid != pid
+
+
+# --- the worker's process, pipes, stderr file and lock
+READY_THEN = """
+import json, os, sys, time
+reply = os.fdopen(os.dup(1), "w")
+reply.write(json.dumps({"ready": True}) + "\\n"); reply.flush()
+for i, line in enumerate(sys.stdin, 1):
+    %s
+"""
+# on a request: write this call's output to stderr and answer; the third one ends the process after a last line
+CHATTY = READY_THEN % """sys.stderr.write(f"call {i} " * 1000); sys.stderr.flush()
+    if i == 3:
+        sys.stderr.write("dying on call 3"); sys.stderr.flush(); os._exit(7)
+    reply.write(json.dumps({"tour": [1, 2, 3]}) + "\\n"); reply.flush()"""
+# on a request: close every copy of stdout (the caller sees the end of the output) but never exit
+MUTE_AND_STAY = READY_THEN % """reply.close(); os.close(1); time.sleep(600)"""
+
+
+def pipes_closed(w: solvers.LKHWorker) -> bool:
+    return w.proc.stdin.closed and w.proc.stdout.closed and w._stderr.closed
+
+
+def test_a_worker_that_ends_its_output_but_does_not_exit_is_killed(monkeypatch):
+    monkeypatch.setattr(solvers.LKHWorker, "EXIT_WAIT_S", 0.3)
+    w = solvers.LKHWorker(MUTE_AND_STAY)
+    with pytest.raises(solvers._WorkerGone, match="the worker process ended \\(killed by signal SIGKILL\\)"):
+        w.call("", "", timeout=30)  # no answer: the output ended; waited 0.3 s for an exit that never came
+    assert w.proc.returncode == -signal.SIGKILL and pipes_closed(w)
+
+
+def test_close_releases_pipes_and_file_of_a_process_that_already_ended():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        w = solvers.LKHWorker(READY_THEN % "pass")
+        os.kill(w.proc.pid, signal.SIGKILL)  # ends between calls
+        w.proc.wait()
+        w.close()
+        assert pipes_closed(w)
+        w.close()  # again: nothing to do
+        died = solvers.LKHWorker(DIE_ON_REQUEST)
+        with pytest.raises(solvers._WorkerGone, match="SIGKILL"):
+            died.call("", "", timeout=30)
+        assert pipes_closed(died)
+        del w, died
+        gc.collect()
+    assert not [c for c in caught if issubclass(c.category, ResourceWarning)], [str(c.message) for c in caught]
+
+
+def test_the_stderr_file_holds_only_the_current_call_and_errors_quote_it():
+    w = solvers.LKHWorker(CHATTY)
+    one_call = len("call 1 " * 1000)
+    for _ in range(2):
+        assert w.call("", "", timeout=30) == [1, 2, 3]
+        assert os.fstat(w._stderr.fileno()).st_size == one_call  # emptied before each call, not one call more each time
+    with pytest.raises(solvers._WorkerGone, match=r"exit status 7\): [^2]*call 3 dying on call 3$") as e:
+        w.call("", "", timeout=30)
+    assert "call 2" not in e.value.reason and len(e.value.reason) < solvers.LKHWorker.STDERR_TAIL + 100
+    assert pipes_closed(w)
+
+
+def test_close_lkh_worker_waits_for_the_call_in_progress():
+    solvers.close_lkh_worker()
+    solvers._lkh_worker = w = solvers.LKHWorker(READY_THEN % "pass")
+    with solvers._lkh_lock:  # as run_lkh holds it during a call
+        assert solvers.close_lkh_worker(timeout=0.05) is False and solvers._lkh_worker is w and w.alive()
+        closer = threading.Thread(target=solvers.close_lkh_worker)
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive() and solvers._lkh_worker is w and w.alive()  # blocked on the lock, worker untouched
+    closer.join(10)
+    assert not closer.is_alive() and solvers._lkh_worker is None and w.proc.poll() is not None and pipes_closed(w)
+
+
+def test_a_worker_that_cannot_be_started_is_a_solver_error(monkeypatch, tmp_path):
+    solvers.close_lkh_worker()
+    monkeypatch.setattr(solvers.sys, "executable", str(tmp_path / "no-python"))
+    inst = generate("tsp", 1, 12, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(SolverError, match=r"could not start the LKH worker process for a TSP instance with 12 nodes .*: "
+                                              r"FileNotFoundError: .*no-python.*--solver nn") as e:
+            solve("tsp", inst, "lkh")
+        assert isinstance(e.value.__cause__, FileNotFoundError) and solvers._lkh_worker is None
+        del e
+        gc.collect()
+    assert not [c for c in caught if issubclass(c.category, ResourceWarning)]  # the stderr file was closed
+    monkeypatch.undo()
+    assert len(solve("tsp", inst, "lkh")[0]) == 12
+
+
+def test_installed_elkai_is_inside_the_pinned_major_version():
+    # the worker calls elkai's private _elkai.solve_problem: pyproject bounds elkai below the next major version
+    with open(Path(__file__).parents[3] / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    specs = {Requirement(r).specifier for reqs in extras.values() for r in reqs if Requirement(r).name == "elkai"}
+    assert specs == {SpecifierSet(">=2.0,<3")}
+    assert next(iter(specs)).contains(importlib.metadata.version("elkai"))
+    from elkai import _elkai
+
+    assert callable(_elkai.solve_problem)
 
 
 # --- readers: node ids and DIMENSION
