@@ -22,14 +22,17 @@ latency_spike                 reading the state takes ``magnitude`` control peri
 deadline_overrun              inference takes ``magnitude`` control periods
 policy_raises        yes      the policy raises an exception
 policy_bad_output    yes      the policy returns an array of the wrong shape
-action_spike                  the action is multiplied by ``magnitude`` (1e3 by default)
-joint_limit                   the action saturates toward the joints' upper limits
+action_spike                  ``magnitude`` (10 to 1e4) times a random sign per joint added to the action
+joint_limit                   the action drives every joint 20 % past its upper limit
 tilt                 yes      the IMU reports a tilt of ``magnitude`` rad (beyond the tilt limit)
 server_silent        yes      the policy server process is stopped (SIGSTOP) for the fault's duration
 server_restart       yes      the policy server process is killed and started again
 server_garbage       yes      the server's replies are replaced by random or corrupted bytes
 network_partition    yes      every message in both directions is dropped for the fault's duration
 ==================== ======== ========================================================================
+
+For ``action_spike`` and ``joint_limit`` :func:`run_with_fault` removes the contract's own action clip, so
+that the spikes reach the safety filters (a contract may have no clip) and the filters are what is tested.
 
 Every command the robot receives is checked by :func:`command_violations` against the robot's limits
 (finite numbers; position targets inside the joint limits; torques inside ``tau_max``; damping with
@@ -158,13 +161,13 @@ class FaultyRobot:
 
 
 class FaultyPolicy:
-    """A policy that fails as ``fault`` says (policy classes). The loop's simulated ``clock`` is advanced
-    by the real time each call took (a remote call's round trip or time-out) and by injected overruns."""
+    """A policy that fails as ``fault`` says (policy classes); ``upper`` is :func:`upper_action`. The
+    loop's simulated ``clock`` is advanced by the real time each call took (a remote call's round trip or time-out) and by injected overruns."""
 
     def __init__(self, policy: Callable[[np.ndarray], np.ndarray], fault: Fault | None, clock: Any, period_ns: int,
                  upper: np.ndarray | None = None) -> None:
         self.policy, self.fault, self.clock, self.period_ns = policy, fault, clock, period_ns
-        self.upper = upper  # the action that drives every joint to its upper limit (joint_limit faults)
+        self.upper = upper  # the action that drives every joint past its upper limit (joint_limit faults)
         self.tick = 0
 
     def _on(self, kind: str) -> bool:
@@ -183,10 +186,27 @@ class FaultyPolicy:
         if self._on("policy_bad_output"):
             return np.zeros(action.size + 3, np.float32)
         if self._on("action_spike"):
-            return action * np.float32(self.fault.magnitude)
+            signs = np.random.default_rng(self.fault.start).choice([-1.0, 1.0], action.shape)
+            return (action + self.fault.magnitude * signs).astype(np.float32)
         if self._on("joint_limit") and self.upper is not None:
             return self.upper.astype(np.float32)
         return action
+
+
+def upper_action(contract: Any, info: RobotInfo, overshoot: float = 1.2) -> np.ndarray:
+    """The action ``(action_dim,)`` that asks every policy joint for ``overshoot`` times its upper limit:
+    position offsets past ``q_max`` (relative to the default pose), or ``overshoot`` times ``tau_max`` for a
+    torque contract (what a ``joint_limit`` fault sends)."""
+    idx = list(contract.robot_joint_map)
+    a = contract.action
+    if a.type == "joint_torque":
+        return (overshoot * info.array("tau_max")[idx] / a.scale).astype(np.float32)
+    q_max = info.array("q_max")[idx]
+    if a.type == "joint_position":
+        return (overshoot * q_max / a.scale).astype(np.float32)
+    if a.type == "joint_position_offset":
+        return (overshoot * (q_max - np.asarray(a.default_q, np.float32)) / a.scale).astype(np.float32)
+    raise ValueError(f"no joint-limit action for a {a.type!r} contract; allowed: joint_torque, joint_position, joint_position_offset.")
 
 
 def command_violations(cmd: RobotCommand, info: RobotInfo, atol: float = 1e-4) -> list[str]:
@@ -238,6 +258,7 @@ class FaultRun:
     damp_after_ms: float | None = None  # loop-clock time from the start of the fault's first tick to the first damping command
     stayed_damped: bool = True  # after the first damping command, every later command damped too
     alive: bool = True  # the task's own termination test passed at the end (still balanced / standing)
+    clamped: int = 0  # commands the safety filters changed (clamped or replaced)
     early_stop: bool = False  # damped before the fault started (a false alarm; the runs before it were broken)
     crashed: bool = False
     error: str = ""
@@ -245,32 +266,29 @@ class FaultRun:
 
 
 def run_with_fault(task: Any, policy: Callable[[np.ndarray], np.ndarray], fault: Fault | None, seed: int, ticks: int,
-                   after_ticks: int = 10, upper_action: np.ndarray | None = None,
-                   on_tick: Callable[[int], None] | None = None) -> FaultRun:
+                   after_ticks: int = 10, on_tick: Callable[[int], None] | None = None) -> FaultRun:
     """One lockstep run of ``policy`` on ``task``'s simulated robot through contract, observation builder,
     state machine, safety chain and control loop, with ``fault`` injected. The run goes on for
     ``after_ticks`` ticks after an e-stop to check that the robot stays damped. ``on_tick(tick)`` runs
-    before every tick (the campaign uses it to stop or restart a policy server). An exception escaping the
+    before every tick (the campaign uses it to stop or restart a policy server). For ``action_spike`` and
+    ``joint_limit`` faults the contract's action clip is removed (see the module docstring). An exception escaping the
     loop is recorded as a crash (``crashed``, ``error``), never raised."""
-    from rlsuite.robots.loop import ControlLoop, SimulatedClock
-    from rlsuite.robots.safety import Phase
+    from rlsuite.robots.loop import SimulatedClock
+    from rlsuite.robots.sim import lockstep_loop
 
     contract = task.make_contract()
+    if fault is not None and fault.kind in ("action_spike", "joint_limit"):
+        contract = dataclasses.replace(contract, action=dataclasses.replace(contract.action, clip=None))
     clock = SimulatedClock()
     period_ns = int(round(contract.policy_dt * 1e9))
     inner = task.make_robot(0, 0.0, seed)
     inner.clock = clock
     robot = FaultyRobot(inner, fault, clock, period_ns)
-    faulty = FaultyPolicy(policy, fault, clock, period_ns, upper_action)
+    faulty = FaultyPolicy(policy, fault, clock, period_ns, upper_action(contract, inner.info))
     rec = FaultRun(fault.kind if fault else "none", seed, fault.start if fault else -1, fault.duration if fault else 0)
     fault_t: int | None = None
     try:
-        robot.connect()
-        loop = ControlLoop(robot, faulty, contract, clock=clock, sleep_until=clock.sleep_until)
-        loop.fsm.ramp_s = 0.0
-        loop.fsm.to(Phase.RAMP, clock(), robot.read_state(0.1))
-        loop.fsm.command(None, robot.read_state(0.1), clock())  # a ramp of zero length: now HOLD
-        loop.fsm.to(Phase.POLICY)
+        loop = lockstep_loop(robot, faulty, contract, clock)
         inner.reset(seed=seed)
         robot.sent.clear()
         stop_at = ticks
@@ -288,6 +306,7 @@ def run_with_fault(task: Any, policy: Callable[[np.ndarray], np.ndarray], fault:
                 break
         rec.estop = bool(loop.safety.latched)
         rec.alive = bool(task.alive(inner))
+        rec.clamped = sum(n for f, kinds in loop.safety.counts.items() for k, n in kinds.items() if k in ("clamped", "replaced"))
     except Exception as e:  # noqa: BLE001 - a crash is what the campaign counts
         rec.crashed, rec.error = True, f"{type(e).__name__}: {e}"
         log.exception("fault run crashed (%s, seed %d)", rec.kind, seed)

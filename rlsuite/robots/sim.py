@@ -20,7 +20,7 @@ from rlsuite.robots.mujoco_robot import MuJoCoRobot, SimTask
 from rlsuite.robots.quadruped import QUADRUPED_TASK
 from rlsuite.robots.types import JointSpec, RobotInfo
 
-__all__ = ["INVERTED_PENDULUM_TASK", "SUPPORTED_GYM", "MuJoCoRobot", "SimTask", "gym_contract", "gym_sim_robot", "run_episode",
+__all__ = ["INVERTED_PENDULUM_TASK", "SUPPORTED_GYM", "MuJoCoRobot", "SimTask", "gym_contract", "gym_sim_robot", "lockstep_loop", "run_episode",
            "sim_task", "sim_to_sim"]
 
 SUPPORTED_GYM = ("InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5")
@@ -105,6 +105,24 @@ def sim_task(name: str) -> SimTask:
     return tasks[name]
 
 
+def lockstep_loop(robot: Any, policy, contract: PolicyContract, clock: Any) -> Any:
+    """A :class:`rlsuite.robots.loop.ControlLoop` for lockstep simulation on ``clock`` (a
+    :class:`rlsuite.robots.loop.SimulatedClock`), with ``robot`` connected and the state machine walked
+    PASSIVE -> RAMP -> HOLD -> POLICY at once (a ramp of zero length: in simulation only, on hardware the
+    ramp and hold take their time)."""
+    from rlsuite.robots.loop import ControlLoop
+    from rlsuite.robots.safety import Phase
+
+    if not getattr(robot, "connected", False):
+        robot.connect()
+    loop = ControlLoop(robot, policy, contract, clock=clock, sleep_until=clock.sleep_until)
+    loop.fsm.ramp_s = 0.0
+    loop.fsm.to(Phase.RAMP, clock(), robot.read_state(0.1))
+    loop.fsm.command(None, robot.read_state(0.1), clock())  # a ramp of zero length: now HOLD
+    loop.fsm.to(Phase.POLICY)
+    return loop
+
+
 def run_episode(task: SimTask, robot: MuJoCoRobot, policy, contract: PolicyContract, qpos: np.ndarray | None = None,
                 qvel: np.ndarray | None = None, disturbances: Any = None, max_steps: int = 1000, seed: int | None = None) -> dict[str, Any]:
     """One lockstep episode through contract + observation builder + state machine + safety chain +
@@ -116,18 +134,11 @@ def run_episode(task: SimTask, robot: MuJoCoRobot, policy, contract: PolicyContr
     e-stop, the first ``max_events`` others); ``safety_counts`` counts all of them, ``{filter: {kind: n}}``
     (the chain's pending summary line is logged at the end).
     """
-    from rlsuite.robots.loop import ControlLoop, SimulatedClock
-    from rlsuite.robots.safety import Phase
+    from rlsuite.robots.loop import SimulatedClock
 
     clock = SimulatedClock()
     robot.clock = clock
-    if not robot.connected:
-        robot.connect()
-    loop = ControlLoop(robot, policy, contract, clock=clock, sleep_until=clock.sleep_until)
-    loop.fsm.ramp_s = 0.0
-    loop.fsm.to(Phase.RAMP, clock(), robot.read_state(0.1))
-    loop.fsm.command(None, robot.read_state(0.1), clock())  # ramp of zero length: now HOLD
-    loop.fsm.to(Phase.POLICY)
+    loop = lockstep_loop(robot, policy, contract, clock)
     robot.reset(seed=seed, qpos=qpos, qvel=qvel)
     ret, ticks = 0.0, 0
     for tick in range(max_steps):

@@ -41,7 +41,14 @@ import torch
 from benchlib import ROOT, git_commit, machine, write_results  # noqa: E402  (scripts/bench on sys.path)
 
 from rlsuite.robots.export import export_onnx, load_runner
-from rlsuite.robots.faults import FAULT_CLASSES, MUST_DAMP, NETWORK_FAULTS, FaultProxy, draw_fault, run_with_fault
+from rlsuite.robots.faults import (
+    FAULT_CLASSES,
+    MUST_DAMP,
+    NETWORK_FAULTS,
+    FaultProxy,
+    draw_fault,
+    run_with_fault,
+)
 from rlsuite.robots.sim import sim_task
 from rlsuite.robots.transport import PolicyClient, PolicyUnavailable
 
@@ -50,22 +57,15 @@ BLOCK, TITLE = "faults", "Fault injection on the deploy path"
 TASKS = {"InvertedPendulum-v5": 200, "quadruped": 200}  # ticks per run (8 s and 4 s of robot time)
 
 
-def make_policy(name: str) -> tuple[torch.nn.Module, int, np.ndarray]:
-    """The task's policy module, its observation size and the action that drives every joint to its upper limit."""
-    task = sim_task(name)
-    contract = task.make_contract()
-    obs_dim, act_dim = contract.obs_dim, contract.action_dim
-    module = torch.nn.Linear(obs_dim, act_dim, bias=False)
+def make_policy(name: str) -> tuple[torch.nn.Module, int]:
+    """The task's policy module (see the module docstring) and its observation size."""
+    contract = sim_task(name).make_contract()
+    module = torch.nn.Linear(contract.obs_dim, contract.action_dim, bias=False)
     with torch.no_grad():
+        module.weight.zero_()
         if name == "InvertedPendulum-v5":
             module.weight.copy_(torch.tensor([[2.0, 20.0, 1.0, 2.0]]))
-            upper = np.full(act_dim, contract.action.clip or 1.0, np.float32)
-        else:
-            module.weight.zero_()
-            robot = task.make_robot()
-            q_max = robot.info.array("q_max")[list(contract.robot_joint_map)]
-            upper = 1.2 * (q_max - np.asarray(contract.action.default_q, np.float32)) / contract.action.scale
-    return module.eval(), obs_dim, upper.astype(np.float32)
+    return module.eval(), contract.obs_dim
 
 
 def free_port() -> int:
@@ -82,14 +82,17 @@ class Server:
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.log = None
         self.starts = self.unexpected_exits = 0
         self.stopped = False
 
     def start(self) -> None:
         self.starts += 1
-        log = open(self.log_dir / f"server{self.starts}.log", "w")  # noqa: SIM115 - closed with the process
+        if self.log is not None:
+            self.log.close()
+        self.log = open(self.log_dir / f"server{self.starts}.log", "w")  # noqa: SIM115 - closed at the next start or in close()
         self.proc = subprocess.Popen([sys.executable, "-m", "rlsuite", "serve-policy", str(self.policy_file), "--port", str(self.port),
-                                      "--key-file", str(self.key_file)], stdout=log, stderr=subprocess.STDOUT)
+                                      "--key-file", str(self.key_file)], stdout=self.log, stderr=subprocess.STDOUT)
 
     def check(self) -> None:
         """Count (and restart) a server that died without being killed by the campaign."""
@@ -121,6 +124,9 @@ class Server:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        if self.log is not None:
+            self.log.close()
 
 
 def rearm(client: PolicyClient, obs_dim: int, wait_s: float = 30.0) -> None:
@@ -147,10 +153,9 @@ def campaign(runs: int, tasks: list[str], classes: list[str], seed: int, tmp: Pa
     key = load_key(key_file)
     for ti, name in enumerate(tasks):
         task, ticks = sim_task(name), TASKS[name]
-        module, obs_dim, upper = make_policy(name)
+        module, obs_dim = make_policy(name)
         onnx = export_onnx(module, tmp / f"{name}.onnx", obs_dim)
-        runner = load_runner(onnx)
-        local = lambda o, r=runner: r(np.asarray(o, np.float32)[None])[0]  # noqa: E731
+        local = load_runner(onnx)  # takes one observation (obs_dim,) and returns (act_dim,)
         server = Server(onnx, key_file, tmp)
         server.start()
         proxy = FaultProxy(server.endpoint, seed=seed + ti)
@@ -174,7 +179,7 @@ def campaign(runs: int, tasks: list[str], classes: list[str], seed: int, tmp: Pa
                         server.check()
                         rearm(client, obs_dim)
                         on_tick = _network_schedule(kind, fault, server, proxy)
-                    rec = run_with_fault(task, remote if path == "remote" else local, fault, s, ticks, upper_action=upper, on_tick=on_tick)
+                    rec = run_with_fault(task, remote if path == "remote" else local, fault, s, ticks, on_tick=on_tick)
                     if path == "remote":
                         proxy.mode = "pass"
                         server.resume()

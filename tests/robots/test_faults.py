@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from rlsuite.robots.faults import (
     FAULT_CLASSES,
@@ -16,6 +15,7 @@ from rlsuite.robots.faults import (
     command_violations,
     draw_fault,
     run_with_fault,
+    upper_action,
 )
 from rlsuite.robots.interface import FakeRobot
 from rlsuite.robots.loop import SimulatedClock
@@ -30,16 +30,13 @@ def _policy(name: str):
     contract = sim_task(name).make_contract()
     if name == "InvertedPendulum-v5":
         k = np.array([2.0, 20.0, 1.0, 2.0], np.float32)
-        return (lambda o: np.array([k @ o], np.float32)), np.full(1, contract.action.clip, np.float32)
-    robot = sim_task(name).make_robot()
-    q_max = robot.info.array("q_max")[list(contract.robot_joint_map)]
-    upper = 1.2 * (q_max - np.asarray(contract.action.default_q, np.float32)) / contract.action.scale
-    return (lambda o: np.zeros(contract.action_dim, np.float32)), upper.astype(np.float32)
+        return lambda o: np.array([k @ o], np.float32)
+    return lambda o: np.zeros(contract.action_dim, np.float32)
 
 
 @pytest.mark.parametrize("name", ["InvertedPendulum-v5", "quadruped"])
 def test_nominal_runs_without_intervention(name):
-    policy, _ = _policy(name)
+    policy = _policy(name)
     rec = run_with_fault(sim_task(name), policy, None, seed=0, ticks=150)
     assert not rec.crashed and rec.ticks == 150 and rec.commands == 150
     assert rec.out_of_limits == 0 and not rec.estop and not rec.damped
@@ -48,10 +45,10 @@ def test_nominal_runs_without_intervention(name):
 @pytest.mark.parametrize("kind", LOCAL)
 @pytest.mark.parametrize("name", ["InvertedPendulum-v5", "quadruped"])
 def test_every_local_fault_is_survived(name, kind):
-    policy, upper = _policy(name)
+    policy = _policy(name)
     for seed in range(3):
         fault = draw_fault(kind, np.random.default_rng([seed, FAULT_CLASSES.index(kind)]), 10, 60)
-        rec = run_with_fault(sim_task(name), policy, fault, seed, ticks=100, upper_action=upper)
+        rec = run_with_fault(sim_task(name), policy, fault, seed, ticks=100)
         assert not rec.crashed, rec.error
         assert rec.out_of_limits == 0, rec.first_violation
         assert not rec.early_stop
@@ -60,10 +57,12 @@ def test_every_local_fault_is_survived(name, kind):
             assert rec.damp_after_ms is not None and rec.damp_after_ms <= 1000 * sim_task(name).make_contract().policy_dt  # within one tick
         if rec.damped:
             assert rec.stayed_damped
+        if kind in ("action_spike", "joint_limit"):
+            assert rec.clamped >= fault.duration, "the spikes did not reach the safety filters"
 
 
 def test_long_nan_burst_latches_and_damps():
-    policy, _ = _policy("quadruped")
+    policy = _policy("quadruped")
     rec = run_with_fault(sim_task("quadruped"), policy, Fault("nan_obs", 20, 8), seed=1, ticks=80)
     assert rec.estop and rec.damped and rec.stayed_damped and rec.out_of_limits == 0 and not rec.crashed
 
@@ -102,13 +101,16 @@ def test_faulty_robot_injects_what_it_says():
         Fault("meteor", 0)
 
 
-def test_action_spike_is_clamped_not_sent():
-    """An action a thousand times too large reaches the quadruped's motors inside the joint limits."""
-    policy, upper = _policy("quadruped")
-    torch.manual_seed(0)
-    rec = run_with_fault(sim_task("quadruped"), lambda o: np.ones(12, np.float32), Fault("action_spike", 5, 20, 1e3), seed=0,
-                         ticks=40, upper_action=upper)
-    assert rec.out_of_limits == 0 and not rec.crashed
+@pytest.mark.parametrize("kind", ["action_spike", "joint_limit"])
+def test_spikes_are_clamped_by_the_filters_not_sent(kind):
+    """Actions whose targets lie past every joint's upper limit (checked), with the contract's own clip
+    removed, reach the quadruped's motors inside the limits: the safety filters clamp every one of them."""
+    contract = sim_task("quadruped").make_contract()
+    robot = sim_task("quadruped").make_robot()
+    up = upper_action(contract, robot.info)
+    assert (np.asarray(contract.action.default_q) + contract.action.scale * up > robot.info.array("q_max")).all()
+    rec = run_with_fault(sim_task("quadruped"), _policy("quadruped"), Fault(kind, 5, 20, 1e3), seed=0, ticks=40)
+    assert rec.out_of_limits == 0 and not rec.crashed and rec.clamped >= 20
 
 
 @pytest.mark.parametrize("mode", ["garbage", "partition"])
@@ -122,7 +124,7 @@ def test_network_faults_damp_and_the_client_recovers(mode):
     from rlsuite.robots.transport import PolicyClient, PolicyServer
 
     name = "InvertedPendulum-v5"
-    policy, upper = _policy(name)
+    policy = _policy(name)
     key = os.urandom(32)
     server = PolicyServer(policy, key, bind="tcp://127.0.0.1:*")
     stop = threading.Event()
