@@ -134,14 +134,14 @@ def cmd_deploy(argv: list[str]) -> int:
     """``rlsuite deploy --robot sim:<env> --policy FILE``: run an exported policy on a simulated robot."""
     a = parse(DeployArgs, argv, "rlsuite deploy")
     from rlsuite.robots.export import load_runner
-    from rlsuite.robots.sim import run_episode, sim_task, sim_to_sim
-    from rlsuite.robots.transport import PolicyUnavailable
+    from rlsuite.robots.sim import sim_task
 
     task = sim_task(a.robot[len("sim:") :])
     contract = task.make_contract()
     rate = 1.0 / contract.policy_dt
     if a.rate is not None and abs(a.rate - rate) > 1e-6:
         raise ValueError(f"--rate {a.rate:g} Hz does not match {task.name}'s policy rate of {rate:g} Hz (the contract's policy_dt).")
+    client = None
     if a.remote:
         from rlsuite.robots.transport import PolicyClient, load_key
 
@@ -152,8 +152,19 @@ def cmd_deploy(argv: list[str]) -> int:
         if not Path(a.policy).is_file():
             raise FileNotFoundError(f"--policy {a.policy}: file not found; make one with rlsuite export RUN_DIR --format onnx --out FILE "
                                     "(or torchscript, .pt).")
-        runner = load_runner(a.policy)
-        policy = lambda o: runner(o[None])[0]  # noqa: E731
+        policy = load_runner(a.policy)  # (obs_dim,) -> (act_dim,)
+    try:
+        return _run_deploy(a, task, contract, policy, rate, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_deploy(a: DeployArgs, task, contract, policy, rate: float, client) -> int:
+    """The episodes of ``rlsuite deploy`` (``client``: the --remote client, or None); the exit status."""
+    from rlsuite.robots.sim import run_episode, sim_to_sim
+    from rlsuite.robots.transport import PolicyUnavailable
+
     ticks = int(a.duration * rate)
     if a.compare_gym:
         try:
@@ -183,11 +194,9 @@ def cmd_deploy(argv: list[str]) -> int:
         elif events:
             intervened.append(ep)
     print(f"mean_return={float(np.mean(returns)):.4f}")
-    if a.remote:
-        client.close()
-        if client.handshakes == 0:
-            print(f"remote: no policy server completed a handshake at {a.remote}; start one with rlsuite serve-policy FILE --port N "
-                  "and give both sides the same key (--key-file, mode 0600, or $RLSUITE_POLICY_KEY).", file=sys.stderr)
+    if client is not None and client.handshakes == 0:
+        print(f"remote: no policy server completed a handshake at {a.remote}; start one with rlsuite serve-policy FILE --port N "
+              "and give both sides the same key (--key-file, mode 0600, or $RLSUITE_POLICY_KEY).", file=sys.stderr)
     if stopped or intervened:
         said = [f"{_episodes(stopped)} ended in an e-stop"] if stopped else []
         said += [f"the safety filters changed the policy's commands in {_episodes(intervened)}"] if intervened else []

@@ -145,12 +145,9 @@ def rearm(client: PolicyClient, obs_dim: int, wait_s: float = 30.0) -> None:
 def campaign(runs: int, tasks: list[str], classes: list[str], seed: int, tmp: Path) -> list[dict]:
     rows: list[dict] = []
     key_file = tmp / "key"
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, os.urandom(32).hex().encode())
-    os.close(fd)
-    from rlsuite.robots.transport import load_key
+    from rlsuite.robots.transport import write_key_file
 
-    key = load_key(key_file)
+    key = write_key_file(key_file)  # mode 0600 from the start, 32 random bytes in hex
     for ti, name in enumerate(tasks):
         task, ticks = sim_task(name), TASKS[name]
         module, obs_dim = make_policy(name)

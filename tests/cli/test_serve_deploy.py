@@ -2,7 +2,6 @@
 to ONNX and to TorchScript, served by a separate process, drives the simulated robot exactly as the
 same file loaded locally does."""
 
-import os
 import re
 import signal
 import socket
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from rlsuite.cli import main
+from rlsuite.robots.transport import write_key_file
 from tests.cli.helpers import run_cli
 
 pytest.importorskip("onnxruntime")
@@ -31,13 +31,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def private_key_file(path: Path) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, b"0f" * 32)
-    os.close(fd)
-    return path
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny SAC run on InvertedPendulum-v5 exported with `rlsuite export` to ONNX and to TorchScript."""
@@ -46,7 +39,8 @@ def exported(tmp_path_factory):
                  "--no-progress", "--eval-episodes", "1"]) == 0
     for fmt, suffix in (("onnx", "onnx"), ("torchscript", "pt")):
         assert main(["export", str(d / "run"), "--format", fmt, "--out", str(d / f"policy.{suffix}")]) == 0
-    return {"onnx": d / "policy.onnx", "torchscript": d / "policy.pt", "key": private_key_file(d / "key")}
+    write_key_file(d / "key")
+    return {"onnx": d / "policy.onnx", "torchscript": d / "policy.pt", "key": d / "key"}
 
 
 class Server:
@@ -152,3 +146,47 @@ def test_serve_policy_answers_bad_requests_and_keeps_serving(capsys, exported):
     assert not t.is_alive()
     n = counts(capsys.readouterr().out)
     assert n == {"served": 2, "rejected": 0, "errors": 1, "handshakes": 1}
+
+
+@pytest.fixture
+def closes(monkeypatch):
+    """Count the calls of PolicyClient.close (every client deploy makes must be closed)."""
+    from rlsuite.robots import transport
+
+    calls, close = [], transport.PolicyClient.close
+
+    def counting(self):
+        calls.append(self.endpoint)
+        close(self)
+
+    monkeypatch.setattr(transport.PolicyClient, "close", counting)
+    return calls
+
+
+def test_deploy_compare_gym_remote_closes_its_client(capsys, exported, closes):
+    """In-process server: --compare-gym --remote runs both sides through the server, then closes the
+    client; against no server it exits 3 and closes it too."""
+    from rlsuite.robots.export import load_runner
+    from rlsuite.robots.transport import PolicyServer, load_key
+
+    server = PolicyServer(load_runner(exported["onnx"]), load_key(exported["key"]), bind="tcp://127.0.0.1:*", obs_dim=4)
+    stop = threading.Event()
+    t = threading.Thread(target=server.serve, kwargs={"stop": stop.is_set, "poll_ms": 10, "log_every_s": None}, daemon=True)
+    t.start()
+    try:
+        code, out, err = run_cli(capsys, "deploy", "--robot", ROBOT, "--remote", server.endpoint, "--key-file", exported["key"],
+                                 "--compare-gym", "--episodes", "1", "--remote-timeout", "5")
+    finally:
+        stop.set()
+        t.join(5)
+        server.close()
+    assert code == 0, out + err
+    assert re.fullmatch(r"sim_to_sim_gap=\d+\.\d{4}", out.strip().splitlines()[-1])
+    assert closes == [server.endpoint] and server.served > 0 and server.errors == server.rejected == 0
+    local_code, local, _ = run_cli(capsys, "deploy", "--robot", ROBOT, "--policy", exported["onnx"], "--compare-gym", "--episodes", "1")
+    assert local_code == 0 and local.strip().splitlines()[-1] == out.strip().splitlines()[-1]  # (obs_dim,) -> (act_dim,) both ways
+
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    code, out, err = run_cli(capsys, "deploy", "--robot", ROBOT, "--remote", nowhere, "--key-file", exported["key"], "--compare-gym")
+    assert code == 3 and f"remote: no reply from {nowhere}" in err, out + err
+    assert closes == [server.endpoint, nowhere]
