@@ -12,7 +12,7 @@
 - :mod:`rlsuite.robots.export`: ONNX and TorchScript exporters with a parity check (also for
   stable-baselines3 models).
 - :mod:`rlsuite.robots.transport`: policy server and client over ZeroMQ: authenticated sessions (nonce
-  handshake, per-session per-direction HKDF keys), msgpack bodies.
+  handshake, per-session per-direction HKDF keys), msgpack bodies with float32 arrays (protocol 3).
 - :mod:`rlsuite.robots.isaacgym_adapter`: Isaac Gym ``VecTask`` / legged_gym tasks as batched envs.
 - :mod:`rlsuite.robots.mujoco_robot`: ``MuJoCoRobot`` and ``SimTask``, a MuJoCo model behind the ``Robot`` protocol.
 - :mod:`rlsuite.robots.sim`: the simulated tasks (Gymnasium models) and sim-to-sim runs.
