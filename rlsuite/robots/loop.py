@@ -28,7 +28,10 @@ Failure behaviour (what a driver author can rely on):
 - How the robot is damped: a damping command (``kp = 0``, ``kd`` from the robot's joints) through
   ``robot.send_command``, around the measured ``q`` of this tick or, when ``read_state`` failed, of the
   last state read (``kp = 0`` makes the position irrelevant; drivers whose motor boards need a command
-  every period keep getting one). ``robot.damp()`` is called instead when no state was ever read, and
+  every period keep getting one). Its ``q_des`` is always finite and inside ``[q_min, q_max]``: a joint
+  whose measured ``q`` is NaN/Inf gets its last finite measured position, else 0.0, and every target is
+  clipped into the joint limits (:meth:`RobotCommand.damping_safe`; the safety chain's own damping
+  commands are built the same way). ``robot.damp()`` is called instead when no state was ever read, and
   as the fallback when ``send_command`` raised (for the policy's command or for the damping command);
   ``out["damping"]`` says which (``"command"`` or ``"robot.damp()"``), and a fallback also leaves a
   ``replaced`` event from the ``send`` stage. If ``robot.damp()`` raises too, the error is logged and
@@ -71,7 +74,7 @@ from rlsuite.robots.interface import Robot, StaleState
 from rlsuite.robots.realtime import RealtimeConfig, RealtimeReport, realtime_mode
 from rlsuite.robots.safety import OperatingFSM, Phase, SafetyChain, SafetyEvent, TickContext
 from rlsuite.robots.transport import PolicyUnavailable
-from rlsuite.robots.types import RobotCommand, RobotState, projected_gravity
+from rlsuite.robots.types import RobotCommand, RobotState, last_finite_q, projected_gravity
 
 log = logging.getLogger("rlsuite.robots")
 STAGES = ("read_state", "observation", "policy", "command", "send")
@@ -191,6 +194,8 @@ class ControlLoop:
         self.consecutive_misses = 0
         self.realtime_report: RealtimeReport | None = None
         self._kd = robot.info.array("kd")
+        self._limits = (robot.info.array("q_min"), robot.info.array("q_max"))
+        self._finite_q: np.ndarray | None = None  # per joint, the last finite measured position (NaN: none yet)
         self._fault_keys: set[tuple[str, str]] = set()  # (stage, exception type) already reported while latched
 
     def tick(self) -> dict[str, Any]:
@@ -200,9 +205,10 @@ class ControlLoop:
         robot was damped after a fault: ``"command"`` or ``"robot.damp()"``)."""
         try:
             state = self.robot.read_state(timeout_s=self.contract.policy_dt)
+            finite_q = last_finite_q(self._finite_q, state.q)  # raises on a q that is no array of numbers
         except Exception as e:
             return self._fault("read_state", e, None, None)
-        self.last_state = state
+        self.last_state, self._finite_q = state, finite_q
         try:
             obs = self.builder.push(self.terms(state, self.last_action))
         except Exception as e:
@@ -269,7 +275,7 @@ class ControlLoop:
         ``robot.damp()`` raises as well."""
         if failed_send is None and q is not None:
             try:
-                return self.robot.send_command(RobotCommand.damping(np.nan_to_num(q), self._kd)), "command"
+                return self.robot.send_command(RobotCommand.damping_safe(q, self._kd, self._finite_q, self._limits)), "command"
             except Exception as e:
                 log.error("send_command raised on a damping command; calling robot.damp()", exc_info=e)
                 failed_send = e

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from rlsuite.robots.types import Mode, RobotCommand, RobotInfo, RobotState, projected_gravity
+from rlsuite.robots.types import Mode, RobotCommand, RobotInfo, RobotState, last_finite_q, projected_gravity
 
 log = logging.getLogger("rlsuite.robots")
 
@@ -82,7 +82,7 @@ class NanGuard(Filter):
         self.count += 1
         if self.count >= self.max_consecutive:
             return cmd, [self.event(ctx, "estop", f"{self.count} ticks in a row with NaN/Inf")]
-        fallback = chain.last_safe.copy() if chain.last_safe is not None else RobotCommand.damping(np.nan_to_num(state.q), chain.info.array("kd"))
+        fallback = chain.last_safe.copy() if chain.last_safe is not None else chain.damping_command(state)
         return fallback, [self.event(ctx, "replaced", "NaN/Inf in state or command: last safe command resent")]
 
 
@@ -146,7 +146,9 @@ class RateLimit(Filter):
 
 class TorqueClamp(Filter):
     """Estimated torque ``kp (q_des - q) + kd (dq_des - dq) + tau_ff`` above ``tau_max``: move ``q_des`` so
-    that the estimate equals the limit."""
+    that the estimate equals the limit. Joints whose estimate is not finite (NaN/Inf in the measured
+    ``q`` or ``dq``) keep their target, as in :class:`TargetStepLimit` (moving it to ``q + ...`` would make
+    it non-finite)."""
 
     name = "torque_clamp"
 
@@ -163,7 +165,7 @@ class TorqueClamp(Filter):
             return cmd, []
         damp = cmd.kd * (cmd.dq_des - state.dq) + cmd.tau_ff
         tau = cmd.kp * (cmd.q_des - state.q) + damp
-        over = (np.abs(tau) > self.tau_max) & (cmd.kp > 0)
+        over = (np.abs(tau) > self.tau_max) & (cmd.kp > 0) & np.isfinite(tau)
         if not over.any():
             return cmd, []
         target = np.clip(tau, -self.tau_max, self.tau_max)
@@ -233,6 +235,8 @@ class SafetyChain:
         self._stored_other = 0  # stored events that are not e-stops (capped at max_events)
         self._pending: dict[tuple[str, str], int] = {}  # (filter, kind) counted since the last summary line
         self._pending_since_ns = self._pending_last_ns = 0
+        self._kd, self._limits = info.array("kd"), (info.array("q_min"), info.array("q_max"))
+        self.last_finite_q: np.ndarray | None = None  # per joint, the last finite measured position (NaN: none yet)
 
     @staticmethod
     def default(info: RobotInfo, policy_dt: float) -> SafetyChain:
@@ -244,6 +248,7 @@ class SafetyChain:
 
     def __call__(self, cmd: RobotCommand, state: RobotState, ctx: TickContext) -> tuple[RobotCommand, list[SafetyEvent]]:
         events: list[SafetyEvent] = []
+        self.last_finite_q = last_finite_q(self.last_finite_q, state.q)
         if not self.latched:
             for f in self.filters:
                 cmd, ev = f(cmd, state, ctx, self)
@@ -256,7 +261,7 @@ class SafetyChain:
                 events.append(SafetyEvent(ctx.now_ns, "chain", "estop", "the filtered command holds NaN/Inf (a filter's bug?)"))
                 self.latched = True
         if self.latched:
-            cmd = RobotCommand.damping(np.nan_to_num(state.q), self.info.array("kd"))
+            cmd = self.damping_command(state)
         else:
             self.last_safe = cmd.copy()
         if self._pending and ctx.now_ns - self._pending_since_ns >= self.summary_interval_ns:
@@ -264,6 +269,12 @@ class SafetyChain:
         if events:
             self.record(events)
         return cmd, events
+
+    def damping_command(self, state: RobotState) -> RobotCommand:
+        """The damping command the chain sends for ``state``: ``q_des`` the measured positions, with the
+        last finite measured position (else 0.0) for a joint that reads NaN/Inf, inside the joint limits
+        (:meth:`RobotCommand.damping_safe`)."""
+        return RobotCommand.damping_safe(state.q, self._kd, self.last_finite_q, self._limits)
 
     def record(self, events: list[SafetyEvent]) -> None:
         """Count, store (bounded) and log ``events`` (see the module docstring); the chain calls it for its

@@ -87,8 +87,41 @@ class RobotCommand:
 
     @staticmethod
     def damping(q: np.ndarray, kd: np.ndarray) -> RobotCommand:
+        """A damping command (``kp = 0``, gains ``kd``) with ``q_des = q`` as given; for a measured ``q`` that
+        may hold NaN/Inf use :meth:`damping_safe`."""
         z = np.zeros_like(q, dtype=np.float32)
         return RobotCommand(Mode.DAMPING, np.asarray(q, np.float32).copy(), z.copy(), z.copy(), np.asarray(kd, np.float32).copy(), z.copy())
+
+    @staticmethod
+    def damping_safe(q: np.ndarray, kd: np.ndarray, fallback_q: np.ndarray | None = None,
+                     limits: tuple[np.ndarray, np.ndarray] | None = None) -> RobotCommand:
+        """A damping command around the measured positions ``q (n,)`` whose ``q_des`` is always finite: a
+        joint whose ``q`` is NaN/Inf takes ``fallback_q`` (the last finite measured position, see
+        :func:`last_finite_q`) where that is finite, else 0.0; with ``limits = (q_min, q_max)`` every target
+        is then clipped into them. ``kp = 0``, so ``q_des`` asks for no torque; a finite, in-range value keeps
+        a driver that checks targets or converts them to fixed point from refusing the command (or
+        overflowing), which a target of +-3.4e38 from ``np.nan_to_num`` could cause."""
+        q = np.asarray(q, np.float32)
+        ok = np.isfinite(q)
+        if not ok.all():
+            fb = np.zeros_like(q) if fallback_q is None else np.nan_to_num(np.asarray(fallback_q, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            q = np.where(ok, q, fb)
+        if limits is not None:
+            q = np.clip(q, limits[0], limits[1])
+        return RobotCommand.damping(q, kd)
+
+
+def last_finite_q(prev: np.ndarray | None, q: np.ndarray) -> np.ndarray:
+    """Per joint, the last finite measured position: ``q (n,)`` where it is finite, else ``prev (n,)`` (None
+    or another shape: no earlier value, NaN). Returns a new float32 array; call it on every state read and
+    pass the result to :meth:`RobotCommand.damping_safe` as ``fallback_q``."""
+    q = np.asarray(q, np.float32)
+    ok = np.isfinite(q)
+    if ok.all():
+        return q.copy()
+    if prev is None or np.shape(prev) != q.shape:
+        prev = np.full(q.shape, np.nan, np.float32)
+    return np.where(ok, q, prev).astype(np.float32)
 
 
 def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:

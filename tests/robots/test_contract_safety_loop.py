@@ -30,7 +30,7 @@ from rlsuite.robots.safety import (
     TiltEStop,
     TorqueClamp,
 )
-from rlsuite.robots.types import Mode, RobotCommand, RobotState, projected_gravity
+from rlsuite.robots.types import Mode, RobotCommand, RobotState, last_finite_q, projected_gravity
 
 
 def contract(**over) -> PolicyContract:
@@ -160,6 +160,41 @@ def test_nan_state_never_turns_the_resent_command_into_nan():
     cmd, ev = chain(position([0.1, 0.2, 0.3]), state(q=(np.nan, 0.2, 0.3), dq=(np.nan, 0, 0)), ctx)
     assert ev[0].kind == "replaced" and not chain.latched  # target_step no longer clips around a NaN position
     np.testing.assert_array_equal(cmd.q_des, good.q_des)
+
+
+def test_damping_safe_replaces_non_finite_positions_and_stays_inside_the_limits():
+    kd = np.full(3, 0.5, np.float32)
+    limits = (np.array([0.5, -1.0, -1.0], np.float32), np.array([1.5, 1.0, 1.0], np.float32))
+    # no earlier position: 0.0, clipped into [0.5, 1.5] for joint 0; joint 2 measured past q_max is clipped to it
+    cmd = RobotCommand.damping_safe(np.array([np.inf, np.nan, 1.2], np.float32), kd, limits=limits)
+    assert cmd.mode == Mode.DAMPING and cmd.q_des.tolist() == [0.5, 0.0, 1.0] and not cmd.kp.any() and (cmd.kd == kd).all()
+    # the last finite measured position where there is one (joint 1 never had one: 0.0)
+    fallback = last_finite_q(last_finite_q(None, [0.7, np.nan, 0.1]), [np.nan, np.nan, 0.3])
+    np.testing.assert_array_equal(fallback, np.array([0.7, np.nan, 0.3], np.float32))
+    cmd = RobotCommand.damping_safe(np.array([-np.inf, np.inf, 0.25], np.float32), kd, fallback, limits)
+    np.testing.assert_allclose(cmd.q_des, [0.7, 0.0, 0.25])
+    assert cmd.q_des.dtype == np.float32 and last_finite_q(np.zeros(2), [np.nan, 1.0, 2.0]).tolist()[1:] == [1.0, 2.0]
+    assert np.isnan(last_finite_q(np.zeros(2), [np.nan, 1.0, 2.0])[0])  # an earlier state of another shape is not used
+
+
+def test_chain_damping_with_inf_in_the_state_is_finite_and_inside_the_limits():
+    r = FakeRobot(3)  # limits [-1.5, 1.5]
+    chain = SafetyChain.default(r.info, 0.02)
+    ctx = TickContext(0)
+    chain(position([0.1, 0.2, 0.3]), state(q=(0.1, 0.2, 0.3)), ctx)
+    # joint 1 reads +Inf, joint 2 -Inf: replaced twice (last safe command), then the NaN guard latches
+    for _ in range(3):
+        cmd, ev = chain(position([0.1, 0.2, 0.3]), state(q=(0.15, np.inf, -np.inf)), ctx)
+    assert chain.latched and ev[-1].kind == "estop" and cmd.mode == Mode.DAMPING
+    np.testing.assert_allclose(cmd.q_des, [0.15, 0.2, 0.3])  # the measured q, else the last finite one (not +-3.4e38)
+    # a chain that is latched from the first state on: no finite position yet, 0.0
+    fresh = SafetyChain.default(r.info, 0.02)
+    fresh.latch(0, "run", "test")
+    cmd, _ = fresh(position([0.1, 0.2, 0.3]), state(q=(np.nan, np.inf, 0.4)), ctx)
+    assert cmd.mode == Mode.DAMPING and cmd.q_des.tolist() == pytest.approx([0.0, 0.0, 0.4])
+    # nothing replaced yet and no last safe command: the NaN guard's own fallback is a safe damping command too
+    cmd, ev = SafetyChain.default(r.info, 0.02)(position([0.1, 0.2, 0.3]), state(q=(0.1, np.inf, 0.3)), ctx)
+    assert ev[0].kind == "replaced" and cmd.mode == Mode.DAMPING and cmd.q_des.tolist() == pytest.approx([0.1, 0.0, 0.3])
 
 
 def test_a_filter_that_outputs_nan_latches_the_chain():

@@ -202,6 +202,53 @@ def test_damping_command_failing_falls_back_to_robot_damp():
     assert any(e.filter == "send" and e.kind == "replaced" for e in loop.safety.events)
 
 
+def in_limits(cmd, info):
+    return np.isfinite(cmd.q_des).all() and (cmd.q_des >= info.array("q_min")).all() and (cmd.q_des <= info.array("q_max")).all()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the fake robot's own Inf - Inf
+@pytest.mark.parametrize("path", ["policy_fault", "nan_guard", "damp"])
+def test_inf_in_the_measured_q_damps_around_the_last_finite_position(path):
+    loop, robot, policy = running_loop()
+    good = loop.last_state.q.copy()
+    robot.q[1], robot.q[2] = np.inf, -np.inf  # two encoders fail; joint 0 still reads
+    if path == "policy_fault":
+        policy.behaviour = lambda o: _raise(ValueError("bad weights"))
+        out = loop.tick()
+        assert out["fault"].stage == "policy" and out["damping"] == "command"
+    elif path == "nan_guard":
+        for _ in range(3):  # the last safe command twice, then the NaN guard latches and the chain damps
+            out = loop.tick()
+        assert out["fault"] is None and any(e.filter == "nan_guard" and e.kind == "estop" for e in out["events"])
+    else:
+        loop.tick()  # replaced by the last safe command (the NaN guard)
+        loop.damp("operator")
+    assert loop.safety.latched
+    kind, cmd = robot.received[-1]
+    assert kind == "send" and cmd.mode == Mode.DAMPING and in_limits(cmd, robot.info)
+    np.testing.assert_array_equal(cmd.q_des, [loop.last_state.q[0], good[1], good[2]])  # joint 0 as measured last
+    loop.tick()  # latched: the next damping command too
+    cmd = robot.received[-1][1]
+    assert cmd.mode == Mode.DAMPING and np.array_equal(cmd.q_des, [loop.last_state.q[0], good[1], good[2]])
+    assert all(c is None or np.isfinite(c.q_des).all() for _, c in robot.received)
+
+
+def test_a_joint_that_never_read_finite_gets_a_target_inside_its_limits():
+    from rlsuite.robots.types import JointSpec, RobotInfo
+
+    clock = SimulatedClock()
+    robot = ScriptedRobot(clock)
+    robot.info = RobotInfo("knee", (JointSpec("j0", 1.0, 0.5, 2.5, 5.0, 10.0, 20.0, 0.5),) + robot.info.joints[1:], 500.0)
+    robot.connect()
+    robot.q[0] = np.nan  # joint 0 (range [0.5, 2.5], 0.0 outside it) never reads
+    loop = ControlLoop(robot, Policy(), contract(), clock=clock, sleep_until=clock.sleep_until)
+    loop.terms = lambda s, a: _raise(KeyError("gyro"))
+    out = loop.tick()
+    assert out["fault"].stage == "observation" and out["damping"] == "command"
+    cmd = robot.received[-1][1]
+    assert in_limits(cmd, robot.info) and cmd.q_des.tolist() == [0.5, 0.0, 0.0] and not cmd.kp.any()
+
+
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
 def test_run_damps_in_finally_when_on_tick_raises(exc):
     loop, robot, policy = running_loop()
