@@ -89,7 +89,7 @@ class FakeRobot:
         self.last_sent = RobotCommand.passive(len(self.q))
 
     def damp(self) -> None:
-        self.last_sent = RobotCommand.damping(self.q, self.info.array("kd"))
+        self.last_sent = RobotCommand.damping_safe(self.q, self.info.array("kd"), limits=(self.info.array("q_min"), self.info.array("q_max")))
 
     @property
     def healthy(self) -> bool:

@@ -123,7 +123,8 @@ class MuJoCoRobot:
         self.last_sent = RobotCommand.passive(len(self.joint_ids))
 
     def damp(self) -> None:
-        self.last_sent = RobotCommand.damping(self.data.qpos[self.qadr].astype(np.float32), self.info.array("kd"))
+        self.last_sent = RobotCommand.damping_safe(self.data.qpos[self.qadr].astype(np.float32), self.info.array("kd"),
+                                                   limits=(self.info.array("q_min"), self.info.array("q_max")))
 
     @property
     def healthy(self) -> bool:
