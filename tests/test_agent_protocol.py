@@ -39,6 +39,9 @@ RECIPES: dict[str, list[str]] = {
               "--eval-episodes", "1", "--device", "cpu", "--no-progress", "--no-tensorboard", "--natural"],
     "modpo": ["--env", "rlsuite/Coverage-Grid-v0", "--total-steps", "1280", "--num-envs", "4", "--checkpoint-every", "640",
               "--eval-episodes", "1", "--device", "cpu", "--no-progress", "--no-tensorboard", "--observation", "history"],
+    **{algo: ["--env", "rlsuite/LinearMDP-v0", "--total-steps", "96", "--num-envs", "4", "--checkpoint-every", "48",
+              "--eval-episodes", "1", "--device", "cpu", "--no-progress", "--no-tensorboard"]
+       for algo in ("dr-rpo", "lsvi-ucb", "dr-lsvi-ucb")},
     "bc": ["--dataset", DS, *OFFLINE, "--hidden-sizes", "16", "16"],
     "iql": ["--dataset", DS, *OFFLINE, "--online-steps", "40", "--hidden-sizes", "16", "16", "--batch-size", "32"],
     "uni-o4": ["--dataset", DS, *OFFLINE, "--online-steps", "128", "--improve-steps", "20", "--ope-every", "10",

@@ -80,3 +80,7 @@ _register(
     entry_point="rlsuite.envs.robust.wrapper:PerturbedEnv",
     vector_entry_point="rlsuite.envs.robust.wrapper:make_perturbed_vec",
 )
+
+# Linear-feature robust-RL envs (DR-RPO, LSVI-UCB, DR-LSVI-UCB): a perturbation set per episode (q; p) for --robust.
+_register("rlsuite/LinearMDP-v0", entry_point="rlsuite.envs.robust.linear_mdp:LinearMDPEnv", vector_entry_point="rlsuite.envs.robust.linear_mdp:LinearMDPVecEnv")
+_register("rlsuite/PutOption-v0", entry_point="rlsuite.envs.robust.put_option:PutOptionEnv", vector_entry_point="rlsuite.envs.robust.put_option:PutOptionVecEnv")

@@ -245,6 +245,9 @@ _set("pendulum-mass", _PENDULUMS, "pole mass", ("pole_mass", 0.5, 2.0))
 _set("pendulum-mass-length-gravity", _PENDULUMS, "pole mass and length, gravity",
      ("pole_mass", 0.5, 2.0), ("pole_length", 0.5, 1.5), ("gravity", 5.0, 15.0))
 _set("pendulum-torque", _PENDULUMS, "motor torque limit", ("max_torque", 0.5, 2.0))
+# the linear-feature envs of DR-RPO (rlsuite.envs.robust.linear_mdp, put_option)
+_set("linear-mdp-q", ("rlsuite/LinearMDP",), "mass of the risky transition moved to the fail state", ("q", 0.0, 0.5))
+_set("put-option-p", ("rlsuite/PutOption",), "probability of an up move of the price", ("p", 0.3, 0.7))
 # any env
 _set("action-noise", (), "Gaussian action noise (fraction of half the action range; Discrete: random-action probability)",
      ("action_noise", 0.0, 0.5))
