@@ -350,23 +350,24 @@ def rollout_episodes(env: Any, obs: torch.Tensor, sample: Any, n_actions: int, d
     next_phi = torch.zeros(horizon, B, n_actions, dim, device=dev)
     next_reward = torch.zeros(horizon, B, n_actions, device=dev)
     first_phi, first_reward, _ = split_features(obs, n_actions, dim, horizon)
+    steps = torch.zeros(horizon, B, dtype=torch.int64, device=dev)  # the env's step index, checked once at the end
+    ended = torch.zeros(horizon, B, dtype=torch.bool, device=dev)
     info: dict[str, Any] = {}
     for t in range(horizon):
-        phi, _, h = split_features(obs, n_actions, dim, horizon)
-        if bool((h != t).any()):
-            raise ValueError(f"linear agents train on whole episodes in lockstep: at step {t} the env's step index is "
-                             f"{sorted(set(h.tolist()))}; use a fixed-horizon linear-feature env (rlsuite/LinearMDP-v0, rlsuite/PutOption-v0).")
+        phi, _, steps[t] = split_features(obs, n_actions, dim, horizon)
         action = sample(obs)
         phi_sa[t] = phi.gather(1, action.view(B, 1, 1).expand(B, 1, dim))[:, 0]
         obs, _, _, _, info = env.step(action)
-        ended = info["_final_obs"]
+        ended[t] = info["_final_obs"]
         if t + 1 < horizon:
-            if bool(ended.any()):
-                raise ValueError(f"an episode ended after {t + 1} steps, before the horizon {horizon}; linear agents need "
-                                 "episodes of exactly H steps.")
             next_phi[t], next_reward[t], _ = split_features(obs, n_actions, dim, horizon)
-        elif not bool(ended.all()):
-            raise ValueError(f"the episodes did not end after the horizon of {horizon} steps.")
+    expected = torch.arange(horizon, device=dev)[:, None]
+    if bool((steps != expected).any()):
+        raise ValueError(f"linear agents train on whole episodes in lockstep from h = 0, but the env's step indices over this "
+                         f"batch were {sorted(set(steps.flatten().tolist()))} (expected 0 .. {horizon - 1}); use a fixed-horizon "
+                         "linear-feature env (rlsuite/LinearMDP-v0, rlsuite/PutOption-v0).")
+    if bool(ended[:-1].any()) or not bool(ended[-1].all()):
+        raise ValueError(f"linear agents need every episode to end after exactly H = {horizon} steps; this env's ended elsewhere.")
     return {"phi_sa": phi_sa, "next_phi": next_phi, "next_reward": next_reward, "first_phi": first_phi.clone(),
             "first_reward": first_reward.clone(), "episode_return": info["episode_return"]}, obs
 

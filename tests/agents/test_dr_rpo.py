@@ -196,3 +196,19 @@ def test_cli_put_option_and_refusals(tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", "dr-rpo", "--env", "CartPole-v1", "--total-steps", "10", *TINY, "--run-dir",
                              tmp_path / "bad")
     assert code == 2 and "linear-feature" in err and not (tmp_path / "bad").exists(), out + err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("algo", ["dr-rpo", "lsvi-ucb", "dr-lsvi-ucb"])
+@pytest.mark.parametrize("env_id", [ID, "rlsuite/PutOption-v0"])
+def test_agents_train_and_act_on_cuda(algo, env_id):
+    spec = AGENTS.get(algo)
+    cfg = spec.config_cls(num_envs=16)
+    env = make_vec_env(env_id, 16, device="cuda", seed=0)
+    agent = build_agent(spec, cfg, env.single_observation_space, env.single_action_space, "cuda", 0)
+    agent.learn(env, 2 * agent.batch_steps, None, seed=0)
+    assert agent.data.n == 32 and all(v.device.type == "cuda" and torch.isfinite(v).all() for v in agent.weights().values())
+    obs, _ = env.reset(seed=1)
+    action = agent.act(obs, deterministic=True)
+    assert action.device.type == "cuda" and action.shape == (16,)
+    assert torch.equal(agent.deploy_module()(obs).cpu(), action.cpu())
