@@ -16,16 +16,16 @@ Factors (``d = 4``): ``P(.|s, a) = sum_i phi_i(s, a) mu_i``, ``r(s, a) = phi(s, 
 
 | i | factor | mu_i (next state) | theta_i |
 |---|---|---|---|
-| 0 | safe | ``x2`` | ``safe_reward`` (0.55) |
-| 1 | risky | ``x3`` w.p. ``p_success`` (0.8), else ``x4`` | 0 |
+| 0 | safe | ``x2`` | ``safe_reward`` (0.33) |
+| 1 | risky | ``x3`` w.p. ``p_success`` (0.5), else ``x4`` | 0 |
 | 2 | fail | ``x4`` | 0 |
 | 3 | goal | ``x5`` | 1 |
 
 Features: in ``x1`` action ``a`` of ``A = n_actions`` takes the risk ``w = a / (A - 1)``,
 ``phi(x1, a) = (1 - w) e_safe + w e_risky``; in ``x2`` every action has ``e_safe``, in ``x3`` and ``x5``
 ``e_goal``, in ``x4`` ``e_fail``. So ``x2`` pays ``safe_reward`` per step, ``x3`` and ``x5`` pay 1, ``x4`` 0.
-With the defaults (``H = 4``): all-safe returns ``4 x 0.55 = 2.2``, all-risky ``3 x 0.8 = 2.4`` (the nominal
-optimum); under a TV uncertainty of radius ``rho >= 0.15`` per factor the robust optimum is all-safe
+With the defaults (``H = 6``): all-safe returns ``6 x 0.33 = 1.98``, all-risky ``5 x 0.5 = 2.5`` (the nominal
+optimum); under a TV uncertainty of radius ``rho >= 0.13`` per factor the robust optimum is all-safe
 (``rlsuite.core.linear_rl.robust_dp``).
 
 ## Perturbation
@@ -33,7 +33,7 @@ optimum); under a TV uncertainty of radius ``rho >= 0.15`` per factor the robust
 ``mu_risky^q = max(p - q, 0) x3 + (1 - max(p - q, 0)) x4``, a TV distance of ``min(q, p)`` from the nominal
 factor; the other factors are unchanged. Set per episode with ``reset(options={"perturbation": {"q": 0.3}})``
 or for every episode with ``perturbation={"q": 0.3}``; ``q`` in ``[0, 1]``. Uncertainty set ``linear-mdp-q``:
-``q`` in ``[0, 0.5]`` (all-risky returns ``3 (0.8 - q)``, all-safe ``2.2`` whatever ``q``).
+``q`` in ``[0, 0.5]`` (all-risky returns ``5 (0.5 - q)``, all-safe ``1.98`` whatever ``q``).
 
 ## Action Space
 ``Discrete(n_actions)`` (default 4): the risk taken in ``x1``; the same in every other state.
@@ -52,7 +52,7 @@ then the step index ``h``: ``Box(0, 1, (5 n_actions + 1,))`` with the last entry
 Never terminates; truncated after ``horizon`` steps (every env of a batch in lockstep).
 
 ## Arguments
-``num_envs``, ``device``, ``horizon`` (4), ``p_success`` (0.8), ``safe_reward`` (0.55), ``n_actions`` (4),
+``num_envs``, ``device``, ``horizon`` (6), ``p_success`` (0.5), ``safe_reward`` (0.33), ``n_actions`` (4),
 ``perturbation`` (``{"q": value}``, a number or one per env). ``info``: ``state`` (the state index) and
 ``perturbation`` (``{"q": (N,)}``).
 
