@@ -292,7 +292,7 @@ def render(rows: list[dict], meta: dict) -> str:
                    f"{r['infer_p99_ms']:.3f} | {r['overruns']} |")
     tr = next((r for r in rows if r["part"] == "transport"), None)
     if tr:
-        out += ["", f"Transport round trip on loopback (ZeroMQ REQ/REP, HMAC-SHA256 + msgpack, {OBS_DIM} floats in, {ACT_DIM} out): "
+        out += ["", f"Transport round trip on loopback (ZeroMQ REQ client, ROUTER server, a session with per-direction HMAC-SHA256 keys, float32 msgpack bodies, {OBS_DIM} floats in, {ACT_DIM} out): "
                 f"p50 {tr['p50_us']:.0f} us, p99 {tr['p99_us']:.0f} us."]
     return "\n".join(out)
 
