@@ -97,6 +97,10 @@ MEASUREMENTS = [
                 (Metric("online_minus_offline", ">", "ONLINE_MIN_MEDIAN_GAIN", median_of=3),)),
     Measurement("subpo_coverage", "tests/agents/test_subpo.py::test_subpo_beats_modpo_on_coverage", "tests.agents.test_subpo:subpo_vs_modpo",
                 (Metric("subpo_F", ">=", "SUBPO_MIN_F"), Metric("modpo_F", "<=", "MODPO_MAX_F"), Metric("subpo_gain", ">", "SUBPO_MIN_GAIN"))),
+    Measurement("dr_rpo_linear_mdp", "tests/agents/test_dr_rpo.py::test_dr_rpo_is_more_robust_than_lsvi_ucb_on_the_linear_mdp",
+                "tests.agents.test_dr_rpo:worst_case_returns",
+                (Metric("dr_rpo_worst", ">=", "DR_RPO_MIN_WORST"), Metric("lsvi_worst", "<=", "LSVI_MAX_WORST"),
+                 Metric("dr_rpo_rho0_worst", "<=", "DR_RPO_RHO0_MAX_WORST"))),
     Measurement("llm_dataset_reset", "tests/llm/test_trainer.py::test_dataset_reset_rollouts_continue_answer_prefixes",
                 "tests.llm.test_trainer:dataset_reset_reward_gain", (Metric("reward_gain", ">", "DATASET_RESET_MIN_REWARD_GAIN"),)),
 ]
