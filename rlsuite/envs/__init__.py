@@ -84,3 +84,6 @@ _register(
 # Linear-feature robust-RL envs (DR-RPO, LSVI-UCB, DR-LSVI-UCB): a perturbation set per episode (q; p) for --robust.
 _register("rlsuite/LinearMDP-v0", entry_point="rlsuite.envs.robust.linear_mdp:LinearMDPEnv", vector_entry_point="rlsuite.envs.robust.linear_mdp:LinearMDPVecEnv")
 _register("rlsuite/PutOption-v0", entry_point="rlsuite.envs.robust.put_option:PutOptionEnv", vector_entry_point="rlsuite.envs.robust.put_option:PutOptionVecEnv")
+
+# The Van Henten lettuce greenhouse (robust model-based RL): one 40-day season per episode, 15-minute steps.
+_register("rlsuite/Greenhouse-Lettuce-v0", entry_point="rlsuite.envs.greenhouse.env:GreenhouseEnv", vector_entry_point="rlsuite.envs.greenhouse.env:GreenhouseVecEnv")

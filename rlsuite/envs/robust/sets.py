@@ -248,6 +248,14 @@ _set("pendulum-torque", _PENDULUMS, "motor torque limit", ("max_torque", 0.5, 2.
 # the linear-feature envs of DR-RPO (rlsuite.envs.robust.linear_mdp, put_option)
 _set("linear-mdp-q", ("rlsuite/LinearMDP",), "mass of the risky transition moved to the fail state", ("q", 0.0, 0.5))
 _set("put-option-p", ("rlsuite/PutOption",), "probability of an up move of the price", ("p", 0.3, 0.7))
+# the lettuce greenhouse (rlsuite.envs.greenhouse): model parameters scaled by +-20 %, the weather shifted, noise
+_GREENHOUSE = ("rlsuite/Greenhouse-Lettuce",)
+_set("greenhouse-params", _GREENHOUSE, "light use efficiency and cover heat transmission (x 0.8 to 1.2)",
+     ("c_eps_scale", 0.8, 1.2), ("c_ai_ou_scale", 0.8, 1.2))
+_set("greenhouse-weather", _GREENHOUSE, "outdoor temperature shift (degC) and radiation scale",
+     ("temp_shift", -4.0, 4.0), ("radiation_scale", 0.7, 1.3))
+_set("greenhouse-param-noise", _GREENHOUSE, "per-episode multiplicative noise on every model parameter (half-width)",
+     ("param_noise", 0.0, 0.2))
 # any env
 _set("action-noise", (), "Gaussian action noise (fraction of half the action range; Discrete: random-action probability)",
      ("action_noise", 0.0, 0.5))
