@@ -483,11 +483,13 @@ def plot(rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     for ax, (part, budget) in zip(axes[0], panels, strict=True):
         pol = [r for r in rows if r["part"] == part and r["kind"] == "policy" and int(r["train_episodes"]) == budget]
-        for label, _, _ in LINEAR_METHODS:
+        # identical curves (every risky or every safe policy) would hide each other: shrinking markers and line widths
+        for i, (label, _, _) in enumerate(LINEAR_METHODS):
             m = [r for r in pol if r["method"] == label]
             if m:
-                ax.plot(_axis(m[0]["points"]), np.median(np.array([_floats(r["point_means"]) for r in m]), axis=0), marker="o",
-                        ms=3, label=f"{label} ({len(m)} seeds)")
+                ax.plot(_axis(m[0]["points"]), np.median(np.array([_floats(r["point_means"]) for r in m]), axis=0),
+                        marker="os^vDx"[i], ms=9 - 1.2 * i, mfc="none", lw=3.0 - 0.4 * i, alpha=0.8,
+                        label=f"{label} ({len(m)} seeds)")
         styles = {"optimum at each": ("k", "--"), "all-safe": ("0.4", ":"), "optimal at p=": ("0.4", ":")}
         for r in rows:
             if r["part"] == part and r["kind"] == "exact":
