@@ -249,7 +249,7 @@ def plot_robust(result: RobustResult, path: str | Path, title: str = "") -> Path
                     for i, y in enumerate(result.axes[0]):
                         for j, x in enumerate(result.axes[1]):
                             dark = plane[i, j] < (lo + hi) / 2  # viridis is dark at the low end
-                            ax.text(x, y, f"{plane[i, j]:.0f}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
+                            ax.text(x, y, f"{plane[i, j]:.3g}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
                 wp = result.points[worst]
                 if k is None or wp[2] == v:
                     ax.plot([wp[1]], [wp[0]], "rx", ms=10, mew=2)
