@@ -326,11 +326,11 @@ def _measured(rs: list[dict], part: str) -> str:
 
 
 def _seeds(seeds: list[int]) -> str:
-    """``seeds 0-4 (5 seeds)``, ``seed 0``."""
+    """``seeds 0-4``, ``seed 0``, ``seeds 0, 2``."""
     if len(seeds) == 1:
         return f"seed {seeds[0]}"
     if seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} seeds)"
+        return f"seeds {seeds[0]}-{seeds[-1]}"
     return f"seeds {', '.join(map(str, seeds))}"
 
 
@@ -424,6 +424,11 @@ def render_put(rows: list[dict]) -> list[str]:
     return out
 
 
+def _worst_at(row: dict) -> str:
+    """Where a policy's worst point is, or ``flat`` when every point has the same mean return."""
+    return row["worst_at"] if row["worst"] < row["mean"] - 1e-9 else "flat"
+
+
 def render_deep(rows: list[dict]) -> list[str]:
     pol = [r for r in rows if r["part"] == "deep"]
     if not pol:
@@ -449,14 +454,14 @@ def render_deep(rows: list[dict]) -> list[str]:
             role = "the training set" if set_name == train_set else "not trained on"
             out += ["", f"`{set_name}` ({uset.describe()}; {role}): {' x '.join([str(side)] * len(uset.dims))} grid, {ev} "
                     f"episodes per point; CVaR 10 % is the mean of the worst {0.1 * n:g} points.", "",
-                    "| algo | training | nominal | mean | worst | CVaR 10 % | AUC | worst point (per seed) | train s | eval s |",
+                    "| algo | training | nominal | mean | worst | CVaR 10 % | AUC | worst point per seed | train s | eval s |",
                     "|---|---|---|---|---|---|---|---|---|---|"]
             for method in dict.fromkeys(r["method"] for r in es):
                 m = [r for r in es if r["method"] == method]
                 out.append(f"| {m[0]['algo'].upper()} | {m[0]['training']} | {_q([r['nominal'] for r in m], '.1f')} | "
                            f"{_q([r['mean'] for r in m], '.1f')} | {_q([r['worst'] for r in m], '.1f')} | "
                            f"{_q([r['cvar10'] for r in m], '.1f')} | {_q([r['auc'] for r in m], '.1f')} | "
-                           f"{'; '.join(r['worst_at'] for r in m)} | {statistics.median(r['train_seconds'] for r in m):.0f} | "
+                           f"{'; '.join(_worst_at(r) for r in m)} | {statistics.median(r['train_seconds'] for r in m):.0f} | "
                            f"{statistics.median(r['eval_seconds'] for r in m):.0f} |")
         out.append("")
     return out
