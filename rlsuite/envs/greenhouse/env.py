@@ -109,7 +109,7 @@ from rlsuite.envs.greenhouse.model import (
     vapour_density_to_rh,
 )
 from rlsuite.envs.greenhouse.weather import STEPS_PER_DAY, SyntheticClimate, WeatherSource, make_weather
-from rlsuite.envs.robust.feature_env import EpisodeParameters
+from rlsuite.envs.robust.feature_env import EpisodeParameters, FeatureEnvView
 
 ENV_ID = "rlsuite/Greenhouse-Lettuce-v0"
 DT = 900.0  # s, the control step
@@ -465,7 +465,7 @@ class GreenhouseVecEnv(TorchVecEnv):
         self._load_episode_stats_state(state)
 
 
-class GreenhouseEnv(gym.Env):
+class GreenhouseEnv(FeatureEnvView):
     """Single-env Gymnasium view of :class:`GreenhouseVecEnv` (CPU, float64 dynamics, NumPy float32 out).
 
     Same keyword arguments without ``num_envs``/``device``. ``info`` holds the reward terms and ``profit``
@@ -474,42 +474,13 @@ class GreenhouseEnv(gym.Env):
     next one: the view returns the final observation with ``truncated=True``.
     """
 
-    metadata = {"render_modes": []}
+    vec_cls = GreenhouseVecEnv
+    action_dtype = torch.float64
+    action_shape = (1, -1)
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", torch.float64)
-        self._vec = GreenhouseVecEnv(num_envs=1, device="cpu", **kwargs)
-        self.observation_space = self._vec.single_observation_space
-        self.action_space = self._vec.single_action_space
-        self.perturbation_parameters: dict[str, float] = dict(self._vec.perturbation_parameters)
-
-    @property
-    def vec(self) -> GreenhouseVecEnv:
-        """The batched env of one behind this view."""
-        return self._vec
-
-    @staticmethod
-    def _info(info: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in info.items():
-            if k in ("final_obs", "_final_obs", "episode_return", "episode_length"):
-                continue
-            if k == "perturbation":
-                out[k] = {name: float(x[0]) for name, x in v.items()}
-            elif v.ndim > 1:
-                out[k] = v[0].numpy().astype(np.float64)
-            else:
-                out[k] = float(v[0]) if v.dtype.is_floating_point else int(v[0])
-        return out
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        super().reset(seed=seed)
-        obs, info = self._vec.reset(seed=int(self.np_random.integers(0, 2**63 - 1)), options=options)
-        return obs[0].numpy(), self._info(info)
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        _, reward, terminated, truncated, info = self._vec.step(torch.as_tensor(np.asarray(action, dtype=np.float64)).reshape(1, -1))
-        return info["final_obs"][0].numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), self._info(info)
+        super().__init__(**kwargs)
 
 
 __all__ = ["CONTROL_HIGH", "CONTROL_LOW", "ENV_ID", "INITIAL_STATE", "OBS_FIELDS", "PRICE_PRESETS", "ComfortBands", "GreenhouseEnv",

@@ -87,37 +87,44 @@ class EpisodeParameters:
 
 
 class FeatureEnvView(gym.Env):
-    """Single-env Gymnasium view of a linear-feature batched env (``num_envs = 1`` on the CPU, NumPy out).
+    """Single-env Gymnasium view of a batched env (``num_envs = 1`` on the CPU, NumPy out): the
+    linear-feature envs and the greenhouse use it.
 
     ``reset(options={"perturbation": {...}})`` sets this episode's parameters; ``info["perturbation"]``
     echoes every parameter's value on reset and step. At the episode's end the batched env has already
     started the next one: the view returns the final observation with ``truncated=True``.
-    Subclasses set ``vec_cls``; keyword arguments go to it.
+    Subclasses set ``vec_cls`` (keyword arguments go to it) and, for continuous actions,
+    ``action_dtype = torch.float64`` and ``action_shape = (1, -1)``.
     """
 
     metadata = {"render_modes": []}
     vec_cls: type = type(None)
+    action_dtype: torch.dtype = torch.int64
+    action_shape: tuple[int, ...] = (1,)
 
     def __init__(self, **kwargs: Any) -> None:
         self._vec = self.vec_cls(num_envs=1, device="cpu", **kwargs)
         self.observation_space = self._vec.single_observation_space
         self.action_space = self._vec.single_action_space
-        self.horizon = self._vec.horizon
+        self.horizon = getattr(self._vec, "horizon", None)
         self.perturbation_parameters: dict[str, float] = dict(self._vec.perturbation_parameters)
 
     @property
     def vec(self) -> Any:
-        """The batched env of one behind this view (its model: kernels, features)."""
+        """The batched env of one behind this view."""
         return self._vec
 
     @staticmethod
     def _info(info: Mapping[str, Any]) -> dict[str, Any]:
+        """The batched env's ``info`` for env 0: floats and ints, arrays for per-env vectors."""
         out: dict[str, Any] = {}
         for k, v in info.items():
             if k in ("final_obs", "_final_obs", "episode_return", "episode_length"):
                 continue
             if k == "perturbation":
                 out[k] = {name: float(x[0]) for name, x in v.items()}
+            elif v.ndim > 1:
+                out[k] = v[0].numpy().astype(np.float64)
             else:
                 out[k] = float(v[0]) if v.dtype.is_floating_point else int(v[0])
         return out
@@ -128,5 +135,6 @@ class FeatureEnvView(gym.Env):
         return obs[0].numpy(), self._info(info)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        _, reward, terminated, truncated, info = self._vec.step(torch.as_tensor(np.asarray(action, dtype=np.int64)).reshape(1))
+        a = torch.as_tensor(np.asarray(action)).to(self.action_dtype).reshape(self.action_shape)
+        _, reward, terminated, truncated, info = self._vec.step(a)
         return info["final_obs"][0].numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), self._info(info)
