@@ -394,8 +394,8 @@ def test_replays_within_and_across_sessions_and_reflections_are_rejected(caplog)
 
 
 @contextlib.contextmanager
-def answering_with(frame):
-    """A fake server (a bare ROUTER socket) that answers every request with ``frame``."""
+def reflecting(transform):
+    """A fake server that answers every frame with ``transform(frame)``."""
     import zmq
 
     sock = zmq.Context.instance().socket(zmq.ROUTER)
@@ -407,7 +407,7 @@ def answering_with(frame):
         while not stop.is_set():
             if sock.poll(10, zmq.POLLIN):
                 parts = sock.recv_multipart()
-                sock.send_multipart([*parts[:-1], frame])
+                sock.send_multipart([*parts[:-1], transform(parts[-1])])
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
@@ -417,6 +417,11 @@ def answering_with(frame):
         stop.set()
         t.join(5)
         sock.close(0)
+
+
+def answering_with(frame):
+    """A fake server that answers every request with ``frame``."""
+    return reflecting(lambda _request: frame)
 
 
 def test_the_client_rejects_replayed_welcomes_errors_and_replies():
@@ -746,32 +751,6 @@ def test_the_hello_record_survives_a_clock_step():
 
 
 # ---------------------------------------------------------------- reflections
-
-
-@contextlib.contextmanager
-def reflecting(transform):
-    """A fake server that answers every frame with ``transform(frame)``."""
-    import zmq
-
-    sock = zmq.Context.instance().socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.bind("tcp://127.0.0.1:*")
-    stop = threading.Event()
-
-    def run():
-        while not stop.is_set():
-            if sock.poll(10, zmq.POLLIN):
-                parts = sock.recv_multipart()
-                sock.send_multipart([*parts[:-1], transform(parts[-1])])
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    try:
-        yield sock.getsockopt_string(zmq.LAST_ENDPOINT)
-    finally:
-        stop.set()
-        t.join(5)
-        sock.close(0)
 
 
 def test_a_hello_reflected_back_as_a_welcome_is_rejected():
