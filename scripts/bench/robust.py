@@ -41,6 +41,7 @@ Usage:
     python scripts/bench/robust.py --parts linear,put        # the linear-feature envs (a few minutes)
     python scripts/bench/robust.py --parts deep              # PPO / SAC on InvertedPendulum (about 20 min on 2 cores)
     python scripts/bench/robust.py --parts deep --hopper     # and Hopper (hours)
+    python scripts/bench/robust.py --parts deep --hopper --deep-envs Hopper-v5   # Hopper only, keeping the other rows
     python scripts/bench/robust.py --render                  # rewrite tables and figure from the CSV
 """
 
@@ -521,6 +522,8 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print the tables; write no file")
     ap.add_argument("--render", action="store_true", help="rewrite the tables and the figure from the CSV; measure nothing")
     ap.add_argument("--hopper", action="store_true", help="deep part: add Hopper-v5 (SAC 100k, PPO 300k steps: hours on 2 cores)")
+    ap.add_argument("--deep-envs", default=None,
+                    help="deep part: comma-separated env ids to (re)run; the deep rows of the other envs are kept (default: all)")
     ap.add_argument("--sac-steps", type=int, default=None, help="deep part: SAC's budget on InvertedPendulum (default 15000)")
     ap.add_argument("--ppo-steps", type=int, default=None, help="deep part: PPO's budget on InvertedPendulum (default 100000)")
     ap.add_argument("--deep-grid", type=int, default=5, help="deep part: grid values per dimension of the set")
@@ -540,9 +543,14 @@ def main() -> None:
         raise SystemExit(f"unknown part(s) {unknown}; known: {', '.join(PARTS)}")
     torch.set_num_threads(args.torch_threads)
     deep = {env: (t, e, dict(b)) for env, (t, e, b) in {**DEEP, **(HOPPER if args.hopper else {})}.items()}
-    if args.sac_steps:
+    if args.deep_envs:
+        wanted = [e for e in args.deep_envs.split(",") if e]
+        if any(e not in deep for e in wanted):
+            raise SystemExit(f"--deep-envs {args.deep_envs}: allowed {', '.join(deep)} (Hopper-v5 needs --hopper)")
+        deep = {e: deep[e] for e in wanted}
+    if args.sac_steps and "InvertedPendulum-v5" in deep:
         deep["InvertedPendulum-v5"][2]["sac"] = args.sac_steps
-    if args.ppo_steps:
+    if args.ppo_steps and "InvertedPendulum-v5" in deep:
         deep["InvertedPendulum-v5"][2]["ppo"] = args.ppo_steps
     if args.quick:
         n_lin, n_deep = args.seeds or 1, args.seeds or 1
@@ -570,6 +578,8 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine("cpu"), "commit": git_commit(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "load_before": load_before, "quick": int(args.quick)}
     kept = [r for r in read_rows(CSV_PATH, keep_parts=set(PARTS) - set(parts)) if args.quick or not r.get("quick")]
+    if "deep" in parts and args.deep_envs:  # the deep rows of the envs not rerun stay
+        kept += [r for r in read_rows(CSV_PATH, keep_parts={"deep"}) if r.get("env") not in deep and (args.quick or not r.get("quick"))]
     rows = kept + [{**meta, **r} for r in new]
     rendered = render(rows)
     if not args.no_write:
