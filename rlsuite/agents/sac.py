@@ -81,6 +81,9 @@ class SACConfig:
     """Target entropy (None: -act_dim)."""
     normalize_obs: bool = False
     """Running observation normalisation (updated from each env step's observations)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this in the critic's target (the replay keeps the env's rewards): the
+    entropy bonus weighs against rewards of this scale (SAC paper, section 5.2)."""
     log_every: int = 1000
     """Log training metrics every this many env steps."""
 
@@ -91,6 +94,8 @@ class SACConfig:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}.")
         if self.alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {self.alpha}.")
+        if not self.reward_scale > 0:
+            raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}.")
 
 
 # ----------------------------------------------------------------------------- pure losses
@@ -263,8 +268,9 @@ class SAC:
             self._obs = obs
             self.global_step += N
             if self.global_step >= cfg.learning_starts:
+                self.before_updates()
                 for _ in range(cfg.gradient_steps):
-                    stats = self.update(self.buffer.sample(cfg.batch_size))
+                    stats = self.update(self.sample_batch(cfg.batch_size))
             if run is not None:
                 if self.global_step - self._last_log >= cfg.log_every:
                     now = time.perf_counter()
@@ -275,6 +281,7 @@ class SAC:
                         "rollout/episodes": count,
                         **{f"train/{k}": v for k, v in stats.items()},
                         "train/alpha": self.log_alpha.exp().item(),
+                        **self.extra_metrics(),
                         "time/sps": (self.global_step - self._last_log) / (now - t_last),
                     }
                     run.logger.log(self.global_step, metrics)
@@ -282,6 +289,18 @@ class SAC:
                     self._last_log, t_last = self.global_step, now
                 run.step_done(self, env)
         return self
+
+    # hooks of the training loop (model-based variants such as rlsuite.agents.robust_mbrl override them)
+    def before_updates(self) -> None:
+        """Called once per vector env step from ``learning_starts`` on, before the gradient steps."""
+
+    def sample_batch(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """The minibatch of one update (here: uniform from the replay)."""
+        return self.buffer.sample(batch_size)
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Metrics logged beside SAC's own."""
+        return {}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One SAC update on ``batch`` (fields ``(B, ...)``); returns detached stats."""
@@ -292,7 +311,7 @@ class SAC:
         with torch.no_grad():
             next_dist = self.actor.head(self.actor.body(next_obs))
             next_a, next_logp = next_dist.rsample_with_log_prob()
-            target = sac_target(batch["rewards"], batch["terminated"], self.critic_target(next_obs, next_a), next_logp, alpha, cfg.gamma)
+            target = sac_target(cfg.reward_scale * batch["rewards"], batch["terminated"], self.critic_target(next_obs, next_a), next_logp, alpha, cfg.gamma)
         q_loss, stats = sac_critic_loss(self.critic(obs, batch["actions"]), target)
         self.critic_opt.zero_grad(set_to_none=True)
         q_loss.backward()
@@ -375,6 +394,9 @@ AGENTS.register(
             "rlsuite/Pendulum-v0": dict(num_envs=1),
             # rl-baselines3-zoo's MuJoCo setting: 10,000 random steps before learning starts.
             "Hopper-v5": dict(learning_starts=10_000),
+            # ours: rewards are euros per square metre per 15 minutes (about 5e-4); in thousandths of a euro
+            # they weigh against the entropy bonus as rewards of order 1 do (docs/greenhouse.md).
+            "rlsuite/Greenhouse-Lettuce-v0": dict(reward_scale=1000.0, learning_starts=1000),
         },
     ),
 )

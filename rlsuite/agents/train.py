@@ -26,11 +26,12 @@ from rlsuite.core.run import (
     check_spaces,
     claim_run_dir,
     default_run_dir,
+    parse_env_kwargs,
     resolve_checkpoint,
     restore_training,
 )
 from rlsuite.core.seeding import resolve_device, seed_everything
-from rlsuite.core.vec_env import make_vec_env, space_from_description
+from rlsuite.core.vec_env import check_env_kwargs, make_vec_env, space_from_description
 
 log = logging.getLogger("rlsuite")
 
@@ -71,6 +72,21 @@ def check_resumable(checkpoint: str | Path, total_steps: int, run_dir: str | Pat
     check_resume_budget(done, total_steps, run_dir)
 
 
+def merged_env_kwargs(spec: AgentSpec, algo_cfg: Any, run_cfg: RunConfig) -> dict[str, Any]:
+    """The env's keyword arguments: the agent's (e.g. TGPO's task) and ``--env-kwargs``.
+
+    Raises:
+        ValueError: ``--env-kwargs`` sets an argument the agent's config already sets.
+    """
+    own = env_kwargs_of(spec, algo_cfg)
+    given = parse_env_kwargs(run_cfg.env_kwargs)
+    both = sorted(set(own) & set(given))
+    if both:
+        raise ValueError(f"--env-kwargs sets {', '.join(both)}, which {spec.name} sets from its own options ({own}); "
+                         "set them with the agent's flags instead.")
+    return {**own, **given}
+
+
 def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     """Train ``spec``'s agent as ``run_cfg`` says; resumes when ``run_cfg.resume`` is set.
 
@@ -86,9 +102,10 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
         torch.set_num_threads(run_cfg.torch_threads)
     if run_cfg.resume:
         check_resumable(resolve_checkpoint(run_cfg.resume), run_cfg.total_steps, run_dir_of(run_cfg.resume))
+    env_kwargs = merged_env_kwargs(spec, algo_cfg, run_cfg)
+    check_env_kwargs(run_cfg.env, env_kwargs)
     run_dir = prepare_run_dir(run_cfg, spec.name)
     seed_everything(run_cfg.seed, run_cfg.deterministic)
-    env_kwargs = env_kwargs_of(spec, algo_cfg)
     env_id, build_kwargs = run_cfg.env, env_kwargs
     if run_cfg.domain_rand:  # the same env, its physics drawn per episode (rlsuite.envs.robust); evaluation stays nominal
         env_id, build_kwargs = "rlsuite/Perturbed-v0", {"env": run_cfg.env, "env_kwargs": env_kwargs, "domain_rand": run_cfg.domain_rand}

@@ -104,12 +104,34 @@ class RunConfig:
     """Ask torch for deterministic kernels (slower on GPU)."""
     domain_rand: str | None = None
     """Domain randomisation: draw every training episode's physics from this uncertainty set (e.g. hopper-mass-friction, or name=low:high,...; docs/robust.md); evaluation stays nominal."""
+    env_kwargs: str | None = None
+    """Env constructor arguments as a JSON object, e.g. '{"season_days": 10}'; kept in the run and used again by eval, export and --resume."""
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_episodes", "torch_threads"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}.")
+        parse_env_kwargs(self.env_kwargs)
+
+
+def parse_env_kwargs(text: str | None) -> dict[str, Any]:
+    """The dict of ``--env-kwargs`` (a JSON object; ``None`` or empty: ``{}``).
+
+    Raises:
+        ValueError: ``text`` is not JSON or not an object.
+    """
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"season_days\": 10}}'; got {text!r} ({e.msg} at "
+                         f"character {e.pos}). Quote it for the shell with single quotes.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--env-kwargs must be a JSON object (keyword: value), got {type(value).__name__} {text!r}; "
+                         "e.g. '{\"season_days\": 10}'.")
+    return value
 
 
 def code_version() -> dict[str, str]:

@@ -351,6 +351,39 @@ def _is_torch_vec_entry_point(spec: gym.envs.registration.EnvSpec) -> bool:
     return (isinstance(creator, type) and issubclass(creator, TorchVecEnv)) or getattr(creator, "builds_torch_vec_env", False) is True
 
 
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Refuse keyword arguments the constructor of ``env_id`` (the one :func:`make_vec_env` calls) does not take.
+
+    Where the constructor takes ``**kwargs`` (Gymnasium's MuJoCo envs), one env is built and closed to find out.
+
+    Raises:
+        ValueError: an unknown argument, with the arguments the env takes.
+    """
+    if not env_kwargs:
+        return
+    import inspect
+
+    spec = check_env_id(env_id)
+    ep = spec.vector_entry_point if _is_torch_vec_entry_point(spec) else spec.entry_point
+    creator = gym.envs.registration.load_env_creator(ep) if isinstance(ep, str) else ep
+    try:
+        params = inspect.signature(creator).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        if not _is_torch_vec_entry_point(spec):
+            try:
+                gym.make(env_id, **env_kwargs).close()
+            except TypeError as e:
+                raise ValueError(f"{env_id} could not be built with {env_kwargs}: {e}") from None
+        return
+    known = [n for n, p in params.items() if n not in ("self", "num_envs", "device", "render_mode")
+             and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = sorted(set(env_kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"{env_id} takes no argument {', '.join(map(repr, unknown))}; its arguments: {', '.join(known) or 'none'}.")
+
+
 def make_vec_env(
     env_id: str,
     num_envs: int = 1,

@@ -1,0 +1,58 @@
+"""The greenhouse through the CLI: ``rlsuite train ... --env-kwargs`` (kept in the run, reused by eval and
+``eval --robust``), and the flag's errors."""
+
+import json
+
+from tests.cli.helpers import run_cli
+
+ENV = "rlsuite/Greenhouse-Lettuce-v0"
+TINY_PPO = ("--total-steps", "64", "--no-progress", "--eval-episodes", "1", "--num-envs", "2", "--num-steps", "16",
+            "--num-minibatches", "2", "--no-tensorboard")
+
+
+def test_env_kwargs_are_kept_in_the_run_and_used_by_eval_and_robust_eval(capsys, tmp_path):
+    d = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "ppo", "--env", ENV, "--env-kwargs", '{"season_days": 1, "prices": "modern"}',
+                             "--run-dir", d, *TINY_PPO)
+    assert code == 0, err
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["env_kwargs"] == {"season_days": 1, "prices": "modern"}
+    code, out, err = run_cli(capsys, "eval", d, "--episodes", "2")
+    assert code == 0, err
+    assert out.count("episode ") == 2
+    code, out, err = run_cli(capsys, "eval", d, "--robust", "--set", "greenhouse-weather", "--grid", "2", "--episodes", "1")
+    assert code == 0, err
+    assert list(d.rglob("*greenhouse-weather*.png"))
+    code, out, err = run_cli(capsys, "train", "ppo", "--resume", d, "--total-steps", "128", "--no-progress")
+    assert code == 0, err  # the resumed run builds the env with the same arguments
+
+
+def _flat(text):
+    """The option parser's boxed message as one line."""
+    return " ".join(text.replace("\u2502", " ").split())
+
+
+def test_env_kwargs_errors_say_what_was_given_and_what_is_allowed(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "ppo", "--env", ENV, "--env-kwargs", "{season_days: 1}", "--run-dir", tmp_path / "a", *TINY_PPO)
+    err = _flat(err)
+    assert code == 2 and "--env-kwargs must be a JSON object" in err and "{season_days: 1}" in err and not (tmp_path / "a").exists()
+    code, _, err = run_cli(capsys, "train", "ppo", "--env", ENV, "--env-kwargs", "[1, 2]", "--run-dir", tmp_path / "b", *TINY_PPO)
+    assert code == 2 and "must be a JSON object (keyword: value), got list" in _flat(err)
+    code, _, err = run_cli(capsys, "train", "ppo", "--env", ENV, "--env-kwargs", '{"season_dayz": 1}', "--run-dir", tmp_path / "c", *TINY_PPO)
+    assert code == 2 and "rlsuite/Greenhouse-Lettuce-v0 takes no argument 'season_dayz'; its arguments: season_days, substeps" in _flat(err)
+    assert not (tmp_path / "c").exists()
+    code, _, err = run_cli(capsys, "train", "subpo", "--env", "rlsuite/Coverage-Grid-v0", "--observation", "history",
+                           "--env-kwargs", '{"observation": "state"}', "--run-dir", tmp_path / "d", "--total-steps", "64", "--no-progress")
+    assert code == 2 and "--env-kwargs sets observation, which subpo sets from its own options" in _flat(err)
+
+
+def test_unknown_env_kwargs_of_a_gymnasium_env_are_refused_before_the_run_starts(tmp_path):
+    import pytest
+
+    from rlsuite.core.vec_env import check_env_kwargs
+
+    check_env_kwargs("Hopper-v5", {"ctrl_cost_weight": 1e-3})
+    with pytest.raises(ValueError, match="Hopper-v5 could not be built with .*ctrl_cost_weightt"):
+        check_env_kwargs("Hopper-v5", {"ctrl_cost_weightt": 1e-3})
+    with pytest.raises(ValueError, match="CartPole-v1 takes no argument 'length'; its arguments: sutton_barto_reward"):
+        check_env_kwargs("CartPole-v1", {"length": 1.0})
