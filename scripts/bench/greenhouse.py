@@ -9,12 +9,12 @@ evaluation seasons and on perturbed ones; and the env's throughput against the b
     ``--sac-long`` (20,000) for the model-free figure at 4x the samples, PPO ``--ppo-steps`` (300,000; its
     preset runs 16 envs). Seeds 0 .. ``--seeds``-1, 1 torch thread. Each trained policy (deterministic) and
     the rule-based controller (``rlsuite.envs.greenhouse.rules``) are then evaluated on
-    - ``nominal``: the env's 8 fixed evaluation seasons (``scenario="eval"``: start days 0, 31, ..., 212 with
-      their weather seeds), nominal model and weather;
-    - ``perturbed``: the same 8 seasons at 9 perturbation points: the corners of ``greenhouse-weather``
+    - ``nominal``: the env's 12 fixed evaluation seasons (``scenario="eval"``: one starting on the first day of
+      each month, with its weather seed), nominal model and weather;
+    - ``perturbed``: the same 12 seasons at 9 perturbation points: the corners of ``greenhouse-weather``
       (outdoor temperature -4 / +4 degC x radiation x 0.7 / 1.3), the corners of ``greenhouse-params``
       (light use efficiency x cover heat transmission, each x 0.8 / 1.2) and ``param_noise`` 0.2 (every
-      uncertain parameter x U(0.8, 1.2) per episode): 72 episodes.
+      uncertain parameter x U(0.8, 1.2) per episode): 108 episodes.
     Per policy and set: mean profit (EUR m^-2 per season: crop value minus heating and CO2 costs), the worst
     episode, CVaR 10 % (mean of the worst 10 % of episodes), the mean return (profit minus comfort
     penalties) and the penalties; real env steps and training seconds.
@@ -51,7 +51,7 @@ import rlsuite  # noqa: F401  (registers the envs and agents)
 from rlsuite.agents.registry import AGENTS, build_agent, preset_config
 from rlsuite.core.seeding import seed_everything
 from rlsuite.core.vec_env import make_vec_env
-from rlsuite.envs.greenhouse import ENV_ID
+from rlsuite.envs.greenhouse import ENV_ID, season_figures
 from rlsuite.envs.greenhouse.rules import rule_policy
 from rlsuite.envs.robust import cvar
 
@@ -59,7 +59,7 @@ CSV_PATH = ROOT / "docs" / "benchmarks" / "greenhouse.csv"
 BLOCK, TITLE = "greenhouse", "Greenhouse climate control: robust MBRL vs SAC, PPO and the rule-based controller"
 PARTS = ("agents", "throughput")
 DELTAS = (0.0, 0.1, 0.2, 0.3)
-# the perturbed evaluation points (each over the 8 evaluation seasons)
+# the perturbed evaluation points (each over the 12 evaluation seasons)
 PERTURBED = (
     *({"temp_shift": t, "radiation_scale": r} for t in (-4.0, 4.0) for r in (0.7, 1.3)),
     *({"c_eps_scale": e, "c_ai_ou_scale": c} for e in (0.8, 1.2) for c in (0.8, 1.2)),
@@ -91,23 +91,6 @@ def train_agent(algo: str, overrides: dict[str, Any], steps: int, seed: int, sea
     seconds = time.perf_counter() - t0
     env.close()
     return agent, seconds
-
-
-@torch.no_grad()
-def season_figures(act: Callable[[torch.Tensor], torch.Tensor], season_days: int, perturbation: dict[str, float] | None,
-                   seed: int = 0) -> dict[str, np.ndarray]:
-    """Profit, return and penalties ``(8,)`` of ``act`` over the evaluation seasons at one perturbation point."""
-    env = make_vec_env(ENV_ID, 8, device="cpu", seed=seed, season_days=season_days, scenario="eval", perturbation=perturbation)
-    obs, _ = env.reset(seed=seed)
-    profit, ret = torch.zeros(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
-    while True:
-        obs, reward, _, truncated, info = env.step(act(obs))
-        ret += reward.double()
-        profit += info["profit"].double()
-        if bool(truncated.all()):
-            break
-    env.close()
-    return {"profit": profit.numpy(), "return": ret.numpy(), "penalty": (profit - ret).numpy()}
 
 
 def evaluate(act: Callable[[torch.Tensor], torch.Tensor], season_days: int) -> dict[str, dict[str, float]]:
@@ -187,8 +170,8 @@ def render(rows: list[dict]) -> str:
         seeds = sorted({int(r["seed"]) for r in agents if "seed" in r})
         out.append(f"Seasons of {days} days; every learner trained on random seasons for the real env steps shown, at its preset, "
                    f"seeds {', '.join(map(str, seeds))}; cells: median [min, max] over seeds of the per-seed figure. Profit in EUR m^-2 "
-                   "per season (crop value minus heating and CO2); return = profit minus comfort penalties. Nominal: the 8 "
-                   "evaluation seasons; perturbed: the same seasons at 9 weather and model perturbations (72 episodes). "
+                   "per season (crop value minus heating and CO2); return = profit minus comfort penalties. Nominal: the 12 "
+                   "evaluation seasons (one per month); perturbed: the same seasons at 9 weather and model perturbations (108 episodes). "
                    "Worst: the worst episode; CVaR 10 %: the mean of the worst 10 % of episodes.\n")
         out.append("| method | real env steps | train s | nominal profit | nominal return | perturbed profit mean | "
                    "perturbed worst | perturbed CVaR 10 % | perturbed return |")

@@ -5,7 +5,8 @@
 - :mod:`~rlsuite.envs.greenhouse.weather`: the seeded weather generator and the KNMI-style CSV loader;
 - :mod:`~rlsuite.envs.greenhouse.env`: :class:`GreenhouseVecEnv` and the single env
   (``gymnasium.make("rlsuite/Greenhouse-Lettuce-v0")``), prices, comfort bands, robustness knobs;
-- :mod:`~rlsuite.envs.greenhouse.rules`: the rule-based climate controller.
+- :mod:`~rlsuite.envs.greenhouse.rules`: the rule-based climate controller;
+- :mod:`~rlsuite.envs.greenhouse.evaluate`: profit, return and penalties over the evaluation seasons.
 
 See docs/greenhouse.md.
 """
@@ -20,6 +21,7 @@ from rlsuite.envs.greenhouse.env import (
     decode_observation,
     perturbation_parameters,
 )
+from rlsuite.envs.greenhouse.evaluate import season_figures
 from rlsuite.envs.greenhouse.model import VanHentenParams, rk4_step
 from rlsuite.envs.greenhouse.rules import RuleConfig, rule_controls, rule_policy
 from rlsuite.envs.greenhouse.weather import (
@@ -49,4 +51,5 @@ __all__ = [
     "rk4_step",
     "rule_controls",
     "rule_policy",
+    "season_figures",
 ]
