@@ -5,7 +5,8 @@
 (:func:`rlsuite.envs.robust.robust_evaluate`) and writes, in the run directory:
 
 - ``robust/<set>.csv``: one row per point: the parameters, the mean and std of the return, and each
-  episode's return;
+  episode's return (``robust/<set>__<metric>.csv`` and so on for ``metric="profit"``: the episode sums of that
+  per-step ``info`` figure);
 - ``robust/<set>.png``: the curve (1-D set) or heat map (2-D, 3-D);
 - ``robust.csv``: one summary row per robust evaluation (appended): checkpoint step, set, mode, points,
   episodes, seed, nominal, mean, worst, CVaR 10 %, AUC and the worst point;
@@ -44,7 +45,8 @@ def write_points_csv(result: RobustResult, path: str | Path) -> Path:
     episodes = result.returns.shape[1]
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
-    w.writerow(["point", *names, "mean_return", "std_return", *(f"return_{e}" for e in range(episodes))])
+    m = result.metric
+    w.writerow(["point", *names, f"mean_{m}", f"std_{m}", *(f"{m}_{e}" for e in range(episodes))])
     w.writerow(["nominal", *(repr(result.nominal[n]) for n in names), repr(float(result.nominal_returns.mean())),
                 repr(float(result.nominal_returns.std())), *(repr(float(r)) for r in result.nominal_returns)])
     for i, (p, r) in enumerate(zip(result.points, result.returns, strict=True)):
@@ -80,6 +82,7 @@ def robust_evaluate_run(
     device: str | torch.device = "cpu",
     deterministic: bool = True,
     on_point: Any = None,
+    metric: str = "return",
 ) -> dict[str, Any]:
     """Evaluate a run's latest policy over an uncertainty set of its env and write the files above.
 
@@ -90,6 +93,8 @@ def robust_evaluate_run(
         device: device of the policy and the env tensors.
         deterministic: the policy's mode instead of samples.
         on_point: progress callback, ``on_point(i, count, parameters, mean_return)``.
+        metric: ``"return"`` or a per-step ``info`` figure summed per episode (the greenhouse's ``profit``); the files
+            and metric keys of another figure carry its name (``robust/<set>__profit.csv``, ``eval/robust/<set>__profit/...``).
 
     Returns:
         ``{"algo", "env", "step", "result", "summary", "points_csv", "figure", "summary_csv", "metrics_csv", "keys"}``.
@@ -110,16 +115,17 @@ def robust_evaluate_run(
     run_dir = run_dir_of(path)
     step = int(meta.get("step") or 0)
     result = robust_evaluate(policy_of(agent, deterministic), env_id, uncertainty_set, grid=grid, samples=samples,
-                             episodes=episodes, seed=seed, device=device, env_kwargs=meta.get("env_kwargs", {}), on_point=on_point)
+                             episodes=episodes, seed=seed, device=device, env_kwargs=meta.get("env_kwargs", {}), on_point=on_point,
+                             metric=metric)
     s = result.summary()
-    slug = set_slug(result.uncertainty_set.name)
+    slug = set_slug(result.uncertainty_set.name) + ("" if metric == "return" else f"__{set_slug(metric)}")
     points_csv = write_points_csv(result, run_dir / "robust" / f"{slug}.csv")
     shape = " x ".join(str(n) for n in result.grid_shape) if result.grid_shape else f"{len(result.points)} random"
     figure = plot_robust(result, run_dir / "robust" / f"{slug}.png",
                          title=f"{spec.name} on {env_id} (step {step}): {result.uncertainty_set.name}, {shape} points x {episodes} episodes")
     worst_at = ";".join(f"{k}={v:g}" for k, v in result.worst_point().items())
     summary_csv = append_summary(run_dir / "robust.csv", {
-        "step": step, "set": result.uncertainty_set.name, "mode": result.mode, "points": len(result.points), "episodes": episodes,
+        "step": step, "set": result.uncertainty_set.name + ("" if metric == "return" else f" ({metric})"), "mode": result.mode, "points": len(result.points), "episodes": episodes,
         "seed": seed, "nominal": repr(s["nominal"]), "mean": repr(s["mean"]), "worst": repr(s["worst"]), "cvar10": repr(s["cvar"]),
         "auc": repr(s["auc"]), "worst_at": worst_at})
     keys = {f"eval/robust/{slug}/{k}": s[src] for k, src in
@@ -131,9 +137,10 @@ def robust_evaluate_run(
             "worst_at": result.worst_point(), "grid": shape}
 
 
-def summary_line(s: dict[str, float]) -> str:
-    """The last line ``rlsuite eval --robust`` prints: ``nominal_return=.. mean_return=.. worst_return=.. cvar10_return=.. auc_return=..``."""
-    return " ".join(f"{k}_return={s[src]:.4f}" for k, src in
+def summary_line(s: dict[str, float], metric: str = "return") -> str:
+    """The last line ``rlsuite eval --robust`` prints: ``nominal_return=.. mean_return=.. worst_return=.. cvar10_return=.. auc_return=..``
+    (``nominal_profit=..`` and so on for another metric)."""
+    return " ".join(f"{k}_{metric}={s[src]:.4f}" for k, src in
                     (("nominal", "nominal"), ("mean", "mean"), ("worst", "worst"), ("cvar10", "cvar"), ("auc", "auc")))
 
 

@@ -207,6 +207,8 @@ class EvalArgs:
     """where to write the MP4 (None: RUN_DIR/videos/eval.mp4)"""
     robust: bool = False
     """evaluate over an uncertainty set of the env's physics: nominal, mean, worst case, CVaR 10 %, AUC, heat map (docs/robust.md)"""
+    metric: str = "return"
+    """--robust: the figure per episode: return, or a per-step info figure of the env summed over the episode (the greenhouse's profit)"""
     set: str | None = None
     """--robust: uncertainty set name (e.g. hopper-mass-friction) or inline name=low:high[,name=low:high] (None: the env's default set)"""
     grid: int | None = None
@@ -224,6 +226,8 @@ class EvalArgs:
             raise ValueError("give --grid (a grid over the set) or --samples (random points of it), not both.")
         if self.robust and (self.video or self.video_path):
             raise ValueError("--video records a nominal episode; run it without --robust.")
+        if self.metric != "return" and not self.robust:
+            raise ValueError(f"--metric {self.metric} goes with --robust (a robust evaluation); add --robust.")
 
 
 def cmd_eval(argv: list[str]) -> int:
@@ -268,23 +272,23 @@ def _eval_robust(a: EvalArgs) -> int:
 
     def progress(i: int, count: int, point: dict[str, float], mean: float) -> None:
         where = ", ".join(f"{k}={v:.4g}" for k, v in point.items())
-        log.info("point %d/%d (%s): mean return %.3f", i + 1, count, where, mean)
+        log.info("point %d/%d (%s): mean %s %.3f", i + 1, count, where, a.metric, mean)
 
     out = robust_evaluate_run(a.run_dir, a.set, grid=a.grid, samples=a.samples, episodes=a.eval_episodes, seed=a.seed,
-                              device=a.device, deterministic=not a.stochastic, on_point=progress)
+                              device=a.device, deterministic=not a.stochastic, on_point=progress, metric=a.metric)
     s, r = out["summary"], out["result"]
     print(f"{out['algo']} on {out['env']}, checkpoint step {out['step']}: robust evaluation over {r.uncertainty_set.name} "
           f"({r.uncertainty_set.describe()}), {out['grid']} = {len(r.points)} points, {a.eval_episodes} episodes each")
     worst_at = ", ".join(f"{k}={v:.4g}" for k, v in out["worst_at"].items())
     nominal_at = ", ".join(f"{k}={v:.4g}" for k, v in r.nominal.items())
-    print(f"nominal return    {s['nominal']:.3f} ({nominal_at})")
+    print(f"nominal {a.metric:<10}{s['nominal']:.3f} ({nominal_at})")
     print(f"mean over points  {s['mean']:.3f}")
     print(f"worst case        {s['worst']:.3f} ({worst_at})")
     print(f"CVaR 10 %         {s['cvar']:.3f}")
     print(f"area under curve  {s['auc']:.3f}" + ("" if r.axes is not None else " (random points: no grid to integrate)"))
     print(f"points:  {out['points_csv']}\nfigure:  {out['figure']}\nsummary: {out['summary_csv']} (one row per robust evaluation); "
           f"{out['metrics_csv']}: {', '.join(out['keys'])}")
-    print(summary_line(s))
+    print(summary_line(s, a.metric))
     return 0
 
 

@@ -46,8 +46,10 @@ def evaluate_policy(
     device: torch.device | str = "cpu",
     max_steps: int = 100_000,
     env_kwargs: dict[str, Any] | None = None,
+    metric: str = "return",
 ) -> np.ndarray:
-    """Run ``episodes`` episodes in parallel (one env each) and return their undiscounted returns.
+    """Run ``episodes`` episodes in parallel (one env each) and return their undiscounted returns (or the
+    episode sums of another per-step figure the env reports in ``info``, such as the greenhouse's ``profit``).
 
     Args:
         act: maps observations ``(episodes, *obs_shape)`` to actions (called as ``act(obs, mask)`` when the
@@ -58,9 +60,14 @@ def evaluate_policy(
         device: device of the env tensors.
         max_steps: safety bound on steps per env; reaching it raises.
         env_kwargs: passed to the env constructor.
+        metric: ``"return"``, or a key of the env's step ``info`` holding one number per env, summed over
+            each episode.
 
     Returns:
-        ``(episodes,)`` float64 array of returns.
+        ``(episodes,)`` float64 array of returns (episode sums of ``metric``).
+
+    Raises:
+        ValueError: the env's step ``info`` has no ``metric``.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}.")
@@ -69,13 +76,21 @@ def evaluate_policy(
         obs, info = env.reset(seed=seed)
         returns = torch.full((episodes,), float("nan"), dtype=torch.float64)
         finished = torch.zeros(episodes, dtype=torch.bool)
+        sums = torch.zeros(episodes, dtype=torch.float64)
         for _ in range(max_steps):
             mask = info.get("action_mask")
             obs, _, _, _, info = env.step(act(obs) if mask is None else act(obs, mask))
+            if metric != "return":
+                if metric not in info or not isinstance(info[metric], torch.Tensor) or info[metric].shape != (episodes,):
+                    per_env = sorted(k for k, v in info.items() if isinstance(v, torch.Tensor) and v.shape == (episodes,) and not k.startswith("_"))
+                    raise ValueError(f"{env_id} reports no per-step info[{metric!r}] to sum; allowed: 'return' or one of "
+                                     f"{', '.join(per_env) or 'none'}.")
+                sums += torch.where(finished, 0.0, info[metric].cpu().to(torch.float64))
             done = info["_final_obs"].cpu()
             newly = done & ~finished
             if newly.any():
-                returns[newly] = info["episode_return"].cpu().to(torch.float64)[newly]
+                episode = info["episode_return"].cpu().to(torch.float64) if metric == "return" else sums
+                returns[newly] = episode[newly]
                 finished |= newly
                 if finished.all():
                     return returns.numpy()

@@ -91,6 +91,8 @@ class RobustResult:
     """grid mode: the values of each dimension (``point_means.reshape(grid_shape)`` is the grid)"""
     alpha: float = 0.1
     """CVaR level"""
+    metric: str = "return"
+    """what ``returns`` holds: episode returns, or the episode sums of this per-step ``info`` figure (e.g. ``profit``)"""
 
     @property
     def point_means(self) -> np.ndarray:
@@ -140,6 +142,7 @@ def robust_evaluate(
     env_kwargs: dict[str, Any] | None = None,
     alpha: float = 0.1,
     on_point: Callable[[int, int, dict[str, float], float], None] | None = None,
+    metric: str = "return",
 ) -> RobustResult:
     """Evaluate ``act`` over an uncertainty set of ``env_id`` (see the module docstring).
 
@@ -155,6 +158,8 @@ def robust_evaluate(
         env_kwargs: the env's keyword arguments (a run's).
         alpha: CVaR level.
         on_point: called after each point as ``on_point(i, count, parameters, mean_return)``.
+        metric: ``"return"``, or a per-step ``info`` figure of the env summed over each episode (the greenhouse's
+            ``profit``); see :func:`rlsuite.core.evaluate.evaluate_policy`.
 
     Raises:
         ValueError: a set that names a parameter the env does not have, a grid below 2, no samples.
@@ -176,7 +181,7 @@ def robust_evaluate(
 
     def run(perturbation: dict[str, float] | None) -> np.ndarray:
         kw = {**kwargs, "perturbation": {**base, **perturbation}} if perturbation else kwargs
-        return evaluate_policy(act, eid, episodes=episodes, seed=seed, device=device, env_kwargs=kw)
+        return evaluate_policy(act, eid, episodes=episodes, seed=seed, device=device, env_kwargs=kw, metric=metric)
 
     nominal_returns = run(None)
     returns = np.empty((len(points), episodes), dtype=np.float64)
@@ -187,7 +192,7 @@ def robust_evaluate(
         if on_point is not None:
             on_point(i, len(points), point, float(returns[i].mean()))
     return RobustResult(env_id, uset, mode, points, returns, nominal_returns, {d.name: params[d.name] for d in uset.dims},
-                        axes, alpha)
+                        axes, alpha, metric=metric)
 
 
 def _edges(axis: np.ndarray) -> np.ndarray:
@@ -211,21 +216,21 @@ def plot_robust(result: RobustResult, path: str | Path, title: str = "") -> Path
     from rlsuite.core.atomic import atomic_path
 
     s, dims, means = result.summary(), result.uncertainty_set.dims, result.point_means
-    head = (f"nominal {s['nominal']:.1f}, mean {s['mean']:.1f}, worst {s['worst']:.1f}, "
-            f"CVaR{result.alpha * 100:g}% {s['cvar']:.1f}" + (f", AUC {s['auc']:.1f}" if result.axes is not None else ""))
+    head = (f"nominal {s['nominal']:.4g}, mean {s['mean']:.4g}, worst {s['worst']:.4g}, "
+            f"CVaR{result.alpha * 100:g}% {s['cvar']:.4g}" + (f", AUC {s['auc']:.4g}" if result.axes is not None else ""))
     worst = int(np.argmin(means))
     nominal = [result.nominal[d.name] for d in dims]
     if len(dims) == 1:
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
         order = np.argsort(result.points[:, 0])
         x = result.points[order, 0]
-        ax.plot(x, means[order], marker="o", ms=3, label="mean return")
+        ax.plot(x, means[order], marker="o", ms=3, label=f"mean {result.metric}")
         ax.fill_between(x, result.returns[order].min(1), result.returns[order].max(1), alpha=0.2, label="episodes' range")
-        ax.axhline(s["nominal"], color="gray", ls="--", lw=1, label="nominal parameters' return")
+        ax.axhline(s["nominal"], color="gray", ls="--", lw=1, label=f"nominal parameters' {result.metric}")
         ax.axvline(nominal[0], color="gray", ls=":", lw=1)
         ax.plot([result.points[worst, 0]], [means[worst]], "rx", ms=9, label="worst point")
         ax.set_xlabel(dims[0].name)
-        ax.set_ylabel("episode return")
+        ax.set_ylabel(f"episode {result.metric}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         axes_list = [ax]
@@ -266,7 +271,7 @@ def plot_robust(result: RobustResult, path: str | Path, title: str = "") -> Path
         for ax in axes_list[len(panels):]:
             ax.axis("off")
         if image is not None:
-            fig.colorbar(image, ax=axes_list[: len(panels)], label="mean episode return")
+            fig.colorbar(image, ax=axes_list[: len(panels)], label=f"mean episode {result.metric}")
     note = "" if len(dims) == 1 else "; star: nominal parameters, cross: worst point"
     if result.axes is None and len(dims) == 3:
         note += f"; {dims[2].name} not shown"

@@ -56,3 +56,35 @@ def test_unknown_env_kwargs_of_a_gymnasium_env_are_refused_before_the_run_starts
         check_env_kwargs("Hopper-v5", {"ctrl_cost_weightt": 1e-3})
     with pytest.raises(ValueError, match="CartPole-v1 takes no argument 'length'; its arguments: sutton_barto_reward"):
         check_env_kwargs("CartPole-v1", {"length": 1.0})
+
+
+def test_robust_eval_of_profit_writes_its_own_files_and_refuses_unknown_figures(capsys, tmp_path):
+    d = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "ppo", "--env", ENV, "--env-kwargs", '{"season_days": 1}', "--run-dir", d, *TINY_PPO)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "eval", d, "--robust", "--metric", "profit", "--set", "greenhouse-weather", "--grid", "2",
+                             "--episodes", "2")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].startswith("nominal_profit=")
+    points = (d / "robust" / "greenhouse-weather__profit.csv").read_text().splitlines()
+    assert points[0].startswith("point,temp_shift,radiation_scale,mean_profit,std_profit,profit_0,profit_1")
+    assert len(points) == 1 + 1 + 4  # header, nominal, a 2 x 2 grid
+    assert (d / "robust" / "greenhouse-weather__profit.png").is_file()
+    code, _, err = run_cli(capsys, "eval", d, "--robust", "--metric", "profitt", "--grid", "2", "--episodes", "1")
+    assert code != 0 and "reports no per-step info['profitt'] to sum; allowed: 'return' or one of" in _flat(err) and "profit," in err
+    code, _, err = run_cli(capsys, "eval", d, "--metric", "profit")
+    assert code == 2 and "--metric profit goes with --robust" in _flat(err)
+
+
+def test_the_profit_summed_by_the_harness_equals_season_figures():
+    import numpy as np
+
+    from rlsuite.core.evaluate import evaluate_policy
+    from rlsuite.envs.greenhouse import rule_policy, season_figures
+
+    figs = season_figures(rule_policy(), season_days=1)
+    n = len(figs["profit"])
+    profit = evaluate_policy(rule_policy(), ENV, episodes=n, env_kwargs={"season_days": 1, "scenario": "eval"}, metric="profit")
+    returns = evaluate_policy(rule_policy(), ENV, episodes=n, env_kwargs={"season_days": 1, "scenario": "eval"})
+    np.testing.assert_allclose(profit, figs["profit"], rtol=1e-5)
+    np.testing.assert_allclose(returns, figs["return"], rtol=1e-5)
