@@ -42,7 +42,7 @@ RECIPES: dict[str, list[str]] = {
     "robust-mbrl": ["--env", "rlsuite/Greenhouse-Lettuce-v0", "--env-kwargs", '{"season_days": 1}', "--total-steps", "300",
                     "--learning-starts", "100", "--batch-size", "16", "--hidden-sizes", "16", "16", "--model-hidden", "16",
                     "--model-every", "100", "--model-max-epochs", "2", "--rollout-every", "50", "--rollout-batch", "20",
-                    "--rollout-length", "2", "--ensemble-size", "3", "--elites", "2", "--checkpoint-every", "100",
+                    "--rollout-length", "2", "--ensemble-size", "3", "--elites", "2", "--checkpoint-every", "100", "--log-every", "100",
                     "--eval-episodes", "1", "--device", "cpu", "--no-progress", "--no-tensorboard"],
     **{algo: ["--env", "rlsuite/LinearMDP-v0", "--total-steps", "96", "--num-envs", "4", "--checkpoint-every", "48",
               "--eval-episodes", "1", "--device", "cpu", "--no-progress", "--no-tensorboard"]

@@ -26,7 +26,9 @@ Steps (every vector env step from ``learning_starts`` on, then SAC's ``gradient_
 Deviations and choices (documented in docs/greenhouse.md): imagined transitions never terminate (the
 greenhouse never does; for envs with terminal states this agent has no termination model, so prefer
 SAC there); rollouts whose prediction is not finite are discarded before the ranking; the model
-predicts every observation entry, exogenous ones (weather, time) included.
+predicts every observation entry, exogenous ones (weather, time) included; rollouts use the drawn member's
+mean prediction, not a sample of its Gaussian (MBPO samples it): the spread comes from the members. The
+model replay holds ``model_retain`` rounds when no rollout diverges (more, when some do).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class RobustMBRLConfig(SACConfig):
         super().__post_init__()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1) (the fraction of rollouts dropped), got {self.dropout}.")
+        if self.learning_starts < 10:
+            raise ValueError(f"learning_starts must be >= 10 (the dynamics model's first fit needs 10 transitions), got {self.learning_starts}.")
         if not 0.0 <= self.real_ratio <= 1.0:
             raise ValueError(f"real_ratio must be in [0, 1], got {self.real_ratio}.")
         if not 1 <= self.elites <= self.ensemble_size:
@@ -140,6 +144,7 @@ class RobustMBRL(SAC):
         observation_space: single-env Box observation space.
         action_space: single-env bounded Box action space.
         device: where the networks, the model and both replays live.
+        seed: seeds the model's random stream (start states, members, hold-out splits).
     """
 
     algo = "robust-mbrl"
@@ -191,10 +196,10 @@ class RobustMBRL(SAC):
             )
         ret = out["returns"][finite]
         return {
-            "model/rollouts_kept": float(kept.numel()),
-            "model/rollouts_diverged": float(cfg.rollout_batch - finite.numel()),
-            "model/return_mean": float(ret.mean()) if ret.numel() else float("nan"),
-            "model/return_kept_mean": float(out["returns"][kept].mean()) if kept.numel() else float("nan"),
+            "train/model/rollouts_kept": float(kept.numel()),
+            "train/model/rollouts_diverged": float(cfg.rollout_batch - finite.numel()),
+            "train/model/return_mean": float(ret.mean()) if ret.numel() else float("nan"),
+            "train/model/return_kept_mean": float(out["returns"][kept].mean()) if kept.numel() else float("nan"),
         }
 
     # ------------------------------------------------------------------ SAC's hooks
@@ -202,7 +207,7 @@ class RobustMBRL(SAC):
         cfg = self.config
         if self.global_step - self._last_fit >= cfg.model_every:
             fit = self.fit_model()
-            self._model_stats.update({"model/epochs": fit["epochs"], "model/holdout_mse": fit["elite_holdout_mse"]})
+            self._model_stats.update({"train/model/epochs": fit["epochs"], "train/model/holdout_mse": fit["elite_holdout_mse"]})
             self._last_fit = self.global_step
             self._last_rollout = -(10**12)  # a fresh model rolls out at once
         if self.global_step - self._last_rollout >= cfg.rollout_every:
@@ -213,7 +218,9 @@ class RobustMBRL(SAC):
         return self.sampler.sample(batch_size)
 
     def extra_metrics(self) -> dict[str, float]:
-        return {**self._model_stats, "model/fits": float(self.model_fits), "model/replay": float(self.model_buffer.size)}
+        """The latest fit's and rollout round's figures (each logged once), the fits so far and the model replay's size."""
+        stats, self._model_stats = self._model_stats, {}
+        return {**stats, "train/model/fits": float(self.model_fits), "train/model/replay": float(self.model_buffer.size)}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

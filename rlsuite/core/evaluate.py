@@ -81,8 +81,11 @@ def evaluate_policy(
             mask = info.get("action_mask")
             obs, _, _, _, info = env.step(act(obs) if mask is None else act(obs, mask))
             if metric != "return":
-                if metric not in info or not isinstance(info[metric], torch.Tensor) or info[metric].shape != (episodes,):
-                    per_env = sorted(k for k, v in info.items() if isinstance(v, torch.Tensor) and v.shape == (episodes,) and not k.startswith("_"))
+                value = info.get(metric)
+                if (not isinstance(value, torch.Tensor) or value.shape != (episodes,) or not value.is_floating_point()
+                        or metric.startswith("episode_")):
+                    per_env = sorted(k for k, v in info.items() if isinstance(v, torch.Tensor) and v.shape == (episodes,)
+                                     and v.is_floating_point() and not k.startswith(("_", "episode_")))
                     raise ValueError(f"{env_id} reports no per-step info[{metric!r}] to sum; allowed: 'return' or one of "
                                      f"{', '.join(per_env) or 'none'}.")
                 sums += torch.where(finished, 0.0, info[metric].cpu().to(torch.float64))

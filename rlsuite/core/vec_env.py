@@ -363,6 +363,10 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
         return
     import inspect
 
+    reserved = sorted({"num_envs", "device", "render_mode"} & set(env_kwargs))
+    if reserved:
+        raise ValueError(f"--env-kwargs sets {', '.join(reserved)}, which the run sets itself (--num-envs of the agent, --device; "
+                         "rlsuite eval --video renders); leave them out.")
     spec = check_env_id(env_id)
     ep = spec.vector_entry_point if _is_torch_vec_entry_point(spec) else spec.entry_point
     creator = gym.envs.registration.load_env_creator(ep) if isinstance(ep, str) else ep
@@ -371,11 +375,13 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
     except (TypeError, ValueError):
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        if not _is_torch_vec_entry_point(spec):
-            try:
+        try:
+            if _is_torch_vec_entry_point(spec):
+                make_vec_env(env_id, 1, device="cpu", **env_kwargs).close()
+            else:
                 gym.make(env_id, **env_kwargs).close()
-            except TypeError as e:
-                raise ValueError(f"{env_id} could not be built with {env_kwargs}: {e}") from None
+        except TypeError as e:
+            raise ValueError(f"{env_id} could not be built with {env_kwargs}: {e}") from None
         return
     known = [n for n, p in params.items() if n not in ("self", "num_envs", "device", "render_mode")
              and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]

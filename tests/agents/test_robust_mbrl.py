@@ -96,13 +96,13 @@ def test_imagine_stores_the_kept_rollouts_and_the_lowest_returns(delta):
     agent.fit_model()
     stats = agent.imagine()
     kept = 50 - math.floor(delta * 50)
-    assert stats["model/rollouts_kept"] == kept and stats["model/rollouts_diverged"] == 0
+    assert stats["train/model/rollouts_kept"] == kept and stats["train/model/rollouts_diverged"] == 0
     assert agent.model_buffer.size == 3 * kept
     assert not agent.model_buffer.terminated[: agent.model_buffer.size].any()
     if delta:
-        assert stats["model/return_kept_mean"] < stats["model/return_mean"]
+        assert stats["train/model/return_kept_mean"] < stats["train/model/return_mean"]
     else:
-        assert stats["model/return_kept_mean"] == pytest.approx(stats["model/return_mean"])
+        assert stats["train/model/return_kept_mean"] == pytest.approx(stats["train/model/return_mean"])
     agent.imagine()
     agent.imagine()  # the model replay holds model_retain = 2 rounds
     assert agent.model_buffer.size == 2 * 3 * kept
@@ -125,6 +125,8 @@ def test_config_errors_say_what_is_allowed():
         RobustMBRLConfig(real_ratio=1.5)
     with pytest.raises(ValueError, match=r"elites must be in \[1, ensemble_size=3\]"):
         RobustMBRLConfig(ensemble_size=3, elites=4)
+    with pytest.raises(ValueError, match="learning_starts must be >= 10"):
+        RobustMBRLConfig(learning_starts=5)
     with pytest.raises(ValueError, match="rollout_length must be >= 1"):
         RobustMBRLConfig(rollout_length=0)
     with pytest.raises(ValueError, match="reward_scale must be > 0"):

@@ -88,3 +88,14 @@ def test_the_profit_summed_by_the_harness_equals_season_figures():
     returns = evaluate_policy(rule_policy(), ENV, episodes=n, env_kwargs={"season_days": 1, "scenario": "eval"})
     np.testing.assert_allclose(profit, figs["profit"], rtol=1e-5)
     np.testing.assert_allclose(returns, figs["return"], rtol=1e-5)
+
+
+def test_env_kwargs_of_batched_envs_built_by_a_factory_are_checked_too():
+    import pytest
+
+    from rlsuite.core.vec_env import check_env_kwargs
+
+    with pytest.raises(ValueError, match="rlsuite/STL-Linear-v0 could not be built with .*bogus"):
+        check_env_kwargs("rlsuite/STL-Linear-v0", {"bogus": 1})
+    with pytest.raises(ValueError, match="--env-kwargs sets num_envs, which the run sets itself"):
+        check_env_kwargs(ENV, {"num_envs": 3})
