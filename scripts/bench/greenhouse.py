@@ -18,7 +18,7 @@ evaluation seasons and on perturbed ones; and the env's throughput against the b
     Per policy and set: mean profit (EUR m^-2 per season: crop value minus heating and CO2 costs), the worst
     episode, CVaR 10 % (mean of the worst 10 % of episodes), the mean return (profit minus comfort
     penalties) and the penalties; real env steps and training seconds.
-(b) ``throughput``: env steps per second of ``GreenhouseVecEnv`` with random actions at batch sizes 1 to
+(b) ``throughput``: env steps per second of ``GreenhouseVecEnv`` with constant mid-range actions at batch sizes 1 to
     16,384 on the CPU (and on CUDA when there is one), median of 3 runs of 200 vector steps.
 
 Every agent is trained in process the way ``rlsuite train`` trains it (``seed_everything``, the env from
@@ -191,7 +191,7 @@ def render(rows: list[dict]) -> str:
                 ("perturbed", "profit_cvar10"), ("perturbed", "return_mean"))) + " |"
     tp = [r for r in rows if r["part"] == "throughput"]
     if tp:
-        out.append("\nEnv throughput (random actions, median of 3 x 200 vector steps), env steps per second:\n")
+        out.append("\nEnv throughput (constant mid-range actions, median of 3 x 200 vector steps, 1 torch thread), env steps per second:\n")
         devices = sorted({r["device"] for r in tp})
         out.append("| batch | " + " | ".join(f"{d} ({next(r['machine_device'] for r in tp if r['device'] == d)})" for d in devices) + " |")
         out.append("|---|" + "---|" * len(devices))
