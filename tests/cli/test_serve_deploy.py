@@ -47,8 +47,11 @@ class Server:
     """`python -m rlsuite serve-policy ...` in a subprocess; its merged output is collected line by line."""
 
     def __init__(self, *args: str) -> None:
+        # Ctrl-C reaches the server as it would from a terminal even when the tests run as a background job, where the
+        # shell starts them with SIGINT ignored (which a child inherits, and Python then keeps)
         self.proc = subprocess.Popen([sys.executable, "-m", "rlsuite", "serve-policy", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+                                     stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self.reader.start()
