@@ -44,7 +44,8 @@ def evaluate_run(path: str | Path, episodes: int = 10, seed: int = 12345, device
     Returns:
         ``{"algo", "env", "step", "metric", "values", "mean"}``: ``metric`` is ``return`` (one value per
         episode) for env and dataset agents, ``cost`` (greedy mean cost on ``episodes`` fresh instances,
-        beside nearest neighbour's in ``baseline``) for instance solvers; with ``video_path`` also
+        beside nearest neighbour's in ``baseline``) for instance solvers; env agents also give ``figures``
+        (``{name: (episodes,)}``, the env's per-episode figures such as dispatch's ``served``); with ``video_path`` also
         ``video`` (the file) and ``video_return``.
     """
     if episodes < 1:
@@ -60,16 +61,16 @@ def evaluate_run(path: str | Path, episodes: int = 10, seed: int = 12345, device
         out = evaluate_instances(agent, int(run.get("size", 20)), episodes, seed)
         return {"algo": spec.name, "env": f"{agent.cfg.problem}{run.get('size')}", "step": meta.get("step"), "metric": "cost",
                 "values": np.array([out["greedy_cost"]]), "mean": out["greedy_cost"], "baseline": out["nn_cost"]}
-    from rlsuite.core.evaluate import check_renderable, evaluate_policy, policy_of, record_video
+    from rlsuite.core.evaluate import check_renderable, evaluate_episodes, policy_of, record_video
 
     env_id = run["env"]
     env_kwargs = meta.get("env_kwargs", {})
     if video_path is not None:
         check_renderable(env_id, env_kwargs)
     act = policy_of(agent, deterministic)
-    returns = evaluate_policy(act, env_id, episodes=episodes, seed=seed, device=device, env_kwargs=env_kwargs)
+    returns, figures = evaluate_episodes(act, env_id, episodes=episodes, seed=seed, device=device, env_kwargs=env_kwargs)
     out = {"algo": spec.name, "env": env_id, "step": meta.get("step"), "metric": "return", "values": returns,
-           "mean": float(returns.mean()), "agent": agent, "env_kwargs": env_kwargs}
+           "mean": float(returns.mean()), "figures": figures, "agent": agent, "env_kwargs": env_kwargs}
     if video_path is not None:
         out["video_return"] = record_video(act, env_id, video_path, seed=seed, episodes=episodes, device=device, env_kwargs=env_kwargs)
         out["video"] = Path(video_path)

@@ -254,11 +254,16 @@ def cmd_eval(argv: list[str]) -> int:
               f"greedy mean cost {out['mean']:.4f} (nearest neighbour {out['baseline']:.4f})")
         print(f"mean_cost={out['mean']:.6g}")
         return 0
+    import numpy as np
+
+    figures = out.get("figures", {})
     print(f"{out['algo']} on {out['env']}, checkpoint step {out['step']}, {n} episodes")
     for i, r in enumerate(out["values"]):
-        print(f"episode {i}: return={r:.3f}")
+        print(f"episode {i}: return={r:.3f}" + "".join(f" {k}={v[i]:.4g}" for k, v in figures.items()))
     if video is not None:
         print(f"video: {out['video']} (episode 0, return {out['video_return']:.3f})")
+    for k, v in figures.items():
+        print(f"mean_{k}={float(np.nanmean(v)):.4g}")
     print(f"mean_return={out['mean']:.4f}")
     return 0
 

@@ -37,7 +37,6 @@ def policy_of(agent: Any, deterministic: bool = True) -> ActFn:
     return act
 
 
-@torch.no_grad()
 def evaluate_policy(
     act: ActFn,
     env_id: str,
@@ -50,6 +49,30 @@ def evaluate_policy(
 ) -> np.ndarray:
     """Run ``episodes`` episodes in parallel (one env each) and return their undiscounted returns (or the
     episode sums of another per-step figure the env reports in ``info``, such as the greenhouse's ``profit``).
+
+    The arguments are those of :func:`evaluate_episodes`, which also gives the env's per-episode figures.
+    """
+    return evaluate_episodes(act, env_id, episodes, seed, device, max_steps, env_kwargs, metric)[0]
+
+
+@torch.no_grad()
+def evaluate_episodes(
+    act: ActFn,
+    env_id: str,
+    episodes: int = 10,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    max_steps: int = 100_000,
+    env_kwargs: dict[str, Any] | None = None,
+    metric: str = "return",
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run ``episodes`` episodes in parallel (one env each); their returns (or ``metric`` sums) and the figures
+    the env reports per finished episode.
+
+    An env reports a figure of a finished episode as a float ``info["episode_<name>"]`` of shape
+    ``(num_envs,)``, read where ``info["_final_obs"]`` is set (``episode_return`` and ``episode_length`` are the
+    protocol's own and not repeated); the dispatch env, for example, reports ``episode_served`` and
+    ``episode_pickup_min``.
 
     Args:
         act: maps observations ``(episodes, *obs_shape)`` to actions (called as ``act(obs, mask)`` when the
@@ -64,7 +87,8 @@ def evaluate_policy(
             each episode.
 
     Returns:
-        ``(episodes,)`` float64 array of returns (episode sums of ``metric``).
+        ``(returns, figures)``: ``(episodes,)`` float64 returns (episode sums of ``metric``), and
+        ``{name: (episodes,) float64}`` for each ``info["episode_<name>"]`` figure (without the prefix).
 
     Raises:
         ValueError: the env's step ``info`` has no ``metric``.
@@ -77,6 +101,7 @@ def evaluate_policy(
         returns = torch.full((episodes,), float("nan"), dtype=torch.float64)
         finished = torch.zeros(episodes, dtype=torch.bool)
         sums = torch.zeros(episodes, dtype=torch.float64)
+        figures: dict[str, torch.Tensor] = {}
         for _ in range(max_steps):
             mask = info.get("action_mask")
             obs, _, _, _, info = env.step(act(obs) if mask is None else act(obs, mask))
@@ -94,9 +119,15 @@ def evaluate_policy(
             if newly.any():
                 episode = info["episode_return"].cpu().to(torch.float64) if metric == "return" else sums
                 returns[newly] = episode[newly]
+                for key, value in info.items():
+                    if (key.startswith("episode_") and key not in ("episode_return", "episode_length")
+                            and isinstance(value, torch.Tensor) and value.shape == (episodes,) and value.is_floating_point()):
+                        column = figures.setdefault(key.removeprefix("episode_"),
+                                                    torch.full((episodes,), float("nan"), dtype=torch.float64))
+                        column[newly] = value.cpu().to(torch.float64)[newly]
                 finished |= newly
                 if finished.all():
-                    return returns.numpy()
+                    return returns.numpy(), {k: v.numpy() for k, v in figures.items()}
         raise RuntimeError(f"{env_id}: {int((~finished).sum())} of {episodes} episodes did not end within {max_steps} steps.")
     finally:
         env.close()
