@@ -87,3 +87,7 @@ _register("rlsuite/PutOption-v0", entry_point="rlsuite.envs.robust.put_option:Pu
 
 # The Van Henten lettuce greenhouse (robust model-based RL): one 40-day season per episode, 15-minute steps.
 _register("rlsuite/Greenhouse-Lettuce-v0", entry_point="rlsuite.envs.greenhouse.env:GreenhouseEnv", vector_entry_point="rlsuite.envs.greenhouse.env:GreenhouseVecEnv")
+
+# Ride-sharing dispatch (OSPO/GRPO): 1,000 vehicles over Manhattan's 69 taxi zones, one-minute steps, 30-minute episodes;
+# city="grid3x3", num_vehicles=... and the other keywords of rlsuite.envs.dispatch.env.DispatchVecEnv make smaller ones.
+_register("rlsuite/Dispatch-Manhattan-v0", entry_point="rlsuite.envs.dispatch.views:DispatchEnv", vector_entry_point="rlsuite.envs.dispatch.env:DispatchVecEnv")
