@@ -17,7 +17,8 @@ Builders:
   not at the real values. For real centroids export the TLC taxi-zone shapefile's polygon centroids to
   a CSV (``zone_id,lat,lon``) and build the city with :func:`load_city`.
 - :func:`grid_city`: a ``rows x cols`` grid of square blocks (small cities for tests).
-- :func:`load_city`: centroids from a CSV (km or lat/lon), travel times optionally from a second CSV.
+- :func:`load_city`: centroids from a CSV (km or lat/lon), travel times optionally from a second CSV
+  (``speed_profile=``: by default flat with a travel CSV, :data:`NYC_SPEED_PROFILE` without).
 
 Travel models (``travel=``), both with a detour factor (road km per straight-line km, default 1.3) and
 a free-flow speed (``speed_kmh``, default 18 km/h), ``travel_min = distance_km / speed_kmh * 60``:
@@ -34,7 +35,8 @@ km * detour)`` km in both models, so every entry is positive. Off the diagonal b
 triangle inequality ``d[i, j] <= d[i, k] + d[k, j]``.
 
 The travel time at a minute of the day is ``travel_min / speed_factor(minute)``; :data:`NYC_SPEED_PROFILE`
-is the default speed profile (a stylised shape, not fitted to data).
+is the default speed profile (a stylised shape, not fitted to data) of the built-in cities and of
+:func:`load_city` without a travel CSV.
 """
 
 from __future__ import annotations
@@ -489,6 +491,7 @@ def load_city(
     *,
     detour: float = 1.3,
     speed_kmh: float = 18.0,
+    speed_profile: np.ndarray | list[float] | None = None,
 ) -> City:
     """A city from CSV files.
 
@@ -504,8 +507,34 @@ def load_city(
     column is present, else it is straight-line km * ``detour``. A diagonal entry (origin = destination)
     sets that zone's intra-zone trip; otherwise the default of the module docstring applies to both km
     and minutes. Without ``travel_csv`` the euclidean model with ``detour`` and ``speed_kmh``.
+
+    ``speed_profile``: the city's relative speed by hour of day, 24 positive numbers (entry ``h`` at
+    ``h``:00), which divides the travel minutes at each minute of the day. None (the default) picks the
+    least surprising one: with ``travel_csv``, a flat profile (``np.ones(24)``), so the given minutes are
+    used as they are at every hour (a table measured at some hour, or already an average, is not scaled
+    again); without it, :data:`NYC_SPEED_PROFILE`, like :func:`manhattan_city` and :func:`grid_city`
+    (the free-flow ``speed_kmh`` model slowed down by NYC-like congestion). Pass
+    ``NYC_SPEED_PROFILE`` to scale a loaded table by time of day, or ``np.ones(24)`` to keep the
+    euclidean minutes constant. The choice is logged at INFO.
     """
     _check_travel_params(None, detour, speed_kmh)
+    if speed_profile is None:
+        profile = np.ones(24) if travel_csv is not None else NYC_SPEED_PROFILE.copy()
+        log.info(
+            "load_city %s: speed profile %s (speed_profile=None; pass speed_profile= to choose).",
+            Path(zones_csv).name,
+            "flat (1.0 at every hour: the travel CSV's minutes as given)"
+            if travel_csv is not None
+            else "NYC_SPEED_PROFILE (travel minutes from speed_kmh, slowed by time of day)",
+        )
+    else:
+        profile = np.asarray(speed_profile, dtype=np.float64)
+        if profile.shape != (24,) or not np.all(np.isfinite(profile)) or np.any(profile <= 0):
+            raise ValueError(
+                f"load_city: speed_profile must be 24 finite numbers > 0 (relative speed at 0:00 .. 23:00); got "
+                f"{profile.tolist() if profile.size <= 24 else f'shape {profile.shape}'}. Use np.ones(24) for "
+                "constant travel times or NYC_SPEED_PROFILE."
+            )
     what = "zones CSV"
     header, rows = _read_csv_rows(zones_csv, what)
     id_col = _column(header, ("zone_id", "locationid"))
@@ -534,7 +563,9 @@ def load_city(
         xy = latlon_to_km(lat, lon)
     name = Path(zones_csv).name.split(".")[0]
     if travel_csv is None:
-        return _city_from_xy(name, ids, xy, "euclidean", detour, speed_kmh)
+        return dataclasses.replace(
+            _city_from_xy(name, ids, xy, "euclidean", detour, speed_kmh), speed_profile=profile
+        )
     city0 = City(
         name=name,
         zone_ids=ids,
@@ -549,7 +580,7 @@ def load_city(
         xy_km=xy,
         distance_km=dist,
         travel_min=minutes,
-        speed_profile=NYC_SPEED_PROFILE.copy(),
+        speed_profile=profile,
     )
 
 

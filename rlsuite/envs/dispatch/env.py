@@ -10,15 +10,39 @@ A fleet of ``V`` identical vehicles with ``capacity`` seats (pooling) serves the
 ``Z`` zones. Every minute the policy scores each (vehicle, candidate order) pair, the env matches
 vehicles to orders with ``scipy.optimize.linear_sum_assignment`` and then moves the fleet one minute.
 
-Position model (no routing server). A vehicle is at, or on its way to, one zone ``loc`` and needs
-``eta`` more minutes to reach it (0: there). Each assigned order holds a seat in one of two states: *to
-pickup* or *on board*. The vehicle serves one stop at a time: a pending pickup first (after the current
-leg), then the drop-offs in the order that minimises the sum of their drop-off times (all permutations
-of at most 3 drop-offs are tried). A leg from zone ``a`` to zone ``b`` started at episode minute ``t``
-takes ``city.travel_minutes(start_minute + t)[a, b] * exp(sigma z - sigma^2 / 2)``, ``z ~ N(0, 1)`` per
-leg (log-normal, mean one, ``sigma = travel_noise``); the diagonal (two places in the same zone) is > 0.
-The minutes left over when a stop is reached within a minute go into the next leg. A vehicle takes a
-new order only with a free seat and no pending pickup, so at most one new order per vehicle per minute.
+Position model (no routing server). A vehicle is idle at a zone ``loc`` or on a *leg* to the zone
+``loc`` of its next stop, started at ``leg_from`` (a zone; -1 for a leg that began between zones),
+``leg_total`` minutes long, with ``eta`` minutes left. It has travelled the fraction
+``f = 1 - eta / leg_total`` of it (``f = 1`` at a zone) and is at the interpolated point
+``(1 - f) * start + f * centroid(loc)`` (``start``: the centroid of ``leg_from``, or the point where a
+broken-off leg was left): the observed ``x, y``. Expected minutes from there to zone ``z``
+(``T = city.travel_minutes(now)``)::
+
+    minutes(z) = (1 - f) T[leg_from, z] + f T[loc, z]
+
+the two zones' travel-time rows interpolated linearly (a model choice: no road geometry; in the euclidean
+travel model it is never below the straight-line time from the point to another zone, by the convexity
+of distance). ``T``'s diagonal (> 0, the mean trip inside a zone) stays in the formula: an order is a
+point somewhere in its zone, not the centroid, so ``minutes(z)`` equals an idle vehicle's
+``T[leg_from, z]`` at the leg's start and ``T[loc, z]`` on arrival, continuous in time. For ``z = loc`` it
+is therefore not the leg's remaining ``eta`` (which reaches the drop-off point being driven to) but
+``(1 - f) T[leg_from, loc] + f T[loc, loc]``: without noise (and at an unchanged speed) the remaining
+minutes plus the share ``f`` of an intra-zone trip, less than finishing the leg and then driving inside
+the zone (``eta + T[loc, loc]``). A leg that began between zones always goes to a pickup, and a vehicle
+with a pending pickup takes no order, so ``minutes`` is only ever taken from legs that began at a zone.
+
+Each assigned order holds a seat in one of two states: *to pickup* or *on board*. A vehicle takes a new
+order only with a free seat and no pending pickup, so at most one new order per vehicle per minute, and
+it may already carry orders (pooling, up to ``capacity``). Route plan: a vehicle matched while on a
+drop-off leg **breaks it off** and drives from its current point to the new pickup at once (an idle one
+leaves its zone); after the pickup it serves all its drop-offs, the interrupted one included, in the
+order that minimises the sum of their drop-off times (all permutations of at most 3 drop-offs; ties: the
+first permutation). Without a pending pickup, the drop-off being driven to comes first. Legs are driven
+one stop at a time; a leg to zone ``b`` started at episode minute ``t`` takes ``minutes(b)`` at that
+minute's speed times ``exp(sigma z - sigma^2 / 2)``, ``z ~ N(0, 1)`` per leg (log-normal, mean one,
+``sigma = travel_noise``). The minutes left over when a stop is reached within a minute go into the next
+leg. Plans (and so the observed minutes to each drop-off) are re-evaluated at every minute's speed;
+without noise a pickup happens exactly at the match minute + its observed ETA.
 
 Orders. New orders appear every minute ``0 .. horizon - 1``: with a :class:`DemandModel`, Poisson counts
 per zone at ``demand.rates_at(start_minute + t)`` and destinations drawn from the ``od`` row; with
@@ -27,11 +51,17 @@ reset) and releases each at its minute. Open orders wait in a pool of ``max_open
 order not matched within ``order_patience`` minutes (its age, ``t - appear``, exceeds it) is lost, and
 so is an order that finds the pool full (logged once per env object).
 
-Candidates. The pickup ETA of vehicle ``i`` for order ``j`` is ``eta_i + T[loc_i, origin_j]`` (expected
-minutes ``T = city.travel_minutes(now)``, no noise). A vehicle that can take an order sees the
-``K = num_candidates`` open orders with the smallest ETA among those with ETA <= ``max_pickup_minutes``,
-nearest first (ties: nearer zone by ``travel_min``, then the older order, then the pool slot).
-``info["pair_mask"]`` marks the feasible (vehicle, candidate) pairs.
+Candidates. The pickup ETA of vehicle ``i`` for order ``j`` is ``minutes_i(origin_j)`` of the position
+model (expected minutes, no noise; for a vehicle on a leg, breaking it off). A vehicle that can take an
+order sees the ``K = num_candidates`` open orders with the smallest ETA among those with ETA <=
+``max_pickup_minutes``, nearest first (ties: the zone with the lower index, then the older order, then
+the pool slot). Candidate lists are per vehicle: vehicles share a list only when their positions give
+the same ETAs, i.e. when they are idle at the same zone. ``K`` limits coverage: an open order that is
+among the ``K`` nearest of no available vehicle cannot be matched in that minute, however many vehicles
+could reach it (in the default scenario under greedy dispatch, about 30% of the (open order, minute)
+pairs within ``max_pickup_minutes`` of some available vehicle are in no list with ``K = 8``, 2% with
+``K = 32``; served orders change by under 3%). ``info["pair_mask"]`` marks the feasible (vehicle,
+candidate) pairs.
 
 ## Action Space
 ``Box(-inf, inf, (V, K), float32)`` per env: a score per (vehicle, candidate). A pair is eligible when
@@ -41,21 +71,21 @@ and each order at most once. Scores on masked pairs are ignored. Non-finite scor
 
 ## Observation Space
 ``Box(-inf, inf, (V, K, 28), float32)`` per env, one row per (vehicle, candidate) pair; the vehicle and
-seat features repeat in the ``K`` rows of a vehicle. ``x, y`` are zone centroids scaled to the city's
-bounding box (``[0, 1]``), times are minutes / 60:
+seat features repeat in the ``K`` rows of a vehicle. ``x, y`` are positions scaled to the city's
+bounding box of zone centroids (``[0, 1]``), times are minutes / 60:
 
 | Index | Feature | Unit / scaling |
 |-------|---------|----------------|
-| 0, 1 | vehicle ``x, y`` (the zone ``loc`` it is at or heading to) | ``[0, 1]`` |
+| 0, 1 | vehicle ``x, y``: its zone's centroid when idle, the interpolated point on its leg when moving | ``[0, 1]`` |
 | 2 | free seats / capacity | ``[0, 1]`` |
 | 3 | minutes to the pending pickup (0 if none) | / 60 |
 | 4 | busy flag (any seat taken) | 0 or 1 |
 | 5 | minute of the episode | / 60 |
 | 6 | the vehicle's cumulative reward in the episode | / 100 |
 | 7 | the fleet's mean cumulative reward | / 100 |
-| 8 + 5 s .. 12 + 5 s | seat ``s`` (0, 1, 2): drop-off ``x, y``, minutes to the drop-off (current plan), minutes on board so far, detour minutes (planned in-vehicle minutes - direct minutes); zeros for an empty seat (and for ``s >= capacity``) | ``[0, 1]``, / 60 |
-| 23, 24 | candidate pickup ``x, y`` | ``[0, 1]`` |
-| 25, 26 | candidate drop-off ``x, y`` | ``[0, 1]`` |
+| 8 + 5 s .. 12 + 5 s | seat ``s`` (0, 1, 2): drop-off zone ``x, y``, minutes to the drop-off (current plan), minutes on board so far, detour minutes (planned in-vehicle minutes - direct minutes: those at the pickup minute's speed once on board, at the match minute's before); zeros for an empty seat (and for ``s >= capacity``) | ``[0, 1]``, / 60 |
+| 23, 24 | candidate pickup zone ``x, y`` | ``[0, 1]`` |
+| 25, 26 | candidate drop-off zone ``x, y`` | ``[0, 1]`` |
 | 27 | candidate pickup ETA | / 60 |
 
 Candidate features are zero where ``pair_mask`` is False. A seat waiting for its pickup shows its planned
@@ -70,11 +100,15 @@ Per matched order (Zhao & Li 2025, beta = (3, 1, 3, 1, 3, 5), threshold 40 min, 
 - ``pickup_min``: the pair's pickup ETA (as observed);
 - ``direct_km``: ``city.distance_km[origin, destination]``;
 - ``added_min``: the increase of the remaining in-vehicle minutes of the orders already on board (their
-  planned drop-off times after the match minus before it, summed) plus the new order's planned detour
-  (its planned in-vehicle minutes minus its direct minutes ``T[origin, destination]``);
-- ``n_over``: orders of the vehicle after the match (the new one included) whose planned in-vehicle
-  minutes (minutes on board so far plus the minutes to the drop-off; for the new one, pickup to drop-off)
-  exceed the threshold.
+  planned drop-off times after the match minus before it, summed; a break-off for the pickup delays them)
+  plus the new order's planned detour (its planned in-vehicle minutes minus its direct minutes
+  ``T[origin, destination]``, both at the match minute's speed);
+- ``n_over`` (the paper's "# onboard orders whose total travel exceeds 40 min"): the number of orders in
+  the vehicle after the match, i.e. the orders on board plus the new one (it is the only one waiting for
+  a pickup: a vehicle with a pending pickup takes no order), whose planned in-vehicle minutes exceed the
+  threshold. For an order on board: minutes since its pickup plus the minutes to its drop-off under the
+  new plan; for the new order: its planned minutes from pickup to drop-off. The pickup wait is not
+  counted (the reference code counts it for the new order; here it has its own term, ``pickup_min``).
 
 ``info["vehicle_reward"]`` ``(N, V)`` holds each vehicle's reward of the step; the env's reward is their
 sum over the fleet.
@@ -90,13 +124,14 @@ float32 (episode-cumulative, before any reset), the step's ``served`` (matched),
 figures so far (the finished episode's where ``info["_final_obs"]``): ``episode_served``,
 ``episode_lost``, ``episode_delivered`` (counts), ``episode_pickup_min`` (mean ETA over matched orders),
 ``episode_delivery_min`` (mean minutes on board over delivered orders), ``episode_detour_min`` (mean of
-minutes on board - direct minutes over delivered orders), ``episode_confirmation_min`` (mean minutes from
+minutes on board - direct minutes ``T[origin, destination]`` at the speed of the pickup minute, over
+delivered orders: 0 for a direct ride without noise, > 0 when pooling adds stops), ``episode_confirmation_min`` (mean minutes from
 appearance to match over matched orders), ``episode_reward_spread`` (std over vehicles of their
 cumulative reward), each ``(N,)`` float32 (a mean over no orders is 0). Orders still on board when the
 episode ends count as served, not delivered; orders still open are neither served nor lost.
 
 ## Starting State
-Vehicles empty at uniformly drawn zones (``eta = 0``), the pool empty, then minute 0's orders.
+Vehicles empty and idle at uniformly drawn zones (``eta = 0``), the pool empty, then minute 0's orders.
 ``reset(seed=s)`` seeds env ``i`` of the batch with ``s + i``: it draws exactly what a single env reset
 with ``s + i`` draws (vehicle positions, replay subsample, arrivals, leg noise).
 
@@ -166,9 +201,11 @@ class RewardConfig:
     pickup: float = 3.0
     """beta_3: per hour of pickup ETA"""
     long_trips: float = 1.0
-    """beta_4: per order of the vehicle whose planned in-vehicle minutes exceed ``threshold_min``"""
+    """beta_4: per order in the vehicle after the match (those on board and the new one) whose planned in-vehicle
+    minutes exceed ``threshold_min``: minutes since pickup + planned minutes to the drop-off for an order on board,
+    planned pickup-to-drop-off minutes for the new one (its pickup wait excluded; see the module docstring)"""
     added: float = 3.0
-    """beta_5: per hour of added in-vehicle minutes"""
+    """beta_5: per hour of added in-vehicle minutes (the delay of the orders on board + the new order's detour)"""
     excess: float = 5.0
     """beta_6: per hour of added minutes beyond ``threshold_min``"""
     threshold_min: float = 40.0
@@ -213,10 +250,10 @@ def _reward_config(value: RewardConfig | Mapping[str, float] | None) -> RewardCo
 
 #: every tensor of the state (the episode's state; the rest is fixed by the constructor)
 _STATE = (
-    # vehicles (N, V)
-    "loc", "eta", "target", "cum_reward",
+    # vehicles (N, V); leg_xy (N, V, 2)
+    "loc", "eta", "target", "leg_from", "leg_total", "leg_xy", "cum_reward",
     # seats (N, V, C)
-    "seat_status", "seat_origin", "seat_dest", "seat_uid", "seat_appear", "seat_matched", "seat_picked", "seat_direct",
+    "seat_status", "seat_origin", "seat_dest", "seat_uid", "seat_picked", "seat_direct",
     # the open-order pool (N, O)
     "pool_active", "pool_origin", "pool_dest", "pool_appear", "pool_uid",
     # counters (N,)
@@ -285,8 +322,6 @@ class DispatchVecEnv(TorchVecEnv):
         self._xy = torch.tensor((xy - lo) / span, dtype=torch.float32, device=dev)  # (Z, 2) in [0, 1]
         self._distance_km = torch.tensor(self.city.distance_km, dtype=torch.float32, device=dev)  # (Z, Z)
         self._travel = torch.tensor(self.city.travel_min, dtype=torch.float32, device=dev)  # (Z, Z) free flow
-        #: rank[z] = zones by free-flow minutes from z, nearest first (the order does not change with the speed factor)
-        self._rank = torch.tensor(np.argsort(self.city.travel_min, axis=1, kind="stable"), dtype=torch.int64, device=dev)
         self._speed = [self.city.speed_factor(self.start_minute + t) for t in range(self.horizon + 1)]
         perms = list(itertools.permutations(range(c)))
         self._perms = torch.tensor(perms, dtype=torch.int64, device=dev)  # (P, C): seat at each position
@@ -368,13 +403,14 @@ class DispatchVecEnv(TorchVecEnv):
         self.loc = torch.stack([torch.randint(0, z, (v,), generator=g, device=dev) for g in self._gens])
         self.eta = torch.zeros((n, v), **f32)
         self.target = torch.full((n, v), -1, **i64)
+        self.leg_from = self.loc.clone()
+        self.leg_total = torch.zeros((n, v), **f32)
+        self.leg_xy = self._xy[self.loc]
         self.cum_reward = torch.zeros((n, v), **f32)
         self.seat_status = torch.zeros((n, v, c), **i64)
         self.seat_origin = torch.zeros((n, v, c), **i64)
         self.seat_dest = torch.zeros((n, v, c), **i64)
         self.seat_uid = torch.full((n, v, c), -1, **i64)
-        self.seat_appear = torch.zeros((n, v, c), **i64)
-        self.seat_matched = torch.zeros((n, v, c), **i64)
         self.seat_picked = torch.zeros((n, v, c), **f32)
         self.seat_direct = torch.zeros((n, v, c), **f32)
         self.pool_active = torch.zeros((n, o), dtype=torch.bool, device=dev)
@@ -445,84 +481,130 @@ class DispatchVecEnv(TorchVecEnv):
         self.n_lost += lost
         return lost
 
-    # ------------------------------------------------------------------ routes
-    def _plan(self, travel: torch.Tensor, status: torch.Tensor | None = None, target: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every vehicle's route plan from now.
+    # ------------------------------------------------------------------ positions and routes
+    @staticmethod
+    def _progress(eta: torch.Tensor, leg_total: torch.Tensor) -> torch.Tensor:
+        """Fraction ``f`` of the current leg travelled: ``1 - eta / leg_total`` on a leg, 1 at a zone (``eta <= 0``)."""
+        return torch.where(eta > 0, 1.0 - eta / torch.maximum(leg_total, eta), 1.0)
 
-        The stop being driven to (``target``) comes first, reached in ``eta`` minutes; then the pending
-        pickup; then the drop-offs in the order minimising the sum of their drop-off times (every
-        permutation of the seats, empty ones skipped).
+    @staticmethod
+    def _minutes_from(travel: torch.Tensor, start: torch.Tensor, end: torch.Tensor, f: torch.Tensor, zone: torch.Tensor) -> torch.Tensor:
+        """Expected minutes from the point ``f`` of the way from zone ``start`` to zone ``end`` to zone ``zone``:
+        ``(1 - f) T[start, zone] + f T[end, zone]`` (the position model of the module docstring); any shape
+        (``zone`` broadcasts against the others). ``start`` < 0 (a leg that began between zones) counts as zone 0;
+        it is used only where ``f = 1``."""
+        z = travel.shape[0]
+        flat = travel.reshape(-1)
+        return (1.0 - f) * flat[start.clamp(min=0) * z + zone] + f * flat[end * z + zone]
+
+    def _plan(self, travel: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Route plans from now, of every vehicle or of the vehicles ``rows``.
+
+        With a pending pickup the vehicle drives there first: it is on that leg already (``target`` is the
+        pickup), or it leaves its position now (an idle vehicle, or one breaking off its drop-off leg: the
+        position model of the module docstring). Without one, the drop-off being driven to (``target``)
+        comes first, reached in ``eta`` minutes. Then the remaining drop-offs (the interrupted one
+        included) in the order minimising the sum of their drop-off times (every permutation of the seats,
+        empty ones skipped; ties: the first permutation).
 
         Args:
             travel: ``(Z, Z)`` expected minutes.
-            status: ``(N, V, C)`` seat states (default: the env's).
-            target: ``(N, V)`` seat of the current leg, -1 none (default: the env's).
+            rows: ``(M,)`` int64 flat vehicle indices ``e * V + i``, or None for the whole fleet.
 
         Returns:
-            ``drop`` ``(N, V, C)`` float32 minutes from now to each assigned order's drop-off (0 for an
-            empty seat), ``pick`` ``(N, V)`` minutes to the pending pickup (0 if none), ``first`` ``(N, V)``
-            int64 the seat of the next stop (``target`` where set; -1 for no stop).
+            ``drop`` ``(N, V, C)`` (``(M, C)`` with ``rows``) float32 minutes from now to each assigned
+            order's drop-off (0 for an empty seat), ``pick`` ``(N, V)`` (``(M,)``) minutes to the pending
+            pickup (0 if none), ``first`` ``(N, V)`` (``(M,)``) int64 the seat of the next stop (-1 none).
         """
-        status = self.seat_status if status is None else status
-        target = self.target if target is None else target
-        n, v, c = status.shape
+        c = self.capacity
+
+        def take(x: torch.Tensor) -> torch.Tensor:
+            x = x.reshape(-1, *x.shape[2:])
+            return x if rows is None else x[rows]
+
+        status, origin, dest = take(self.seat_status), take(self.seat_origin), take(self.seat_dest)
+        loc, t0, target = take(self.loc), take(self.eta), take(self.target)
+        f = self._progress(t0, take(self.leg_total))
+        m = status.shape[0]
         z = travel.shape[0]
         flat = travel.reshape(-1)
-        origin, dest, loc, t0 = self.seat_origin, self.seat_dest, self.loc, self.eta
         pending = status == TO_PICKUP
         has_pick = pending.any(-1)
         p_seat = pending.to(torch.uint8).argmax(-1)
         has_target = target >= 0
-        tgt = target.clamp(min=0)
-        tgt_status = torch.where(has_target, status.gather(-1, tgt[..., None]).squeeze(-1), EMPTY)
-        tgt_pick, tgt_drop = tgt_status == TO_PICKUP, tgt_status == ONBOARD
-        p_origin = origin.gather(-1, p_seat[..., None]).squeeze(-1)
-        go_pick = has_pick & ~tgt_pick
-        pick = torch.where(go_pick, t0 + flat[loc * z + p_origin], torch.where(tgt_pick, t0, 0.0))
-        time = torch.where(go_pick, pick, t0)
-        pos = torch.where(go_pick, p_origin, loc)
-        in_route = (status != EMPTY) & ~(tgt_drop[..., None] & (self._arange_c == target[..., None]))  # (N, V, C)
+        tgt_status = torch.where(has_target, status.gather(-1, target.clamp(min=0)[:, None]).squeeze(-1), EMPTY)
+        tgt_pick = tgt_status == TO_PICKUP
+        go_pick = has_pick & ~tgt_pick  # leaves its position for the new pickup now
+        keep_leg = has_target & ~has_pick  # finishes the drop-off leg it is on first
+        p_origin = origin.gather(-1, p_seat[:, None]).squeeze(-1)
+        pick = torch.where(go_pick, self._minutes_from(travel, take(self.leg_from), loc, f, p_origin), torch.where(tgt_pick, t0, 0.0))
+        time = torch.where(has_pick, pick, t0)
+        pos = torch.where(has_pick, p_origin, loc)
+        leg_seat = keep_leg[:, None] & (self._arange_c == target[:, None])  # (M, C)
+        in_route = (status != EMPTY) & ~leg_seat
         perms = self._perms
         p = perms.shape[0]
-        inc = in_route[..., perms]  # (N, V, P, C): whether the seat at position j of perm p is a stop
-        seat_dest = dest[..., perms]  # (N, V, P, C)
-        time_p = time[..., None].expand(n, v, p)
-        pos_p = pos[..., None].expand(n, v, p)
+        inc = in_route[:, perms]  # (M, P, C): whether the seat at position j of perm p is a stop
+        seat_dest = dest[:, perms]  # (M, P, C)
+        time_p = time[:, None].expand(m, p)
+        pos_p = pos[:, None].expand(m, p)
         times = []
         for j in range(c):
             d = seat_dest[..., j]
             time_p = time_p + torch.where(inc[..., j], flat[pos_p * z + d], 0.0)
             times.append(time_p)
             pos_p = torch.where(inc[..., j], d, pos_p)
-        at_pos = torch.stack(times, -1)  # (N, V, P, C) drop-off time at each position
-        cost = (at_pos * inc).sum(-1)  # (N, V, P)
-        best = cost.argmin(-1)  # (N, V); ties: the first permutation
-        by_seat = at_pos.gather(-1, self._inv_perms.expand(n, v, p, c))  # (N, V, P, C) drop-off time of each seat
-        drop = by_seat.gather(2, best[:, :, None, None].expand(n, v, 1, c)).squeeze(2)
-        drop = torch.where(tgt_drop[..., None] & (self._arange_c == target[..., None]), t0[..., None], drop)
+        at_pos = torch.stack(times, -1)  # (M, P, C) drop-off time at each position
+        cost = (at_pos * inc).sum(-1)  # (M, P)
+        best = cost.argmin(-1)  # (M,); ties: the first permutation
+        by_seat = at_pos.gather(-1, self._inv_perms.expand(m, p, c))  # (M, P, C) drop-off time of each seat
+        drop = by_seat.gather(1, best[:, None, None].expand(m, 1, c)).squeeze(1)
+        drop = torch.where(leg_seat, t0[:, None], drop)
         drop = torch.where(status != EMPTY, drop, 0.0)
-        best_inc = inc.gather(2, best[:, :, None, None].expand(n, v, 1, c)).squeeze(2)  # (N, V, C) by position
-        best_seats = perms[best]  # (N, V, C)
+        best_inc = inc.gather(1, best[:, None, None].expand(m, 1, c)).squeeze(1)  # (M, C) by position
+        best_seats = perms[best]  # (M, C)
         first_pos = best_inc.to(torch.uint8).argmax(-1, keepdim=True)
         first_drop = torch.where(best_inc.any(-1), best_seats.gather(-1, first_pos).squeeze(-1), -1)
-        first = torch.where(has_target, target, torch.where(has_pick, p_seat, first_drop))
+        first = torch.where(has_pick, p_seat, torch.where(has_target, target, first_drop))
+        if rows is None:
+            n, v = self.num_envs, self.num_vehicles
+            return drop.reshape(n, v, c), pick.reshape(n, v), first.reshape(n, v)
         return drop, pick, first
 
     def _start_legs(self, travel: torch.Tensor, factor: torch.Tensor | None, where: torch.Tensor) -> None:
-        """Vehicles in ``where`` ``(N, V)`` without a current leg start one to their next stop (or idle at eta 0)."""
+        """Vehicles in ``where`` ``(N, V)`` without a current leg start one to their next stop (or idle at eta 0).
+
+        A vehicle at a zone (``eta <= 0``: idle, or it has just reached a stop; ``-eta`` minutes of the minute
+        are left over and go into the new leg) leaves from that zone; one with ``eta > 0`` (breaking off its
+        leg for a new pickup) leaves from its interpolated position. Only the vehicles that start a leg are
+        planned (``_plan`` on those rows).
+        """
+        c = self.capacity
         has_stop = (self.seat_status != EMPTY).any(-1)
+        rest = where & ~has_stop & (self.target < 0)
+        self.eta = torch.where(rest, 0.0, self.eta)
+        self.leg_total = torch.where(rest, 0.0, self.leg_total)
         need = where & (self.target < 0) & has_stop
-        _, _, first = self._plan(travel)
-        seat = first.clamp(min=0)[..., None]
-        to_pick = self.seat_status.gather(-1, seat).squeeze(-1) == TO_PICKUP
-        zone = torch.where(to_pick, self.seat_origin.gather(-1, seat).squeeze(-1), self.seat_dest.gather(-1, seat).squeeze(-1))
-        leg = travel.reshape(-1)[self.loc * travel.shape[0] + zone]
+        rows = need.reshape(-1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        _, _, first = self._plan(travel, rows)
+        seat = first.clamp(min=0)[:, None]
+        status = self.seat_status.reshape(-1, c)[rows].gather(-1, seat).squeeze(-1)
+        zone = torch.where(status == TO_PICKUP, self.seat_origin.reshape(-1, c)[rows].gather(-1, seat).squeeze(-1),
+                           self.seat_dest.reshape(-1, c)[rows].gather(-1, seat).squeeze(-1))
+        eta, loc = self.eta.reshape(-1)[rows], self.loc.reshape(-1)[rows]
+        f = self._progress(eta, self.leg_total.reshape(-1)[rows])
+        leg = self._minutes_from(travel, self.leg_from.reshape(-1)[rows], loc, f, zone)
         if factor is not None:
-            leg = leg * factor
-        self.eta = torch.where(need, self.eta + leg, torch.where(where & ~has_stop, 0.0, self.eta))
-        self.loc = torch.where(need, zone, self.loc)
-        self.target = torch.where(need, first, self.target)
+            leg = leg * factor.reshape(-1)[rows]
+        here = torch.lerp(self.leg_xy.reshape(-1, 2)[rows], self._xy[loc], f[:, None])
+        self.leg_xy.view(-1, 2)[rows] = here
+        self.leg_from.view(-1)[rows] = torch.where(eta <= 0, loc, -1)
+        self.leg_total.view(-1)[rows] = leg
+        self.eta.view(-1)[rows] = leg + eta.clamp(max=0.0)
+        self.loc.view(-1)[rows] = zone
+        self.target.view(-1)[rows] = first
 
     def _leg_noise(self) -> torch.Tensor | None:
         """``(N, C + 2, V)`` mean-one log-normal factors for the legs started this minute (None without noise)."""
@@ -535,12 +617,20 @@ class DispatchVecEnv(TorchVecEnv):
     def _advance(self, noise: torch.Tensor | None) -> torch.Tensor:
         """Move the fleet through the current minute; returns the deliveries per env ``(N,)``."""
         travel = self._travel_now()
+        z = travel.shape[0]
         now = float(self.t)
         delivered = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
-        self._start_legs(travel, None if noise is None else noise[:, 0], self.target < 0)  # idle vehicles with a new order
+        # a vehicle matched while on a drop-off leg breaks it off: its next leg goes to the new pickup
+        pending = (self.seat_status == TO_PICKUP).any(-1)
+        on_drop_leg = (self.target >= 0) & (self.seat_status.gather(-1, self.target.clamp(min=0)[..., None]).squeeze(-1) == ONBOARD)
+        self.target = torch.where(pending & on_drop_leg, -1, self.target)
+        self._start_legs(travel, None if noise is None else noise[:, 0], self.target < 0)  # vehicles with a new order
         self.eta = torch.where(self.target >= 0, self.eta - 1.0, self.eta)
+        direct = travel.reshape(-1)[self.seat_origin * z + self.seat_dest]  # (N, V, C) direct minutes at this minute's speed
         for it in range(self.capacity + 1):  # at most C drop-offs and one pickup per minute
             arrived = (self.target >= 0) & (self.eta <= 0)
+            if not bool(arrived.any()):
+                break
             at = (self._arange_c == self.target[..., None]) & arrived[..., None]  # (N, V, C)
             picking = at & (self.seat_status == TO_PICKUP)
             dropping = at & (self.seat_status == ONBOARD)
@@ -552,37 +642,51 @@ class DispatchVecEnv(TorchVecEnv):
             self.seat_status = torch.where(dropping, EMPTY, torch.where(picking, ONBOARD, self.seat_status))
             self.seat_uid = torch.where(dropping, -1, self.seat_uid)
             self.seat_picked = torch.where(picking, event, self.seat_picked)
+            self.seat_direct = torch.where(picking, direct, self.seat_direct)
             self.target = torch.where(arrived, -1, self.target)
             self._start_legs(travel, None if noise is None else noise[:, it + 1], arrived)
+        idle = self.target < 0
+        self.leg_from = torch.where(idle, self.loc, self.leg_from)
+        self.leg_xy = torch.where(idle[..., None], self._xy[self.loc], self.leg_xy)
         self.n_delivered += delivered
         return delivered
 
     # ------------------------------------------------------------------ candidates and observation
-    def _zone_candidates(self, travel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The ``K`` nearest open orders seen from each zone: pool slots, travel minutes and validity ``(N, Z, K)``.
+    def _candidates(self, travel: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each vehicle's ``K`` nearest open orders: pool slots, pickup ETAs and validity ``(N, V, K)``.
 
-        A vehicle's candidates are those of its zone ``loc`` (its ETA adds the same ``eta`` to every order),
-        cut at ``max_pickup_minutes``.
+        ETA to an order in zone ``z``: ``(1 - f) T[leg_from, z] + f T[loc, z]`` (``f``: the leg's progress,
+        1 at a zone; the same arithmetic as :meth:`_minutes_from`). Zones are ranked per vehicle by that
+        ETA, ties by the lower zone index (a unique integer key: the float's bits * Z + zone), orders
+        within a zone by (appearance minute, pool slot). The ``K`` nearest orders lie in the ``min(K, Z)``
+        nearest zones that hold open orders, so only those are selected (``topk``, no full sort). Not cut at
+        ``max_pickup_minutes`` (the caller masks).
         """
-        n, z, o, k = self.num_envs, self.city.num_zones, self.max_open_orders, self.num_candidates
+        n, v, z, o, k = self.num_envs, self.num_vehicles, self.city.num_zones, self.max_open_orders, self.num_candidates
+        w = f[..., None]
+        eta = (1.0 - w) * travel[self.leg_from.clamp(min=0)] + w * travel[self.loc]  # (N, V, Z)
         # the pool sorted by (origin zone, appearance minute, slot); inactive slots last
         key = self.pool_origin * ((self.horizon + 1) * o) + self.pool_appear * o + self._arange_o
         key = torch.where(self.pool_active, key, torch.iinfo(torch.int64).max)
         sorted_slots = key.argsort(dim=1)  # (N, O); keys are unique
         counts = torch.zeros((n, z), dtype=torch.int64, device=self.device).scatter_add_(1, self.pool_origin, self.pool_active.long())
         start = counts.cumsum(1) - counts  # (N, Z) first sorted position of each zone's orders
-        near = counts[:, self._rank.reshape(-1)].reshape(n, z, z)  # (N, Z, Z) counts of zones by nearness from z
+        # ETAs are >= 0, so their float32 bit patterns sort like the values
+        zone_key = eta.contiguous().view(torch.int32).to(torch.int64) * z + self._arange_z
+        zone_key = torch.where((counts > 0)[:, None, :], zone_key, torch.iinfo(torch.int64).max)
+        kz = min(k, z)
+        near_zone = zone_key.topk(kz, dim=-1, largest=False, sorted=True).indices  # (N, V, kz) nearest zones with orders first
+        near = counts.gather(1, near_zone.reshape(n, -1)).reshape(n, v, kz)  # (empty zones: 0)
         cum = near.cumsum(-1)
-        kk = self._arange_k.expand(n, z, k).contiguous()
-        p = torch.searchsorted(cum, kk, right=True)  # (N, Z, K) nearness position holding the k-th order
-        valid = p < z
-        p = p.clamp(max=z - 1)
-        zone = self._rank.expand(n, z, z).gather(-1, p)
+        kk = self._arange_k.expand(n, v, k).contiguous()
+        p = torch.searchsorted(cum, kk, right=True)  # (N, V, K) position of the zone holding the k-th order
+        valid = p < kz
+        p = p.clamp(max=kz - 1)
+        zone = near_zone.gather(-1, p)
         within = kk - (cum.gather(-1, p) - near.gather(-1, p))
-        pos = (start.gather(1, zone.reshape(n, -1)).reshape(n, z, k) + within).clamp(0, o - 1)
-        slot = sorted_slots.gather(1, pos.reshape(n, -1)).reshape(n, z, k)
-        minutes = travel.gather(1, self._rank).expand(n, z, z).gather(-1, p)
-        return slot, minutes, valid
+        pos = (start.gather(1, zone.reshape(n, -1)).reshape(n, v, k) + within).clamp(0, o - 1)
+        slot = sorted_slots.gather(1, pos.reshape(n, -1)).reshape(n, v, k)
+        return slot, eta.gather(-1, zone), valid
 
     def _observe(self) -> torch.Tensor:
         """The observation ``(N, V, K, 28)`` of the current state; caches the candidates, masks and plan."""
@@ -593,11 +697,9 @@ class DispatchVecEnv(TorchVecEnv):
         free = status == EMPTY
         pending = (status == TO_PICKUP).any(-1)
         available = free.any(-1) & ~pending
-        zslot, zmin, zvalid = self._zone_candidates(travel)
-        idx = self.loc[..., None].expand(n, v, k)
-        cand_slot = zslot.gather(1, idx)
-        cand_eta = self.eta[..., None] + zmin.gather(1, idx)
-        mask = zvalid.gather(1, idx) & available[..., None] & (cand_eta <= self.max_pickup_minutes)
+        f = self._progress(self.eta, self.leg_total)
+        cand_slot, cand_eta, valid = self._candidates(travel, f)
+        mask = valid & available[..., None] & (cand_eta <= self.max_pickup_minutes)
         self._cand_slot, self._cand_eta, self._pair_mask, self._available = cand_slot, cand_eta, mask, mask.any(-1)
         self._plan_drop = drop
         self._mask_np = mask.cpu().numpy()
@@ -606,7 +708,7 @@ class DispatchVecEnv(TorchVecEnv):
         xy = self._xy
         t = float(self.t)
         vehicle = torch.cat([
-            xy[self.loc],
+            torch.lerp(self.leg_xy, xy[self.loc], f[..., None]),  # the interpolated position
             torch.stack([
                 free.sum(-1).float() / c,
                 torch.where(pending, pick, 0.0) / 60.0,
@@ -696,15 +798,20 @@ class DispatchVecEnv(TorchVecEnv):
         self.seat_origin = torch.where(new, origin[..., None], self.seat_origin)
         self.seat_dest = torch.where(new, dest[..., None], self.seat_dest)
         self.seat_uid = torch.where(new, uid[..., None], self.seat_uid)
-        self.seat_appear = torch.where(new, appear[..., None], self.seat_appear)
-        self.seat_matched = torch.where(new, self.t, self.seat_matched)
         self.seat_picked = torch.where(new, 0.0, self.seat_picked)
         self.seat_direct = torch.where(new, direct_min[..., None], self.seat_direct)
         gone = torch.zeros((n, self.max_open_orders + 1), dtype=torch.bool, device=self.device)
         gone.scatter_(1, torch.where(matched, slot, self.max_open_orders), True)
         self.pool_active = self.pool_active & ~gone[:, : self.max_open_orders]
 
-        drop, pick, _ = self._plan(travel)
+        # the new plans of the matched vehicles (the others keep theirs)
+        rows = matched.reshape(-1).nonzero().squeeze(1)
+        drop = self._plan_drop.clone()
+        pick = torch.zeros_like(eta)
+        if rows.numel():
+            drop_m, pick_m, _ = self._plan(travel, rows)
+            drop.view(-1, self.capacity)[rows] = drop_m
+            pick.view(-1)[rows] = pick_m
         onboard = self.seat_status == ONBOARD
         in_vehicle = torch.where(onboard, float(self.t) - self.seat_picked + drop, drop - pick[..., None])
         n_over = ((in_vehicle > rc.threshold_min) & (self.seat_status != EMPTY)).sum(-1).float()

@@ -238,6 +238,28 @@ def test_load_city_travel_csv_without_km_and_errors(tmp_path):
         load_city(zones)
 
 
+def test_load_city_speed_profile_flat_with_travel_csv_nyc_without_and_the_keyword_overrides(tmp_path, caplog):
+    zones = tmp_path / "z.csv"
+    zones.write_text("zone_id,x_km,y_km\n1,0,0\n2,1,0\n")
+    t = tmp_path / "t.csv"
+    t.write_text("origin,destination,minutes\n1,2,5\n2,1,6\n")
+    with caplog.at_level(logging.INFO, logger="rlsuite.envs.dispatch.city"):
+        measured = load_city(zones, t)
+    # a loaded table is used as given at every hour: 5 minutes at 03:00 and at 19:00
+    assert np.array_equal(measured.speed_profile, np.ones(24)) and "speed profile flat" in caplog.text
+    assert measured.travel_minutes(3 * 60)[0, 1] == 5.0 and measured.travel_minutes(19 * 60)[0, 1] == 5.0
+    modelled = load_city(zones)  # minutes from speed_kmh: NYC-like congestion like the built-in cities
+    assert np.array_equal(modelled.speed_profile, NYC_SPEED_PROFILE)
+    scaled = load_city(zones, t, speed_profile=NYC_SPEED_PROFILE)
+    assert scaled.travel_minutes(19 * 60)[0, 1] == pytest.approx(5.0 / NYC_SPEED_PROFILE[19])
+    flat = load_city(zones, speed_profile=[1.0] * 24)
+    assert np.array_equal(flat.speed_profile, np.ones(24)) and flat.speed_profile.dtype == np.float64
+    with pytest.raises(ValueError, match="speed_profile must be 24 finite numbers > 0"):
+        load_city(zones, t, speed_profile=np.ones(12))
+    with pytest.raises(ValueError, match="speed_profile must be 24 finite numbers > 0"):
+        load_city(zones, speed_profile=np.r_[np.ones(23), 0.0])
+
+
 def test_zone_graph():
     c = grid_city(2, 2)
     g = zone_graph(c)

@@ -1,10 +1,12 @@
-"""The dispatch simulator (DispatchVecEnv): conservation of orders, vehicles and seats, candidates and masks, the
-optimal matching, expiry, the reward by hand, trip replay, batched equals single, exact resume, errors, devices."""
+"""The dispatch simulator (DispatchVecEnv): conservation of orders, vehicles and seats, the position model and
+pooling, candidates and masks, the optimal matching, expiry, the reward by hand and against an independent
+planner, travel noise and time of day, trip replay, batched equals single, exact resume, errors, devices."""
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections import Counter
 
 import numpy as np
@@ -38,7 +40,7 @@ def small(num_envs: int = 1, **kw) -> DispatchVecEnv:
 
 
 def check_invariants(env: DispatchVecEnv) -> None:
-    """Every order in exactly one place, seats within bounds, every vehicle in one zone with eta >= 0."""
+    """Every order in exactly one place, seats within bounds, every vehicle in one zone with eta >= 0, legs consistent."""
     c = env.order_counts()
     assert torch.equal(c["appeared"], c["open"] + c["waiting"] + c["onboard"] + c["delivered"] + c["lost"]), c
     assert torch.equal(env.n_served, c["waiting"] + c["onboard"] + c["delivered"])
@@ -52,9 +54,64 @@ def check_invariants(env: DispatchVecEnv) -> None:
     tgt = env.target.clamp(min=0)[..., None]
     moving_to = torch.where(st.gather(-1, tgt) == TO_PICKUP, env.seat_origin.gather(-1, tgt), env.seat_dest.gather(-1, tgt))
     assert torch.equal(env.loc[~idle], moving_to.squeeze(-1)[~idle])  # loc is the zone of the stop being driven to
+    # a pending pickup is always the leg being driven (a vehicle breaks off its leg for it at once)
+    pending = (st == TO_PICKUP).any(-1)
+    assert (st.gather(-1, tgt).squeeze(-1) == TO_PICKUP)[pending].all()
+    # legs: eta <= the leg's minutes; a drop-off leg starts at a zone; idle vehicles sit at their zone
+    assert (env.eta[~idle] <= env.leg_total[~idle] + 1e-5).all()
+    assert (env.leg_from[~idle & ~pending] >= 0).all()
+    assert torch.equal(env.leg_from[idle], env.loc[idle]) and (env.leg_total[idle] == 0).all()
+    assert ((env.leg_xy >= 0) & (env.leg_xy <= 1)).all()
     for e in range(env.num_envs):
         uids = torch.cat([env.pool_uid[e][env.pool_active[e]], env.seat_uid[e][st[e] != EMPTY]])
         assert uids.unique().numel() == uids.numel() and (uids >= 0).all()  # no order in two places
+
+
+def progress(env: DispatchVecEnv, e: int, v: int) -> float:
+    """Fraction of vehicle v's current leg travelled (1 at a zone), recomputed from the state."""
+    eta, total = float(env.eta[e, v]), float(env.leg_total[e, v])
+    return 1.0 if eta <= 0 else 1.0 - eta / max(total, eta)
+
+
+def ref_minutes(T: np.ndarray, start: int, end: int, f: float, zone: int) -> float:
+    """Expected minutes to ``zone`` from the point ``f`` of the way from ``start`` to ``end`` (the documented model)."""
+    return (1.0 - f) * T[start, zone] + f * T[end, zone]
+
+
+def ref_plan(T: np.ndarray, vehicle: dict) -> tuple[list[float], float]:
+    """An independent planner (the module docstring's rules): drop-off minutes per seat and minutes to the pickup."""
+    status, origin, dest = vehicle["status"], vehicle["origin"], vehicle["dest"]
+    eta, target, c = vehicle["eta"], vehicle["target"], len(status)
+    drop, pick = [0.0] * c, 0.0
+    pending = [s for s in range(c) if status[s] == TO_PICKUP]
+    if pending:  # to the pickup first (already on that leg, or breaking off / leaving a zone now)
+        s = pending[0]
+        pick = eta if target == s else ref_minutes(T, vehicle["leg_from"], vehicle["loc"], vehicle["f"], origin[s])
+        time, pos = pick, origin[s]
+        rest = [s for s in range(c) if status[s] != EMPTY]
+    else:  # finish the drop-off leg first
+        time, pos = eta, vehicle["loc"]
+        if target >= 0:
+            drop[target] = eta
+        rest = [s for s in range(c) if status[s] != EMPTY and s != target]
+    best = None
+    for perm in itertools.permutations(rest):
+        t, p, times = time, pos, {}
+        for s in perm:
+            t += T[p, dest[s]]
+            p = dest[s]
+            times[s] = t
+        if best is None or sum(times.values()) < best[0] - 1e-6:
+            best = (sum(times.values()), times)
+    for s, t in best[1].items():
+        drop[s] = t
+    return drop, pick
+
+
+def vehicle_of(env: DispatchVecEnv, e: int, v: int) -> dict:
+    return {"status": env.seat_status[e, v].tolist(), "origin": env.seat_origin[e, v].tolist(), "dest": env.seat_dest[e, v].tolist(),
+            "loc": int(env.loc[e, v]), "eta": float(env.eta[e, v]), "target": int(env.target[e, v]),
+            "leg_from": int(env.leg_from[e, v]), "f": progress(env, e, v)}
 
 
 def test_spaces_observation_layout_and_candidates():
@@ -64,7 +121,9 @@ def test_spaces_observation_layout_and_candidates():
     assert env.single_observation_space.shape == (30, 4, 28) and env.single_action_space.shape == (30, 4)
     mask = info["pair_mask"]
     assert mask.dtype == torch.bool and torch.equal(info["vehicle_available"], mask.any(-1))
-    for _ in range(4):  # some vehicles busy, some orders old
+    xy = (env.city.xy_km - env.city.xy_km.min(0)) / np.ptp(env.city.xy_km, 0)
+    on_leg_seen = 0
+    for _ in range(4):  # some vehicles busy (some of them on a leg and still taking orders), some orders old
         obs, _, _, _, info = env.step(greedy_policy()(obs))
         mask = info["pair_mask"]
         eta = obs[..., PICKUP_ETA] * 60
@@ -73,20 +132,25 @@ def test_spaces_observation_layout_and_candidates():
         assert (torch.where(mask[..., 1:], eta[..., 1:] - eta[..., :-1], 0.0) >= 0).all()
         free = (env.seat_status == EMPTY).any(-1) & ~(env.seat_status == TO_PICKUP).any(-1)
         assert (free | ~info["vehicle_available"]).all()
-        travel = torch.as_tensor(env.city.travel_minutes(env.start_minute + env.t), dtype=torch.float32)
+        T = env.city.travel_minutes(env.start_minute + env.t)
         for e in range(2):
             slots = env._cand_slot[e][mask[e]]
             assert env.pool_active[e, slots].all()
             for v in range(30):
+                f, a, b = progress(env, e, v), int(env.leg_from[e, v]), int(env.loc[e, v])
+                if a >= 0:  # the position: f of the way from the leg's start zone to its end zone
+                    np.testing.assert_allclose(obs[e, v, 0, :2].numpy(), (1 - f) * xy[a] + f * xy[b], atol=1e-5)
                 if not free[e, v]:
                     assert not mask[e, v].any()
                     continue
-                # brute force: the K smallest ETAs among all open orders within max_pickup_minutes
-                open_origin = env.pool_origin[e][env.pool_active[e]]
-                all_eta = (env.eta[e, v] + travel[env.loc[e, v], open_origin]).sort().values
-                best = all_eta[all_eta <= 20.0][:4]
-                torch.testing.assert_close(eta[e, v][mask[e, v]], best, rtol=0, atol=1e-4)
+                on_leg_seen += f < 1
+                # brute force: the K smallest ETAs (from the interpolated position) among all open orders within reach
+                open_origin = env.pool_origin[e][env.pool_active[e]].tolist()
+                all_eta = np.sort([ref_minutes(T, a, b, f, o) for o in open_origin])
+                best = all_eta[all_eta <= 20.0 + 1e-6][:4]
+                np.testing.assert_allclose(eta[e, v][mask[e, v]].numpy(), best, rtol=0, atol=1e-4)
                 assert slots.numel() == 0 or env._cand_slot[e, v][mask[e, v]].unique().numel() == int(mask[e, v].sum())
+    assert on_leg_seen > 10  # vehicles carrying someone took part
     # vehicle features repeat in every candidate row; free seats / capacity and the minute
     assert torch.equal(obs[:, :, :1, :23].expand(-1, -1, 4, -1), obs[..., :23])
     assert torch.allclose(obs[..., 0, 2], (env.seat_status == EMPTY).sum(-1) / 3.0)
@@ -206,59 +270,232 @@ def test_orders_expire_after_order_patience(patience):
     assert torch.equal(env.order_counts()["open"] + env.n_lost, env.n_appeared)
 
 
-def hand_built(threshold_min: float = 40.0) -> tuple[DispatchVecEnv, torch.Tensor]:
-    """One vehicle on a 1 x 3 grid (zones 0, 1, 2 at x = 0, 1, 2 km), at 03:00 (speed factor 1 until 04:00), no noise.
+LINE = grid_city(1, 3)  # zones 0, 1, 2 at x = 0, 1, 2 km
+
+
+def one_vehicle(trips: TripRecords, horizon: int, **kw) -> DispatchVecEnv:
+    env = DispatchVecEnv(city=LINE, demand=trips, num_vehicles=1, num_candidates=2, horizon=horizon, travel_noise=0.0,
+                         replay_fraction=1.0, **kw)
+    env.reset(seed=0)
+    return env
+
+
+def put_on_leg(state: dict, leg_from: int, loc: int, leg_total: float, eta: float, target: int) -> None:
+    """Vehicle 0 of env 0 on a leg from zone ``leg_from`` to zone ``loc`` (``eta`` of ``leg_total`` minutes left)."""
+    xy = torch.tensor([[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]])  # the 1 x 3 line in the env's [0, 1] box (y span 0 -> 0)
+    state["leg_from"][0, 0], state["loc"][0, 0], state["target"][0, 0] = leg_from, loc, target
+    state["leg_total"][0, 0], state["eta"][0, 0] = leg_total, eta
+    state["leg_xy"][0, 0] = xy[leg_from]
+
+
+def hand_built(threshold_min: float = 40.0, horizon: int = 3) -> tuple[DispatchVecEnv, torch.Tensor]:
+    """One vehicle on a 1 x 3 grid, at 03:00 (speed factor 1 until 04:00), no noise.
 
     Travel (detour 1.3, 18 km/h): neighbours 1.3 km = 4.3333 min, two apart 2.6 km = 8.6667 min, inside a zone
-    0.65 km = 2.1667 min. The vehicle drives to zone 0 (1 minute left) to drop order A (seat 0); order C (seat 1)
-    is on board since 5 minutes ago, bound for zone 2. Order B appears at zone 1, bound for zone 1.
+    0.65 km = 2.1667 min. The vehicle drives from zone 2 to zone 0 (a leg of 8.6667 min, 1 min left: f = 0.88462)
+    to drop order A (seat 0, on board since minute -7.6667); order C (seat 1) is on board since minute -10, bound
+    for zone 2. Order B appears at zone 1, bound for zone 0.
     """
-    trips = TripRecords(minute=np.array([0]), origin=np.array([1]), destination=np.array([1]), minutes=3, start_minute=180)
-    env = DispatchVecEnv(city=grid_city(1, 3), demand=trips, num_vehicles=1, num_candidates=2, horizon=3, travel_noise=0.0,
-                         replay_fraction=1.0, reward=RewardConfig(threshold_min=threshold_min))
-    env.reset(seed=0)
+    trips = TripRecords(minute=np.array([0]), origin=np.array([1]), destination=np.array([0]), minutes=3, start_minute=180)
+    env = one_vehicle(trips, horizon, reward=RewardConfig(threshold_min=threshold_min))
     state = env.state_dict()
-    state["loc"][0, 0], state["eta"][0, 0], state["target"][0, 0] = 0, 1.0, 0
+    put_on_leg(state, leg_from=2, loc=0, leg_total=2.6 / 18 * 60, eta=1.0, target=0)
     state["seat_status"][0, 0, :2] = ONBOARD
-    state["seat_origin"][0, 0, :2] = torch.tensor([2, 0])
+    state["seat_origin"][0, 0, :2] = torch.tensor([2, 2])
     state["seat_dest"][0, 0, :2] = torch.tensor([0, 2])
     state["seat_uid"][0, 0, :2] = torch.tensor([100, 101])
-    state["seat_picked"][0, 0, :2] = -5.0
-    state["seat_direct"][0, 0, :2] = torch.tensor([8.6667, 8.6667])
+    state["seat_picked"][0, 0, :2] = torch.tensor([-7.6667, -10.0])
+    state["seat_direct"][0, 0, :2] = torch.tensor([8.6667, 2.1667])
     env.load_state_dict(state)
     return env, env.last_observation
 
 
 def test_the_reward_of_a_hand_built_match():
-    env, obs = hand_built(threshold_min=2.0)
+    env, obs = hand_built(threshold_min=10.0)
     assert env._pair_mask[0, 0].tolist() == [True, False]
-    # pickup ETA = 1 (to zone 0) + 4.3333 (0 -> 1) = 5.3333
-    assert obs[0, 0, 0, PICKUP_ETA].item() * 60 == pytest.approx(5.33333, rel=1e-5)
-    # old plan: A at 1, C at 1 + 8.6667 = 9.6667. New plan: A at 1, pick B at 5.3333, then the best order of {B, C}:
-    # B first: B at 5.3333 + 2.1667 = 7.5, C at 7.5 + 4.3333 = 11.8333 (sum 19.33); C first: 9.6667, 14.0 (sum 23.67).
-    # added = (11.8333 - 9.6667) for C + B's detour (7.5 - 5.3333) - 2.1667 = 2.1667 + 0 = 2.1667 minutes.
-    # Threshold 2 min: A (5 + 1 = 6 min), C (5 + 11.83) and B (2.1667 min in the vehicle) all exceed it: n_over = 3.
-    # r = 3 + 1 * 0.65 km - 3 * 5.3333 / 60 - 1 * 3 - 3 * 2.1667 / 60 - 5 * (2.1667 - 2) / 60
-    #   = 3 + 0.65 - 0.266667 - 3 - 0.108333 - 0.013889 = 0.261111
+    # the vehicle is 0.88462 of the way from zone 2 to zone 0 (x = 0.23077 km of 2 km): x, y = 0.11538, 0
+    assert obs[0, 0, 0, :2].tolist() == pytest.approx([0.115385, 0.0], abs=1e-5)
+    # pickup ETA from there to zone 1: (1 - f) T[2, 1] + f T[0, 1] = 4.3333 (both 4.3333)
+    assert obs[0, 0, 0, PICKUP_ETA].item() * 60 == pytest.approx(4.33333, rel=1e-5)
+    # old plan: A at 1, C at 1 + 8.6667 = 9.6667. New plan: break off, pick B at 4.3333 at zone 1, then the best
+    # order of {A -> 0, C -> 2, B -> 0}: A, B, C: A at 4.3333 + 4.3333 = 8.6667, B at 8.6667 + 2.1667 = 10.8333,
+    # C at 10.8333 + 8.6667 = 19.5 (sum 39; B, A, C ties and comes later; C first: 45.5).
+    # added = A 7.6667 + C 9.8333 + B's detour (10.8333 - 4.3333 - direct 4.3333 = 2.1667) = 19.6667 minutes.
+    # Threshold 10 min: A (7.6667 + 8.6667 = 16.33 min in the vehicle) and C (10 + 19.5) exceed it, B (6.5) not: n = 2.
+    # r = 3 + 1 * 1.3 km - 3 * 4.3333 / 60 - 1 * 2 - 3 * 19.6667 / 60 - 5 * (19.6667 - 10) / 60
+    #   = 3 + 1.3 - 0.216667 - 2 - 0.983333 - 0.805556 = 0.294444
     _, reward, _, _, info = env.step(torch.tensor([[[1.0, 0.0]]]))
     assert info["assigned"].tolist() == [[0]]
-    assert reward.item() == pytest.approx(0.261111, abs=1e-5) and info["vehicle_reward"].item() == reward.item()
-    assert info["pickup_minutes"].item() == pytest.approx(5.33333, rel=1e-5)
-    # the paper's threshold (40 min): no long trips, no excess: r = 3 + 0.65 - 0.266667 - 0.108333 = 3.275
+    assert reward.item() == pytest.approx(0.294444, abs=1e-5) and info["vehicle_reward"].item() == reward.item()
+    assert info["pickup_minutes"].item() == pytest.approx(4.33333, rel=1e-5)
+    # the paper's threshold (40 min): no long trips, no excess: r = 3 + 1.3 - 0.216667 - 0.983333 = 3.1
     env, _ = hand_built()
-    assert env.step(torch.tensor([[[1.0, 0.0]]]))[1].item() == pytest.approx(3.275, abs=1e-5)
+    assert env.step(torch.tensor([[[1.0, 0.0]]]))[1].item() == pytest.approx(3.1, abs=1e-5)
 
 
 def test_the_plan_executes_as_observed_without_noise():
-    env, obs = hand_built()
-    env.step(torch.tensor([[[1.0, 0.0]]]))  # minute 1: A dropped at minute 1 (1 min left), then on to B at zone 1
-    assert env.n_delivered.item() == 1 and env.sum_delivery.item() == pytest.approx(6.0)  # A: on board from -5 to 1
-    assert env.target.item() == 2 and env.loc.item() == 1 and env.eta.item() == pytest.approx(4.33333, rel=1e-5)
+    env, obs = hand_built(horizon=21)
+    env.step(torch.tensor([[[1.0, 0.0]]]))  # minute 1: the vehicle broke off its leg and is 1 minute towards B
+    assert env.n_delivered.item() == 0 and env.target.item() == 2 and env.loc.item() == 1
+    assert env.eta.item() == pytest.approx(3.33333, rel=1e-5) and env.leg_total.item() == pytest.approx(4.33333, rel=1e-5)
+    assert env.leg_from.item() == -1  # the leg began between zones
     obs = env.last_observation
-    # seats: C (seat 1) drop-off planned at 11.8333 - 1 = 10.8333 min from now; B (seat 2) at 7.5 - 1 = 6.5
-    assert obs[0, 0, 0, 8 + 5 + 2].item() * 60 == pytest.approx(10.8333, rel=1e-4)
-    assert obs[0, 0, 0, 8 + 10 + 2].item() * 60 == pytest.approx(6.5, rel=1e-4)
-    assert obs[0, 0, 0, 3].item() * 60 == pytest.approx(4.33333, rel=1e-4)  # minutes to the pending pickup
+    # x: from 0.11538 towards zone 1 (0.5), 1 / 4.3333 of the way: 0.11538 + 0.38462 * 0.23077 = 0.20414
+    assert obs[0, 0, 0, 0].item() == pytest.approx(0.204142, abs=1e-5)
+    # seats (minutes from now): A 8.6667 - 1, C 19.5 - 1, B 10.8333 - 1; minutes to the pending pickup 3.3333
+    for s, minutes in ((0, 7.66667), (1, 18.5), (2, 9.83333)):
+        assert obs[0, 0, 0, 8 + 5 * s + 2].item() * 60 == pytest.approx(minutes, rel=1e-4)
+    assert obs[0, 0, 0, 3].item() * 60 == pytest.approx(3.33333, rel=1e-4)
+    picked = None
+    for _ in range(19):
+        env.step(torch.zeros(1, 1, 2))
+        if picked is None and (env.seat_status[0, 0] == ONBOARD).sum() == 3:
+            picked = env.t
+    assert picked == 5 and env.seat_picked[0, 0, 2].item() == pytest.approx(4.33333, rel=1e-5)  # three on board
+    # delivered: A at 8.6667 (16.3333 on board), B at 10.8333 (6.5), C at 19.5 (29.5)
+    assert env.n_delivered.item() == 3 and env.sum_delivery.item() == pytest.approx(16.3333 + 6.5 + 29.5, abs=1e-3)
+    # detours: A 16.3333 - 8.6667, B 6.5 - 4.3333 (its direct minutes at the pickup), C 29.5 - 2.1667
+    assert env.sum_detour.item() == pytest.approx(7.6667 + 2.1667 + 27.3333, abs=1e-3)
+    assert (env.target == -1).all() and env.loc.item() == 2 and env.eta.item() == 0
+
+
+def test_a_vehicle_carrying_a_passenger_pools_an_order_near_it():
+    # the review's case: the vehicle has just picked up A in zone 0, bound for zone 2 (8.6667 min); B appears in
+    # zone 0, also bound for zone 2. The vehicle is still at zone 0: B's ETA is the intra-zone trip, 2.1667 min
+    # (it was 8.6667 + 8.6667 = 17.3333 when the vehicle could only take B after dropping A).
+    trips = TripRecords(minute=np.array([0]), origin=np.array([0]), destination=np.array([2]), minutes=20, start_minute=180)
+    env = one_vehicle(trips, 20)
+    state = env.state_dict()
+    put_on_leg(state, leg_from=0, loc=2, leg_total=8.6667, eta=8.6667, target=0)
+    state["seat_status"][0, 0, 0], state["seat_origin"][0, 0, 0], state["seat_dest"][0, 0, 0] = ONBOARD, 0, 2
+    state["seat_uid"][0, 0, 0], state["seat_picked"][0, 0, 0], state["seat_direct"][0, 0, 0] = 99, 0.0, 8.6667
+    env.load_state_dict(state)
+    assert env.last_observation[0, 0, 0, PICKUP_ETA].item() * 60 == pytest.approx(2.16667, rel=1e-4)
+    # B: picked at 2.1667, both to zone 2: one at 2.1667 + 8.6667 = 10.8333, the other 2.1667 later (another
+    # point in zone 2). added = A's delay + B's detour = the minimum sum of drop-off times minus the old plan.
+    _, reward, _, _, info = env.step(torch.tensor([[[1.0, 0.0]]]))
+    assert info["assigned"].item() == 0
+    both = []
+    for _ in range(18):
+        both.append(int((env.seat_status == ONBOARD).sum()))
+        env.step(torch.zeros(1, 1, 2))
+    assert max(both) == 2 and both.index(2) == 2  # B on board from minute 2.1667, with A
+    assert env.n_delivered.item() == 2 and env.sum_delivery.item() == pytest.approx(10.8333 + 8.6667 + 2.1667, abs=1e-3)
+
+
+def test_pooling_happens_in_the_default_scenario_and_makes_detours():
+    env = DispatchVecEnv()  # the paper's scenario: 69 zones, 1000 vehicles, capacity 3, greedy dispatch
+    obs, _ = env.reset(seed=0)
+    act = greedy_policy()
+    most = 0
+    for _ in range(20):
+        obs, _, _, _, info = env.step(act(obs))
+        most = max(most, int((env.seat_status == ONBOARD).sum(-1).max()))
+    check_invariants(env)
+    # measured (seed 0): 3 on board at once, mean detour ~4.8 min over the delivered orders (~0 before pooling)
+    assert most >= 2 and info["episode_detour_min"].item() > 1.0
+    assert info["episode_delivery_min"].item() > info["episode_detour_min"].item()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_rewards_and_pickups_follow_the_documented_plan_in_reachable_states(noise):
+    """Every match's reward and pickup ETA (greedy and random matches, most of them pooled) against the independent
+    planner; without noise every pickup happens at the match minute + its ETA."""
+    env = DispatchVecEnv(num_envs=2, city=grid_city(4, 4), num_vehicles=30, num_candidates=5, orders_per_minute=14.0,
+                         horizon=30, travel_noise=noise, start_minute=18 * 60 + 50)  # the speed changes on the way
+    obs, _ = env.reset(seed=1)
+    rc, D = env.reward_config, env.city.distance_km
+    matched_at: dict[tuple[int, int], float] = {}  # (env, uid) -> planned pickup minute
+    worst_reward, worst_pick, matches, pooled, checked_picks = 0.0, 0.0, 0, 0, 0
+    for step in range(25):
+        T = env.city.travel_minutes(env.start_minute + env.t)
+        before = {(e, v): vehicle_of(env, e, v) for e in range(2) for v in range(30)}
+        picked_at = env.seat_picked.clone()
+        cand_slot, cand_eta, tnow = env._cand_slot.clone(), env._cand_eta.clone(), env.t
+        pool = (env.pool_origin.clone(), env.pool_dest.clone(), env.pool_uid.clone())
+        act = greedy_policy() if step % 2 else random_policy(step)
+        obs, _, _, _, info = env.step(act(obs))
+        for e, v in zip(*torch.nonzero(info["assigned"] >= 0).T.tolist(), strict=True):
+            k = int(info["assigned"][e, v])
+            slot = int(cand_slot[e, v, k])
+            o, d, uid = int(pool[0][e, slot]), int(pool[1][e, slot]), int(pool[2][e, slot])
+            veh = before[(e, v)]
+            old_drop, _ = ref_plan(T, veh)
+            s_new = veh["status"].index(EMPTY)
+            after = dict(veh, status=list(veh["status"]), origin=list(veh["origin"]), dest=list(veh["dest"]))
+            after["status"][s_new], after["origin"][s_new], after["dest"][s_new] = TO_PICKUP, o, d
+            new_drop, pick = ref_plan(T, after)
+            eta = float(cand_eta[e, v, k])
+            worst_pick = max(worst_pick, abs(pick - eta))
+            onboard = [s for s, st in enumerate(veh["status"]) if st == ONBOARD]
+            pooled += bool(onboard)
+            added = sum(new_drop[s] - old_drop[s] for s in onboard) + (new_drop[s_new] - pick) - T[o, d]
+            in_vehicle = [tnow - float(picked_at[e, v, s]) + new_drop[s] for s in onboard] + [new_drop[s_new] - pick]
+            n_over = sum(x > rc.threshold_min for x in in_vehicle)
+            r = (rc.base + rc.distance * D[o, d] - rc.pickup * eta / 60 - rc.long_trips * n_over - rc.added * added / 60
+                 - rc.excess * max(added - rc.threshold_min, 0) / 60)
+            worst_reward = max(worst_reward, abs(r - float(info["vehicle_reward"][e, v])))
+            matches += 1
+            matched_at[(e, uid)] = tnow + eta
+        for e, v, s in zip(*torch.nonzero(env.seat_status == ONBOARD).T.tolist(), strict=True):
+            uid = int(env.seat_uid[e, v, s])
+            if (e, uid) in matched_at and float(env.seat_picked[e, v, s]) > tnow:  # picked up in this step
+                checked_picks += 1
+                if noise == 0:
+                    assert float(env.seat_picked[e, v, s]) == pytest.approx(matched_at[(e, uid)], abs=1e-3)
+        check_invariants(env)
+    assert matches > 150 and pooled > 80 and checked_picks > 100  # measured: ~225 matches, ~165 pooled, ~205 pickups
+    assert worst_pick < 1e-4 and worst_reward < 1e-4
+
+
+def test_travel_noise_is_mean_one_per_leg():
+    # minute 0: every vehicle idle at a zone, so each matched vehicle's leg to its pickup takes T[zone, origin] * a
+    # factor of its own. 3 km blocks: a leg lasts >= 6.5 min, so none ends within the minute and all are observed.
+    # 400 zones x K = 8: idle vehicles in one zone share their candidate list, so at most 8 matches per zone.
+    sigma = 0.3
+    env = DispatchVecEnv(city=grid_city(20, 20, block_km=3.0), num_vehicles=4000, orders_per_minute=6000.0, horizon=5,
+                         travel_noise=sigma, max_open_orders=8192)
+    obs, _ = env.reset(seed=0)
+    start = env.loc.clone()
+    T = torch.as_tensor(env.city.travel_minutes(env.start_minute), dtype=torch.float32)
+    _, _, _, _, info = env.step(greedy_policy()(obs))
+    legs = info["assigned"][0] >= 0
+    ratio = (env.leg_total[0] / T[start[0], env.loc[0]])[legs].double()
+    n = int(legs.sum())
+    assert n > 2500 and (env.target[0][legs] >= 0).all()
+    # a mean-one log-normal factor exp(sigma z - sigma^2 / 2) has sd sqrt(exp(sigma^2) - 1) = 0.307: the sample mean
+    # of n > 2500 legs is within 4 standard errors (4 * 0.307 / sqrt(n) < 0.025) of 1; log-factors: mean -sigma^2 / 2
+    sd = math.sqrt(math.exp(sigma**2) - 1)
+    assert abs(ratio.mean().item() - 1.0) < 4 * sd / math.sqrt(n)
+    assert abs(ratio.log().mean().item() + sigma**2 / 2) < 4 * sigma / math.sqrt(n)
+    assert ratio.log().std().item() == pytest.approx(sigma, rel=0.1)
+
+
+def test_the_time_of_day_sets_the_leg_durations():
+    # one idle vehicle, one order two zones away bound back: the same trip at 03:00 (speed factor 1) and 19:00 (0.62)
+    def trip(start_minute: int) -> tuple[float, float, float]:
+        trips = TripRecords(minute=np.array([0]), origin=np.array([2]), destination=np.array([0]), minutes=40,
+                            start_minute=start_minute)
+        env = one_vehicle(trips, 40)
+        state = env.state_dict()
+        state["loc"][0, 0] = state["leg_from"][0, 0] = 0
+        state["leg_xy"][0, 0] = 0.0
+        env.load_state_dict(state)
+        eta = env.last_observation[0, 0, 0, PICKUP_ETA].item() * 60
+        env.step(torch.tensor([[[1.0, 0.0]]]))
+        leg = env.leg_total.item()
+        for _ in range(30):  # within the episode (its figures reset with the next one)
+            env.step(torch.zeros(1, 1, 2))
+        assert env.n_delivered.item() == 1
+        return eta, leg, env.sum_delivery.item()
+
+    speed = LINE.speed_factor(19 * 60)
+    assert speed == pytest.approx(0.62) and LINE.speed_factor(180) == 1.0
+    night, evening = trip(180), trip(19 * 60)
+    assert night == pytest.approx((8.66667, 8.66667, 8.66667), rel=1e-5)  # 2.6 km at 18 km/h
+    # at 19:00 the pickup leg starts at minute 0 (speed 0.62); the ride starts at minute ~14 (19:14, speed 0.6284)
+    assert evening[0] == pytest.approx(8.66667 / speed, rel=1e-5) and evening[1] == pytest.approx(evening[0], rel=1e-6)
+    assert evening[2] == pytest.approx(8.66667 / LINE.speed_factor(19 * 60 + 13), rel=1e-5)
 
 
 def test_trip_records_replay_exactly_the_kept_trips_at_their_minutes():
