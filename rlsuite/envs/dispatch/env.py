@@ -143,9 +143,29 @@ autoreset, ``info["final_obs"]``).
 ``num_envs``, ``device``, ``city`` (a :class:`City`, ``"manhattan"`` or ``"grid<R>x<C>"``), ``demand``
 (:class:`DemandModel`, :class:`TripRecords`, or None: ``synthetic_demand(city, orders_per_minute,
 at_minute=start_minute)``), ``orders_per_minute`` (150), ``num_vehicles`` (1000), ``capacity`` (3, 1..3),
-``num_candidates`` (8), ``horizon`` (30 minutes), ``start_minute`` (19:00 = 1140; trip records bring their
-own), ``order_patience`` (5 minutes), ``max_pickup_minutes`` (20), ``travel_noise`` (0.1),
-``replay_fraction`` (0.95), ``max_open_orders`` (2048), ``reward`` (:class:`RewardConfig` or a dict).
+``num_candidates`` (8), ``horizon`` (30 minutes), ``start_minute`` (19:00 = 1140; a :class:`TripRecords`
+``demand`` brings its own, ``trips=`` starts its window here), ``order_patience`` (5 minutes),
+``max_pickup_minutes`` (20), ``travel_noise`` (0.1), ``replay_fraction`` (0.95), ``max_open_orders`` (2048),
+``reward`` (:class:`RewardConfig` or a dict).
+
+Real data by plain (JSON-able) keywords, for ``rlsuite train --env-kwargs`` and ``gymnasium.make``; paths are
+strings, relative ones resolved against the working directory (give absolute paths to a run that is evaluated
+from elsewhere: the run keeps the keywords as given), each file read once per content (a small cache):
+
+- ``zones_csv`` (None), ``travel_csv`` (None): ``city = load_city(zones_csv, travel_csv)`` (zones
+  ``zone_id,x_km,y_km`` or ``zone_id,lat,lon``; travel ``origin,destination,minutes[,km]``, optional). It
+  replaces the default ``city="manhattan"``; another ``city`` with ``zones_csv``, or ``travel_csv`` without
+  ``zones_csv``, is an error.
+- ``trips`` (None): an NYC TLC trip-record file (CSV or parquet), with ``trips_date`` (``"YYYY-MM-DD"``,
+  required with ``trips``): the trips picked up that day from ``start_minute`` to ``start_minute + horizon``
+  with both zones in the city (``load_tlc_trips(trips, city, trips_date, start_minute as HH:MM, horizon)``;
+  a window without any is an error). ``trips_mode`` (``"replay"``): ``"replay"`` replays them
+  (``demand=records``, ``replay_fraction`` of them per episode), ``"fit"`` samples Poisson demand fitted to
+  them (``demand=fit_demand(records, city)``); ``orders_per_minute`` is not used. Errors: ``trips`` without
+  ``trips_date`` or together with ``demand``; ``trips_date`` or ``trips_mode="fit"`` without ``trips``. The
+  loaded records are :attr:`DispatchVecEnv.trip_records` (None without ``trips``).
+
+A missing file raises ``FileNotFoundError`` naming the keyword and the path.
 
 ## Version History
 * v0: initial version.
@@ -154,11 +174,16 @@ own), ``order_patience`` (5 minutes), ``max_pickup_minutes`` (20), ``travel_nois
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import functools
 import itertools
 import logging
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -168,8 +193,14 @@ from scipy.optimize import linear_sum_assignment
 
 from rlsuite.core.seeding import resolve_device
 from rlsuite.core.vec_env import TorchVecEnv
-from rlsuite.envs.dispatch.city import City, grid_city, manhattan_city
-from rlsuite.envs.dispatch.demand import DemandModel, TripRecords, synthetic_demand
+from rlsuite.envs.dispatch.city import City, grid_city, load_city, manhattan_city
+from rlsuite.envs.dispatch.demand import (
+    DemandModel,
+    TripRecords,
+    fit_demand,
+    load_tlc_trips,
+    synthetic_demand,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +218,10 @@ SEAT_DIM = 5
 EMPTY, TO_PICKUP, ONBOARD = 0, 1, 2
 #: city names the constructor takes besides a City (``grid<R>x<C>``: :func:`grid_city` (R, C))
 CITY_NAMES = ("manhattan", "grid<R>x<C>")
+#: the city of the constructor's default (``city="manhattan"``); ``zones_csv`` replaces it
+DEFAULT_CITY = "manhattan"
+#: what the env does with the trips of ``trips=``: replay them, or fit a Poisson :class:`DemandModel` to them
+TRIPS_MODES = ("replay", "fit")
 _GRID = re.compile(r"grid(\d+)x(\d+)")
 
 
@@ -248,6 +283,105 @@ def _reward_config(value: RewardConfig | Mapping[str, float] | None) -> RewardCo
     raise TypeError(f"reward must be a RewardConfig or a dict of its fields, got {type(value).__name__}.")
 
 
+# ------------------------------------------------------------------ data files named by keyword (CLI, gymnasium.make)
+def _data_file(value: Any, name: str, what: str) -> Path:
+    """The path of keyword ``name`` (a str or PathLike naming an existing file), or a clear error."""
+    if not isinstance(value, str | PathLike):
+        raise TypeError(f"{name} = {value!r} is a {type(value).__name__}; {name} must be the path of {what} (a string).")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} = {str(value)!r}: no such file ({path.absolute()}); fix: pass the path of {what}; "
+                                f"a relative path is resolved against the working directory, {Path.cwd()}.")
+    return path
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """``(resolved path, mtime_ns, size)``: a cache key that changes when the file does."""
+    st = path.stat()
+    return str(path.resolve()), st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_city(zones: tuple[str, int, int], travel: tuple[str, int, int] | None) -> City:
+    return load_city(zones[0], None if travel is None else travel[0])
+
+
+_TRIPS_CACHE: OrderedDict[tuple, TripRecords] = OrderedDict()
+
+
+def _cached_trips(path: Path, city: City, date: str, start: str, minutes: int) -> TripRecords:
+    """:func:`load_tlc_trips`, kept for the last 4 (file content, city zone ids, window): a month's parquet file is
+    read once, not once per env an evaluation builds (the records are read-only)."""
+    key = (_file_key(path), city.zone_ids.tobytes(), date, start, minutes)
+    if key in _TRIPS_CACHE:
+        _TRIPS_CACHE.move_to_end(key)
+        return _TRIPS_CACHE[key]
+    records = _TRIPS_CACHE[key] = load_tlc_trips(path, city, date=date, start=start, minutes=minutes)
+    while len(_TRIPS_CACHE) > 4:
+        _TRIPS_CACHE.popitem(last=False)
+    return records
+
+
+def city_from_args(city: City | str, zones_csv: str | PathLike | None, travel_csv: str | PathLike | None) -> City:
+    """The env's city: :func:`resolve_city` of ``city``, or :func:`load_city` ``(zones_csv, travel_csv)`` (which
+    replaces the default ``city="manhattan"``; any other ``city`` with ``zones_csv`` is an error). Files are read
+    once per content (an LRU cache keyed on path, size and modification time)."""
+    if zones_csv is None:
+        if travel_csv is not None:
+            raise ValueError(f"travel_csv = {str(travel_csv)!r} without zones_csv; a travel table is over the zones of a zone "
+                             "table; fix: pass zones_csv (zone_id,x_km,y_km or zone_id,lat,lon) too.")
+        return resolve_city(city)
+    if not (isinstance(city, str) and city.strip().lower() == DEFAULT_CITY):
+        given = f"City {city.name!r}" if isinstance(city, City) else repr(city)
+        raise ValueError(f"city = {given} and zones_csv = {str(zones_csv)!r} both choose the city; allowed: one of them "
+                         f"(zones_csv loads the city from CSV in place of the default city={DEFAULT_CITY!r}); fix: drop city "
+                         "or zones_csv.")
+    zones = _file_key(_data_file(zones_csv, "zones_csv", "a zone table CSV (zone_id,x_km,y_km or zone_id,lat,lon)"))
+    travel = None if travel_csv is None else _file_key(
+        _data_file(travel_csv, "travel_csv", "a travel-time CSV (origin,destination,minutes[,km])"))
+    return _cached_city(zones, travel)
+
+
+def demand_from_args(city: City, demand: DemandModel | TripRecords | None, trips: str | PathLike | None, trips_date: str | None,
+                     trips_mode: str, start_minute: int, horizon: int) -> tuple[DemandModel | TripRecords | None, TripRecords | None]:
+    """``(demand, trip records)`` of the env: ``demand`` as given when ``trips`` is None; else the TLC trips of
+    ``trips`` (a file) picked up on ``trips_date`` from ``start_minute`` to ``start_minute + horizon`` inside
+    ``city`` (:func:`load_tlc_trips`), replayed (``trips_mode="replay"``: the records) or fitted
+    (``"fit"``: :func:`fit_demand` of them). Files are read once per content and window (an LRU cache)."""
+    if trips_mode not in TRIPS_MODES:
+        raise ValueError(f"trips_mode = {trips_mode!r}; allowed: {', '.join(map(repr, TRIPS_MODES))} (replay the day's trips, "
+                         "or fit Poisson demand to them).")
+    if trips is None:
+        if trips_date is not None:
+            raise ValueError(f"trips_date = {trips_date!r} without trips; fix: pass trips (a TLC trip-record CSV or parquet file) "
+                             "too, or drop trips_date.")
+        if trips_mode != "replay":
+            raise ValueError(f"trips_mode = {trips_mode!r} without trips; trips_mode says what to do with the trips of trips=; "
+                             "fix: pass trips (a TLC trip-record file) and trips_date, or drop trips_mode.")
+        return demand, None
+    if demand is not None:
+        raise ValueError(f"demand = {type(demand).__name__} and trips = {str(trips)!r} both set the demand; allowed: one of them; "
+                         "fix: drop demand (trips loads the TLC records) or trips.")
+    path = _data_file(trips, "trips", "an NYC TLC trip-record file (.csv or .parquet)")
+    if trips_date is None:
+        raise ValueError(f"trips = {str(trips)!r} without trips_date; a TLC file holds many days; fix: pass trips_date, the day "
+                         "to replay as YYYY-MM-DD (e.g. \"trips_date\": \"2024-07-17\"); the window is start_minute .. "
+                         "start_minute + horizon of that day.")
+    try:
+        day = dt.date.fromisoformat(trips_date) if isinstance(trips_date, str) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise ValueError(f"trips_date = {trips_date!r}; expected a day as YYYY-MM-DD, e.g. '2024-07-17'.")
+    start = f"{start_minute // 60:02d}:{start_minute % 60:02d}"
+    records = _cached_trips(path, city, day.isoformat(), start, horizon)
+    if records.num_trips == 0:
+        raise ValueError(f"trips = {str(trips)!r}: no trips on {day.isoformat()} {start} + {horizon} min with both zones in the city "
+                         f"{city.name!r}; fix: check trips_date (a day the file covers), start_minute and horizon (the window), "
+                         "and that the city's zone ids are the file's PULocationID/DOLocationID (the log says what was dropped).")
+    return (records if trips_mode == "replay" else fit_demand(records, city)), records
+
+
 #: every tensor of the state (the episode's state; the rest is fixed by the constructor)
 _STATE = (
     # vehicles (N, V); leg_xy (N, V, 2)
@@ -267,7 +401,8 @@ class DispatchVecEnv(TorchVecEnv):
     """``num_envs`` copies of the dispatch problem stepped together on ``device`` (see the module docstring).
 
     Shapes: ``N = num_envs``, ``V = num_vehicles``, ``C = capacity``, ``K = num_candidates``,
-    ``O = max_open_orders``, ``Z`` zones.
+    ``O = max_open_orders``, ``Z`` zones. Arguments: the module docstring's "Arguments" (``zones_csv``,
+    ``travel_csv``, ``trips``, ``trips_date``, ``trips_mode``: cities and TLC trips from files by name).
     """
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
@@ -290,11 +425,17 @@ class DispatchVecEnv(TorchVecEnv):
         replay_fraction: float = 0.95,
         max_open_orders: int = 2048,
         reward: RewardConfig | Mapping[str, float] | None = None,
+        zones_csv: str | PathLike | None = None,
+        travel_csv: str | PathLike | None = None,
+        trips: str | PathLike | None = None,
+        trips_date: str | None = None,
+        trips_mode: str = "replay",
     ) -> None:
         self._check_args(num_envs, num_vehicles, capacity, num_candidates, horizon, start_minute, order_patience,
                          max_pickup_minutes, travel_noise, replay_fraction, max_open_orders, orders_per_minute)
         self.num_envs, self.device = int(num_envs), resolve_device(device)
-        self.city = resolve_city(city)
+        self.city = city_from_args(city, zones_csv, travel_csv)
+        demand, self.trip_records = demand_from_args(self.city, demand, trips, trips_date, trips_mode, int(start_minute), int(horizon))
         self.num_vehicles, self.capacity, self.num_candidates = int(num_vehicles), int(capacity), int(num_candidates)
         self.horizon, self.order_patience = int(horizon), int(order_patience)
         self.max_pickup_minutes, self.travel_noise = float(max_pickup_minutes), float(travel_noise)
@@ -943,5 +1084,6 @@ class DispatchVecEnv(TorchVecEnv):
         self._last_obs = self._observe()
 
 
-__all__ = ["CANDIDATE_FEATURES", "CITY_NAMES", "EMPTY", "ENV_ID", "MAX_CAPACITY", "OBS_DIM", "ONBOARD", "ONBOARD_FEATURES", "PICKUP_ETA",
-           "TO_PICKUP", "VEHICLE_FEATURES", "DispatchVecEnv", "RewardConfig", "resolve_city"]
+__all__ = ["CANDIDATE_FEATURES", "CITY_NAMES", "DEFAULT_CITY", "EMPTY", "ENV_ID", "MAX_CAPACITY", "OBS_DIM", "ONBOARD", "ONBOARD_FEATURES", "PICKUP_ETA",
+           "TO_PICKUP", "TRIPS_MODES", "VEHICLE_FEATURES", "DispatchVecEnv", "RewardConfig", "city_from_args", "demand_from_args",
+           "resolve_city"]

@@ -9,7 +9,8 @@
   (the last two after a step). The env still matches centrally: the agents' scores form the ``(V, K)``
   score matrix (an agent left out of the action dict scores 0, i.e. takes no order).
 
-Both take the keyword arguments of :class:`DispatchVecEnv` without ``num_envs``/``device``. At the end
+Both take the keyword arguments of :class:`DispatchVecEnv` without ``num_envs``/``device`` (the data files
+by name too: ``zones_csv``, ``travel_csv``, ``trips``, ``trips_date``, ``trips_mode``). At the end
 of the episode the batched env has already started the next one: the views return the final
 observation with ``truncated=True`` (PettingZoo: every agent truncated, ``agents`` empty until ``reset``).
 """
