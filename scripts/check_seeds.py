@@ -105,6 +105,8 @@ MEASUREMENTS = [
                 "tests.envs.greenhouse.test_learning:robust_mbrl_greenhouse",
                 (Metric("return_over_random", ">=", "MBRL_MIN_RETURN_OVER_RANDOM"),
                  Metric("return_over_zero_input", ">=", "MBRL_MIN_RETURN_OVER_ZERO"))),
+    Measurement("ospo_dispatch", "tests/agents/test_ospo.py::test_ospo_beats_random_and_approaches_greedy",
+                "tests.agents.test_ospo:ospo_vs_baselines", (Metric("gap_closed", ">=", "MIN_GAP_CLOSED"),)),
     Measurement("llm_dataset_reset", "tests/llm/test_trainer.py::test_dataset_reset_rollouts_continue_answer_prefixes",
                 "tests.llm.test_trainer:dataset_reset_reward_gain", (Metric("reward_gain", ">", "DATASET_RESET_MIN_REWARD_GAIN"),)),
 ]

@@ -23,6 +23,7 @@ from rlsuite.runs import load_run
 from tests.offline.helpers import write_mixed_dataset
 
 DS = "rlsuite/invertedpendulum/medium-v0"
+DISPATCH_TINY = '{"city": "grid3x3", "num_vehicles": 10, "num_candidates": 3, "orders_per_minute": 2.0, "horizon": 10}'
 OFFLINE = ["--offline-steps", "40", "--eval-every", "20", "--eval-episodes", "1", "--device", "cpu"]
 
 # per algorithm: the flags of a run that takes seconds and writes at least two checkpoints
@@ -47,6 +48,11 @@ RECIPES: dict[str, list[str]] = {
     **{algo: ["--env", "rlsuite/LinearMDP-v0", "--total-steps", "96", "--num-envs", "4", "--checkpoint-every", "48",
               "--eval-episodes", "1", "--device", "cpu", "--no-progress", "--no-tensorboard"]
        for algo in ("dr-rpo", "lsvi-ucb", "dr-lsvi-ucb")},
+    **{algo: ["--env", "rlsuite/Dispatch-Manhattan-v0", "--env-kwargs", DISPATCH_TINY, "--total-steps", "80", "--num-envs", "2",
+              "--num-minibatches", "2", "--minibatch-size", "16", "--snapshot-every", "2", "--hidden-sizes", "16", "16",
+              "--learning-rate", "1e-3", "--checkpoint-every", "40", "--eval-episodes", "1", "--device", "cpu", "--no-progress",
+              "--no-tensorboard"]
+       for algo in ("ospo", "grpo-dispatch", "ppo-dispatch")},
     "bc": ["--dataset", DS, *OFFLINE, "--hidden-sizes", "16", "16"],
     "iql": ["--dataset", DS, *OFFLINE, "--online-steps", "40", "--hidden-sizes", "16", "16", "--batch-size", "32"],
     "uni-o4": ["--dataset", DS, *OFFLINE, "--online-steps", "128", "--improve-steps", "20", "--ope-every", "10",
