@@ -2,7 +2,8 @@
 
 Run directories (``rlsuite train ... --run-dir DIR``) are grouped by their ``config.json`` with the keys
 that only name the run left out (:data:`IGNORED_KEYS`: ``seed``, ``run_dir``, ``resume``, ``overwrite``,
-``device``, the versions and the logging switches), so the seeds of one configuration form one group.
+``device``, the versions and the logging switches), so the seeds of one configuration form one group
+(the grouping lives in :mod:`rlsuite.run_groups`, shared with ``rlsuite report``).
 Each run's ``metrics.csv`` column ``metric`` against column ``x`` is interpolated linearly on a common grid
 (every ``x`` at which some run of the group logged the metric, inside the range every run of the group
 covers); a group of one run is drawn as logged. A group of several runs is drawn as the mean with a
@@ -19,106 +20,26 @@ values); ``rlsuite plot`` prints it.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rlsuite.core.logger import read_metrics
+from rlsuite.run_groups import (
+    IGNORED_KEYS,
+    RunGroup,
+    check_run_dir,
+    describe_group,
+    group_labels,
+    group_runs,
+    run_series,
+)
 
-IGNORED_KEYS = frozenset({"seed", "run_dir", "resume", "overwrite", "device", "versions", "progress", "tensorboard",
-                          "checkpoint_every", "keep_checkpoints", "data_dir"})
-"""Keys of ``config.json`` (at any depth) that do not change what a run learns: left out when grouping."""
+__all__ = ["IGNORED_KEYS", "SPREADS", "RunGroup", "aggregate", "check_run_dir", "compare_runs", "group_runs", "run_series"]
 
 SPREADS = ("minmax", "std", "none")
 """``minmax``: band from the lowest to the highest run; ``std``: mean +- one sample std; ``none``: mean only."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunGroup:
-    """Runs that share a configuration.
-
-    Attributes:
-        config: the shared ``config.json`` without :data:`IGNORED_KEYS` (``{}`` for a run without one).
-        runs: the run directories, in the order given.
-    """
-
-    config: dict[str, Any]
-    runs: tuple[Path, ...]
-
-
-def _strip(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in IGNORED_KEYS}
-    return value
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: value}
-
-
-def check_run_dir(run_dir: str | Path) -> Path:
-    """``run_dir`` as a path, or a clear error when it is missing or holds no ``metrics.csv``."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(f"run directory {str(path)!r} not found.")
-    if not (path / "metrics.csv").is_file():
-        raise FileNotFoundError(f"{str(path)!r} has no metrics.csv: give run directories written by rlsuite train "
-                                "(each holds config.json and metrics.csv).")
-    return path
-
-
-def group_runs(run_dirs: Sequence[str | Path]) -> list[RunGroup]:
-    """Group run directories by configuration (first appearance order); a run without ``config.json`` is a
-    group of its own."""
-    keys: dict[str, tuple[dict[str, Any], list[Path]]] = {}
-    for i, d in enumerate(run_dirs):
-        path = check_run_dir(d)
-        cfg_file = path / "config.json"
-        if cfg_file.is_file():
-            config = _strip(json.loads(cfg_file.read_text(encoding="utf-8")))
-            key = json.dumps(config, sort_keys=True)
-        else:
-            config, key = {}, f"#{i}"
-        keys.setdefault(key, (config, []))[1].append(path)
-    return [RunGroup(config, tuple(runs)) for config, runs in keys.values()]
-
-
-def run_series(run_dir: str | Path, metric: str, x: str = "step") -> tuple[np.ndarray, np.ndarray]:
-    """``(xs, ys)`` of column ``metric`` against column ``x`` in a run's ``metrics.csv`` (rows lacking either
-    left out, sorted by ``x``; a repeated ``x`` keeps its last row)."""
-    path = check_run_dir(run_dir)
-    rows = read_metrics(path / "metrics.csv")
-    columns = list(rows[0]) if rows else []
-    for name, flag in ((metric, "--metric"), (x, "--x")):
-        if name not in columns:
-            from rlsuite.core.registry import suggest
-
-            near = suggest(name, columns)
-            guess = f" Did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"{path}/metrics.csv has no column {name!r} ({flag}).{guess} Its columns: {', '.join(columns) or 'none'}.")
-    points: dict[float, float] = {}
-    for r in rows:
-        try:
-            xv, yv = float(r[x]), float(r[metric])
-        except (TypeError, ValueError):  # empty: the row does not log it
-            continue
-        if math.isfinite(xv) and math.isfinite(yv):
-            points[xv] = yv
-    if not points:
-        raise ValueError(f"{path}/metrics.csv logs no value of {metric!r} (its rows leave the column empty); "
-                         "choose another --metric (e.g. rollout/ep_return) or train until an evaluation.")
-    xs = np.array(sorted(points))
-    return xs, np.array([points[v] for v in xs])
 
 
 def aggregate(series: Sequence[tuple[np.ndarray, np.ndarray]], spread: str = "minmax") -> dict[str, np.ndarray]:
@@ -146,29 +67,6 @@ def aggregate(series: Sequence[tuple[np.ndarray, np.ndarray]], spread: str = "mi
     else:
         low, high = mean, mean
     return {"x": grid, "mean": mean, "low": low, "high": high}
-
-
-def _describe(group: RunGroup) -> str:
-    run = group.config.get("run", {}) if isinstance(group.config.get("run"), dict) else {}
-    where = run.get("env") or run.get("dataset") or (f"{group.config.get('config', {}).get('problem', '')}{run.get('size', '')}"
-                                                     if "size" in run else "")
-    return " ".join(str(p) for p in (group.config.get("algo"), where) if p) or group.runs[0].name
-
-
-def _labels(groups: list[RunGroup]) -> list[str]:
-    """A label per group: algorithm and env, and the settings that differ between the groups."""
-    base = [_describe(g) for g in groups]
-    flat = [_flatten(g.config) for g in groups]
-    keys = sorted({k for f in flat for k in f})
-    differing = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
-    differing = [k for k in differing if k not in ("algo", "run.env", "run.dataset")]
-    labels = []
-    for b, f in zip(base, flat, strict=True):
-        extra = [f"{k.rsplit('.', 1)[-1]}={f[k]}" for k in differing if k in f]
-        labels.append(" ".join([b, *extra[:4]]) + (" ..." if len(extra) > 4 else ""))
-    if len(set(labels)) < len(labels):  # still ambiguous (e.g. runs without config.json): number them
-        labels = [f"{i + 1}: {lab}" for i, lab in enumerate(labels)]
-    return labels
 
 
 def _xlabel(groups: list[RunGroup], x: str) -> str:
@@ -221,7 +119,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = 
     unique = list(dict.fromkeys(Path(d) for d in run_dirs))
     groups = group_runs(unique)
     series = [[run_series(r, metric, x) for r in g.runs] for g in groups]  # every error before anything is drawn
-    labels = _labels(groups)
+    labels = group_labels(groups)
     band_name = {"minmax": "min-max", "std": "± 1 std", "none": ""}[spread]
 
     ax = fig.add_subplot()
@@ -240,7 +138,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = 
         summary.append({"label": label, "legend": line.get_label(), "runs": [str(r) for r in group.runs], **agg,
                         "final_x": float(agg["x"][-1]),
                         "final_mean": float(agg["mean"][-1]), "final_low": float(agg["low"][-1]), "final_high": float(agg["high"][-1])})
-    envs = sorted({_describe(g) for g in groups})
+    envs = sorted({describe_group(g) for g in groups})
     ax.set_title(title if title is not None else f"{metric}: {', '.join(envs) if len(envs) <= 3 else f'{len(envs)} setups'}")
     ax.set_xlabel(_xlabel(groups, x))
     ax.set_ylabel(metric)

@@ -8,6 +8,7 @@
     rlsuite data | stl | cop | llm ...        datasets, STL formulas, combinatorial problems, language models
     rlsuite presets [ALGO] [--env ID]         tuned values per agent and env, and where they come from
     rlsuite plot RUN_DIR... --out FIG         compare runs: mean and spread across seeds
+    rlsuite report PATH...                    aggregate report: IQM, intervals, profiles, P(X > Y)
     rlsuite --version                         rlsuite's and torch's versions
 
 The work itself lives in the library (``rlsuite.agents.train``, ``rlsuite.offline.train``,
@@ -40,6 +41,7 @@ commands:
   llm list|sft|train|eval   language-model policy optimisation on synthetic tasks
   presets [ALGO] [--env ID] the tuned values of every agent (per env) and where they come from
   plot RUN_DIR... --out FIG compare runs: one line per config, mean and spread across seeds
+  report PATH...            aggregate final scores of many runs: IQM, intervals, profiles, P(X > Y)
   --version                 rlsuite's and torch's versions
 
   --verbose (anywhere on the line) shows debug logs and third-party warnings
@@ -59,6 +61,7 @@ COMMANDS = {
     "llm": ("llm", "cmd_llm"),
     "presets": ("presets", "cmd_presets"),
     "plot": ("plot", "cmd_plot"),
+    "report": ("report", "cmd_report"),
 }
 
 # Python warnings of these third-party packages (e.g. torch.onnx's export notes) are not for the user of a

@@ -37,11 +37,12 @@ PARSERS = {
     "llm eval": "rlsuite.cli.llm:EvalArgs",
     "presets": "rlsuite.cli.presets:PresetsArgs",
     "plot": "rlsuite.cli.plot:PlotArgs",
+    "report": "rlsuite.cli.report:ReportArgs",
 }
 # commands that train and write a run directory
 TRAINING = ("train <env agent>", "train <dataset agent>", "train <instances agent>", "llm sft", "llm train")
 # commands that write a file or a directory of their own (a run, a dataset, instances, labels, a figure, an export)
-WRITING = (*TRAINING, "export", "data collect", "cop generate", "cop label", "plot")
+WRITING = (*TRAINING, "export", "data collect", "cop generate", "cop label", "plot", "report")
 
 
 def _fields(name: str) -> dict[str, dataclasses.Field]:
