@@ -9,6 +9,7 @@
     rlsuite presets [ALGO] [--env ID]         tuned values per agent and env, and where they come from
     rlsuite plot RUN_DIR... --out FIG         compare runs: mean and spread across seeds
     rlsuite report PATH...                    aggregate report: IQM, intervals, profiles, P(X > Y)
+    rlsuite sweep SPEC.yaml                   settings x seeds as Ray tasks (locally or on a cluster), resumable
     rlsuite --version                         rlsuite's and torch's versions
 
 The work itself lives in the library (``rlsuite.agents.train``, ``rlsuite.offline.train``,
@@ -42,6 +43,7 @@ commands:
   presets [ALGO] [--env ID] the tuned values of every agent (per env) and where they come from
   plot RUN_DIR... --out FIG compare runs: one line per config, mean and spread across seeds
   report PATH...            aggregate final scores of many runs: IQM, intervals, profiles, P(X > Y)
+  sweep SPEC.yaml           train settings x seeds as Ray tasks, locally or on a cluster (--address); resumable
   --version                 rlsuite's and torch's versions
 
   --verbose (anywhere on the line) shows debug logs and third-party warnings
@@ -62,6 +64,7 @@ COMMANDS = {
     "presets": ("presets", "cmd_presets"),
     "plot": ("plot", "cmd_plot"),
     "report": ("report", "cmd_report"),
+    "sweep": ("sweep", "cmd_sweep"),
 }
 
 # Python warnings of these third-party packages (e.g. torch.onnx's export notes) are not for the user of a

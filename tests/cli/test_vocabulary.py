@@ -38,11 +38,12 @@ PARSERS = {
     "presets": "rlsuite.cli.presets:PresetsArgs",
     "plot": "rlsuite.cli.plot:PlotArgs",
     "report": "rlsuite.cli.report:ReportArgs",
+    "sweep": "rlsuite.cli.sweep:SweepArgs",
 }
 # commands that train and write a run directory
 TRAINING = ("train <env agent>", "train <dataset agent>", "train <instances agent>", "llm sft", "llm train")
 # commands that write a file or a directory of their own (a run, a dataset, instances, labels, a figure, an export)
-WRITING = (*TRAINING, "export", "data collect", "cop generate", "cop label", "plot", "report")
+WRITING = (*TRAINING, "export", "data collect", "cop generate", "cop label", "plot", "report", "sweep")
 
 
 def _fields(name: str) -> dict[str, dataclasses.Field]:
