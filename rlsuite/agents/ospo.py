@@ -10,33 +10,35 @@ that of ``rlsuite/Dispatch-Manhattan-v0``; this file reads only the env's observ
 Implementation details (a reader's checklist):
 
 1. **Scorer.** One MLP shared by every (vehicle i, candidate k) pair: the 28 pair features (vehicle 0:8,
-   onboard 8:23, candidate 23:28; the slices below) -> 128 -> 128 -> 1, LeakyReLU(0.01) (the authors'),
-   giving ``mu_ik``.
+   onboard 8:23, candidate 23:28: :mod:`rlsuite.agents.dispatch`) -> 128 -> 128 -> 1, LeakyReLU(0.01) (the
+   authors'), giving ``mu_ik``.
 2. **The off-policy pitfall, fixed by treating the matching as part of the environment.** The authors store
    the softmax probability of the chosen order, but the order comes from the Hungarian matching of scores
    with epsilon-random ``+inf`` entries, so their PPO ratios use a probability that is not that of the action
    taken. Here the action of vehicle i is its row of scores ``s_i in R^K``, ``s_ik ~ Normal(mu_ik, sigma^2)``
    independently on the feasible entries (``pair_mask``); the env's matching of all rows is part of the
-   transition. The stored ``log pi(s_i) = sum_{k feasible} log N(s_ik; mu_ik, sigma^2)`` (:func:`row_log_prob`)
-   is exactly the density of the action taken, so the ratios are on-policy. Infeasible entries never enter a
-   density, KL or entropy. ``log sigma`` is one learnable state-independent parameter (``init_log_std``,
-   floored at ``min_log_std``). This noise is the exploration: it replaces the authors' epsilon ``+inf``
-   entries (epsilon 1.0 decaying x0.99 per episode to 5e-4) and their softmax. The deterministic action is mu.
+   transition. The stored ``log pi(s_i) = sum_{k feasible} log N(s_ik; mu_ik, sigma^2)`` (core's
+   ``MaskedDiagGaussian``; infeasible entries never enter a density, KL or entropy) is exactly the density of
+   the action taken, so the ratios are on-policy. ``log sigma`` is one learnable parameter (``init_log_std``,
+   floored at ``min_log_std``). This noise is the exploration, in place of the authors' epsilon ``+inf``
+   entries (epsilon 1.0 decaying x0.99 per episode to 5e-4) and softmax. The deterministic action is mu.
 3. **Scores sent to the env** (``positive_scores``). Default: ``exp(s)`` (:func:`positive`), so every feasible
    pair beats the "no order" option (score 0) and the policy only ranks, as the authors' softmax
    probabilities (always > 0) do. With ``--no-positive-scores`` the raw ``s`` is sent and ``s <= 0`` declines
    a pair; the output bias starts at ``init_score_bias`` (1.0) so that the first policy accepts every pair.
 4. **Samples** (``samples``). Each iteration rolls out ``num_envs`` whole episodes (the env's ``horizon``
-   minutes, all envs starting together). Each minute the sampled vehicles are compacted by boolean indexing
-   (obs row ``(K, 28)``, ``pair_mask`` row, scores, log-probability); rewards ``info["vehicle_reward"]``, the
-   sample mask and ``info["vehicle_cum_reward"]`` stay dense ``(T, N, V)``, so every advantage below is a
-   function of dense tensors and ``sampled.nonzero()`` gives each sample's (minute, env, vehicle). Default
-   ``matched`` (the authors: one transition per assignment): the vehicles of ``info["acted"]`` that got an
-   order; ``acted`` also keeps those left without one (reward 0). ``matched`` learns faster: on the learning
-   test's city (tests/agents/test_ospo.py) it closes 0.80-0.87 of the random -> greedy gap in 60 iterations
-   where ``acted`` closes 0.36-0.46 (seeds 0, 1); the advantage of an unmatched vehicle scores its loss of the
-   competition for an order, which says little about the fleet's return. With raw scores, ``matched`` learns
-   to decline below-average orders (a declined order is never a sample) and can fall back to random's
+   minutes, all envs starting together). Each minute the sampled vehicles are compacted by the indices of
+   ``sampled.nonzero()`` (one host sync): obs row ``(K, 28)``, ``pair_mask`` row, scores, log-probability.
+   Rewards ``info["vehicle_reward"]``, the sample mask and ``info["vehicle_cum_reward"]`` stay dense ``(T, N,
+   V)``: every advantage below is a function of dense tensors. Default ``matched`` (the authors: one
+   transition per assignment): the vehicles of ``info["acted"]`` that got an order; ``acted`` also keeps those
+   left without one (reward 0). ``matched`` learns faster: on the learning test's city (tests/agents/
+   test_ospo.py) it closes 0.80-0.87 of the random -> greedy gap in 60 iterations where ``acted`` closes
+   0.36-0.46 (seeds 0, 1); the advantage of an unmatched vehicle scores its loss of the competition for an
+   order, which says little about the fleet's return. ``matched`` biases the gradient estimate, as the
+   authors' transitions do: whether a vehicle is a sample depends on the outcome of its own action (the
+   matching of the scores it sent), where ``acted`` is fixed before the action. With raw scores, ``matched``
+   learns to decline below-average orders (a declined order is never a sample) and can fall back to random's
    return; the default exp scores cannot decline.
 5. **OSPO advantage** (``ospo``, :func:`ospo_advantages`): ``A = (r - mean_t r) / (std_t r + eps)`` over the
    samples of the same minute of the same env (population std, as ``np.std``), plus ``-fairness_coef *
@@ -45,27 +47,28 @@ Implementation details (a reader's checklist):
 6. **GRPO advantage** (``grpo-dispatch``, :func:`grpo_advantages`; the authors' defaults reward_type=2,
    norm_type=2, punishment_type=1): rewards normalised over all samples of the batch, a per-vehicle
    reward-to-go over its decisions ``G_j = r_j + gamma^(t_{j+1} - t_j) G_{j+1}`` (gamma 0.99 per minute, 0
-   after the last decision: no bootstrap), minus ``fairness_coef * Delta_t`` of the decision's minute. The
-   authors' code subtracts ``punishment = -Delta_t``, which *adds* the spread increase; we subtract
-   ``+Delta_t`` (penalise a widening spread), the sign of their text and of OSPO's term.
+   after the episode's last decision: no bootstrap; the authors' buffer holds two episodes and their recursion
+   runs on across the boundary), minus ``fairness_coef * Delta_t`` of the decision's minute. The authors' code
+   subtracts ``punishment = -Delta_t``, which *adds* the spread increase; we subtract ``+Delta_t`` (penalise a
+   widening spread), the sign of their text and of OSPO's term.
 7. **PPO-critic baseline** (``ppo-dispatch``, :func:`dispatch_gae`, IPPO-style): a critic MLP (same shape) on
    the vehicle and onboard features ``obs[..., 0, 0:23]``; GAE per vehicle over its decisions,
    ``delta_j = r_j + gamma^dt_j V(s_{j+1}) - V(s_j)``, ``A_j = delta_j + lambda gamma^dt_j A_{j+1}``. The episode
    ends by a time limit (a truncation), so each vehicle's last decision bootstraps from the critic's value of
    its state in ``info["final_obs"]``, discounted by ``gamma^(horizon - t_J)``. Advantages are normalised over
-   the batch; value loss ``0.5 (V - (A + V_old))^2`` times ``vf_coef``; the critic's gradient norm is
-   clipped on its own, so that large value errors do not shrink the policy's step.
-8. **Update** (all three): ratio ``exp(logp_new - logp_old)`` with the authors' asymmetric clip
-   ``[1 - 0.2, 1 + 0.2 * 1.4]`` (:func:`clipped_surrogate`); ``+ beta * KL(pi_new || pi_target)``, pi_target
-   the best-evaluation snapshot, the Gaussian KL in closed form (:func:`row_kl`) averaged per feasible score
-   (the authors average theirs over the order table); ``beta = 0`` until the first evaluation that does not
+   the batch; value loss ``0.5 (V - (A + V_old))^2`` (PPO's ``ppo_value_loss``, unclipped) times ``vf_coef``; the
+   critic's gradient norm is clipped on its own, so that large value errors do not shrink the policy's step.
+8. **Update** (all three): ratio ``exp(logp_new - logp_old)`` with the authors' asymmetric clip ``[1 - 0.2,
+   1 + 0.2 * 1.4]`` (PPO's ``ppo_policy_loss`` with ``clip_high``); ``+ beta * KL(pi_new || pi_target)``,
+   pi_target the best-evaluation snapshot, the Gaussian KL in closed form averaged per feasible score (the
+   authors average theirs over the order table); ``beta = 0`` until the first evaluation that does not
    improve, then 0.5 at the start of every update, and a minibatch whose KL exceeds ``kl_threshold`` (0.01)
    is skipped and doubles beta for the rest of that update (:func:`kl_gate`, the authors' rule; at the CPU
    preset's lr, 300x theirs, one update passes 0.01 and the gate would freeze the policy after the first
-   snapshot that fails, so the preset raises the threshold to 1);
-   ``- ent_coef * entropy`` (0.05; per feasible score, ``log sigma + 0.5 log(2 pi e)``); gradient-norm clip
-   1.0; Adam at ``learning_rate * lr_decay^iteration`` (ExponentialLR 0.99 per update); ``num_minibatches``
-   minibatches of ``minibatch_size`` samples drawn with replacement (the authors: 10 x 256 per episode).
+   failed snapshot, so the preset raises the threshold to 1); ``- ent_coef * entropy`` (0.05; per feasible
+   score, ``log sigma + 0.5 log(2 pi e)``); gradient-norm clip 1.0; Adam at ``learning_rate *
+   lr_decay^iteration`` (ExponentialLR 0.99 per update); ``num_minibatches`` minibatches of
+   ``minibatch_size`` samples drawn with replacement (the authors: 10 x 256 per episode).
 9. **Best snapshot.** Every ``snapshot_every`` iterations one batch of deterministic episodes runs on the
    training env itself (the env's next seeded episodes, so exact resume holds; they do not count in
    ``global_step``); the score is the mean undiscounted episode return over the ``num_envs`` envs (the
@@ -75,8 +78,10 @@ Implementation details (a reader's checklist):
    episode); ``total_steps`` counts env steps (minutes x ``num_envs``), rounded up to whole iterations.
 
 Deviations from the authors' code: Gaussian score noise and the row density instead of epsilon ``+inf``
-entries and the softmax probability (2, 3); the GRPO penalty's sign (6); KL and entropy of the Gaussian
-scores (8); the snapshot score (9); no stopping rule (the run's ``total_steps`` decides).
+entries and the softmax probability (2, 3); the GRPO penalty's sign (6); GRPO's reward-to-go ends with the
+episode (6; theirs runs across the two episodes of their buffer); KL and entropy of the Gaussian scores (8);
+the snapshot score (9); no stopping rule (the run's ``total_steps`` decides). The baselines greedy and random
+dispatch (nothing learned) are the agents of :mod:`rlsuite.agents.dispatch`.
 """
 
 from __future__ import annotations
@@ -90,28 +95,30 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
+from rlsuite.agents.dispatch import (
+    NUM_FEATURES,
+    STATE_FEATURES,
+    check_dispatch_spaces,
+    dispatch_horizon,
+    episode_metrics,
+)
+from rlsuite.agents.ppo import ppo_policy_loss, ppo_value_loss
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core.distributions import MaskedDiagGaussian
+from rlsuite.core.horizon import check_whole_episodes, log_horizon_note
+from rlsuite.core.nets import MLP
 from rlsuite.core.seeding import resolve_device
 from rlsuite.core.stats import explained_variance
 from rlsuite.core.vec_env import TorchVecEnv
 
 log = logging.getLogger("rlsuite")
 
-NUM_FEATURES = 28
-"""Features per (vehicle, candidate) pair (the env contract)."""
-VEHICLE_FEATURES = slice(0, 8)
-ONBOARD_FEATURES = slice(8, 23)
-CANDIDATE_FEATURES = slice(23, 28)
-STATE_FEATURES = slice(0, 23)
-"""Vehicle + onboard features: the critic's input (repeated in every candidate row; row 0 is used)."""
 ADVANTAGES = {"ospo": "ospo", "grpo": "grpo-dispatch", "gae": "ppo-dispatch"}
 """``advantage`` option -> the registered algorithm name."""
 SAMPLES = ("matched", "acted")
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +187,12 @@ class OSPOConfig:
                              f"{self.learning_rate}, {self.lr_decay}, {self.clip_coef}, {self.clip_ceil}.")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError(f"gamma and gae_lambda must be in [0, 1], got {self.gamma}, {self.gae_lambda}.")
+        if not (self.kl_coef >= 0 and self.kl_threshold > 0 and self.ent_coef >= 0 and self.vf_coef >= 0 and self.adv_eps > 0):
+            raise ValueError("kl_coef >= 0, kl_threshold > 0, ent_coef >= 0, vf_coef >= 0 and adv_eps > 0 are required; got "
+                             f"{self.kl_coef}, {self.kl_threshold}, {self.ent_coef}, {self.vf_coef}, {self.adv_eps}.")
+        if not math.isfinite(self.init_log_std) or (self.min_log_std is not None and not -math.inf < self.min_log_std <= self.init_log_std):
+            raise ValueError(f"init_log_std must be finite and min_log_std None or a finite floor <= init_log_std; got "
+                             f"{self.init_log_std}, {self.min_log_std}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,31 +224,9 @@ class PPODispatchConfig(OSPOConfig):
 # ----------------------------------------------------------------------------- pure functions
 
 
-def row_log_prob(scores: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``sum_{k: mask} log N(scores_k; mu_k, exp(log_std)^2)``: ``(*, K)`` -> ``(*)`` (masked entries add 0)."""
-    z = (scores - mu) * torch.exp(-log_std)
-    return torch.where(mask, -0.5 * z.pow(2) - log_std - HALF_LOG_2PI, 0.0).sum(-1)
-
-
-def row_kl(mu_p: torch.Tensor, log_std_p: torch.Tensor, mu_q: torch.Tensor, log_std_q: torch.Tensor,
-           mask: torch.Tensor) -> torch.Tensor:
-    """``KL(p || q)`` of two diagonal Gaussians summed over the masked-in entries: ``(*, K)`` -> ``(*)``.
-
-    Per entry: ``log(s_q / s_p) + (s_p^2 + (mu_p - mu_q)^2) / (2 s_q^2) - 1/2``.
-    """
-    var_p, var_q = torch.exp(2 * log_std_p), torch.exp(2 * log_std_q)
-    kl = log_std_q - log_std_p + (var_p + (mu_p - mu_q).pow(2)) / (2 * var_q) - 0.5
-    return torch.where(mask, kl, 0.0).sum(-1)
-
-
 def positive(scores: torch.Tensor) -> torch.Tensor:
     """``exp(s)`` with ``s`` clamped to ``[-60, 60]``: finite and > 0 in float32 (the matching keeps every pair)."""
     return scores.clamp(-60.0, 60.0).exp()
-
-
-def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
-    """Entropy of one Gaussian score, ``log sigma + 0.5 log(2 pi e)``."""
-    return log_std + 0.5 + HALF_LOG_2PI
 
 
 def spread_change(cum_reward: torch.Tensor) -> torch.Tensor:
@@ -330,21 +321,6 @@ def dispatch_gae(rewards: torch.Tensor, values: torch.Tensor, sampled: torch.Ten
     return adv, torch.where(sampled, adv + values, 0.0)
 
 
-def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip_low: float,
-                      clip_high: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``-mean(min(r A, clip(r, 1 - clip_low, 1 + clip_high) A))``, ``r = exp(logp - old_logp)``; all ``(B,)``.
-
-    Stats: ``approx_kl`` (k3, ``mean((r - 1) - log r)``) and ``clip_fraction`` (share of ratios outside the range).
-    """
-    log_ratio = logp - old_logp
-    ratio = log_ratio.exp()
-    loss = -torch.min(ratio * adv, ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv).mean()
-    with torch.no_grad():
-        stats = {"approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-                 "clip_fraction": ((ratio < 1.0 - clip_low) | (ratio > 1.0 + clip_high)).float().mean()}
-    return loss, stats
-
-
 def kl_gate(kl: float, beta: float, active: bool, threshold: float) -> tuple[bool, float]:
     """The authors' KL rule for one minibatch: ``(skip, beta)``. Inactive (no failed evaluation yet): never
     skip, beta unchanged; active and ``kl > threshold``: skip the minibatch and double beta."""
@@ -356,22 +332,14 @@ def kl_gate(kl: float, beta: float, active: bool, threshold: float) -> tuple[boo
 # ----------------------------------------------------------------------------- networks
 
 
-def _mlp(in_dim: int, hidden: Sequence[int], out_bias: float = 0.0) -> nn.Sequential:
-    """``in_dim -> hidden... -> 1`` with LeakyReLU(0.01) (torch's default init; output bias ``out_bias``)."""
-    dims, layers = [in_dim, *hidden], []
-    for a, b in zip(dims[:-1], dims[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.LeakyReLU(0.01)]
-    last = nn.Linear(dims[-1], 1)
-    nn.init.constant_(last.bias, out_bias)
-    return nn.Sequential(*layers, last)
-
-
 class ScorePolicy(nn.Module):
-    """``mu = scorer(features)`` per pair, ``(*, 28) -> (*)``, and the shared ``log_std`` of the score noise."""
+    """``mu = scorer(features)`` per pair, ``(*, 28) -> (*)``, and the shared ``log_std`` of the score noise. The
+    scorer is the ``nn.Sequential`` of core's MLP (default init, output bias ``init_bias``): weights ``scorer.0.weight``, ..."""
 
     def __init__(self, hidden: Sequence[int], init_bias: float, init_log_std: float, min_log_std: float | None) -> None:
         super().__init__()
-        self.scorer = _mlp(NUM_FEATURES, hidden, init_bias)
+        self.scorer = MLP(NUM_FEATURES, 1, hidden, "leaky_relu").net
+        nn.init.constant_(self.scorer[-1].bias, init_bias)
         self.log_std_param = nn.Parameter(torch.tensor(float(init_log_std)))
         self.min_log_std = min_log_std
 
@@ -381,17 +349,6 @@ class ScorePolicy(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.scorer(obs).squeeze(-1)
-
-
-class _Critic(nn.Module):
-    """``V(vehicle + onboard features)``: ``(*, 23) -> (*)``."""
-
-    def __init__(self, hidden: Sequence[int]) -> None:
-        super().__init__()
-        self.net = _mlp(STATE_FEATURES.stop, hidden)
-
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return self.net(state).squeeze(-1)
 
 
 class _DeployScorer(nn.Module):
@@ -423,20 +380,18 @@ class OSPO:
 
     def __init__(self, config: OSPOConfig, observation_space: gym.Space, action_space: gym.Space,
                  device: str | torch.device = "cpu") -> None:
-        shape = getattr(observation_space, "shape", None)
-        if not isinstance(observation_space, gym.spaces.Box) or shape is None or len(shape) != 3 or shape[-1] != NUM_FEATURES:
-            raise ValueError(f"{ADVANTAGES[config.advantage]} needs the dispatch env's Box observation (V, K, {NUM_FEATURES}) "
-                             f"of pair features (rlsuite/Dispatch-Manhattan-v0), got {observation_space}.")
-        if not isinstance(action_space, gym.spaces.Box) or tuple(action_space.shape) != tuple(shape[:-1]):
-            raise ValueError(f"the dispatch action is a Box of scores {tuple(shape[:-1])} (vehicles x candidates), got {action_space}.")
         self.config = config
         self.algo = ADVANTAGES[config.advantage]
+        check_dispatch_spaces(observation_space, action_space, self.algo)
         self.observation_space, self.action_space = observation_space, action_space
         self.device = resolve_device(device)
         self.obs_dim = NUM_FEATURES  # the exported module scores one pair
         self.policy = ScorePolicy(config.hidden_sizes, config.init_score_bias, config.init_log_std, config.min_log_std).to(self.device)
         self.target = copy.deepcopy(self.policy).requires_grad_(False)
-        self.critic = _Critic(config.hidden_sizes).to(self.device) if config.advantage == "gae" else None
+        self.critic: MLP | None = None  # V(vehicle + onboard features), (*, 23) -> (*, 1): see :meth:`value`
+        if config.advantage == "gae":
+            self.critic = MLP(STATE_FEATURES.stop, 1, config.hidden_sizes, "leaky_relu").to(self.device)
+            nn.init.zeros_(self.critic.net[-1].bias)
         params = list(self.policy.parameters()) + (list(self.critic.parameters()) if self.critic is not None else [])
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
         self.global_step = 0
@@ -467,17 +422,11 @@ class OSPO:
 
     # ------------------------------------------------------------------ training
     def check_env(self, env: TorchVecEnv) -> None:
-        """Raise ``ValueError`` unless ``env`` has the fixed episode length this agent trains on."""
-        self.horizon_of(env)
-
-    def horizon_of(self, env: TorchVecEnv) -> int:
-        horizon = getattr(env, "horizon", None)
-        if not isinstance(horizon, int | np.integer) or horizon < 1:
-            raise ValueError(f"{self.algo} trains on whole episodes of a fixed length: the env needs an int attribute 'horizon' "
-                             f"(rlsuite/Dispatch-Manhattan-v0 has one); {type(env).__name__} has {horizon!r}.")
-        return int(horizon)
+        """Raise ``ValueError`` unless ``env`` has a fixed episode length and ``config.num_envs`` parallel envs."""
+        dispatch_horizon(env, self.config.num_envs, self.algo)
 
     def _check_info(self, info: dict[str, Any], keys: Sequence[str]) -> None:
+        """Raise ``KeyError`` naming the ``info`` entries among ``keys`` that the env did not report."""
         missing = [k for k in keys if k not in info]
         if missing:
             raise KeyError(f"{self.algo} needs info[{', '.join(map(repr, missing))}] from the dispatch env "
@@ -487,10 +436,8 @@ class OSPO:
         """``num_envs`` whole episodes; returns the compacted samples (``obs``, ``mask``, ``scores``, ``logp``), the
         dense ``(T, N, V)`` ``rewards``, ``sampled`` and ``cum`` (cumulative vehicle rewards), ``where`` (minute,
         env, vehicle of each sample) and the last step's ``info`` (module docstring, 4). ``deterministic``: the
-        snapshot evaluation (nothing stored)."""
-        T, N = self.horizon_of(env), env.num_envs
-        if N != self.config.num_envs:
-            raise ValueError(f"the env has {N} parallel envs but config.num_envs={self.config.num_envs}; make them equal.")
+        snapshot evaluation (nothing stored). One host sync per minute: the sample indices."""
+        T = dispatch_horizon(env, self.config.num_envs, self.algo)
         obs, mask = self._obs, self._mask
         dense: dict[str, list[torch.Tensor]] = {k: [] for k in ("rewards", "sampled", "cum")}
         rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "mask", "scores", "logp")}
@@ -510,23 +457,26 @@ class OSPO:
                     dense["rewards"].append(info["vehicle_reward"].to(self.device, torch.float32))
                     dense["sampled"].append(sampled)
                     dense["cum"].append(info["vehicle_cum_reward"].to(self.device, torch.float32))
-                    rows["obs"].append(obs[sampled])
-                    rows["mask"].append(mask[sampled])
-                    rows["scores"].append(scores[sampled])
-                    rows["logp"].append(row_log_prob(scores[sampled], mu[sampled], log_std, mask[sampled]))
+                    at = sampled.nonzero(as_tuple=True)  # (env, vehicle) indices: the step's one sync
+                    row_mask, row_scores = mask[at], scores[at]
+                    rows["obs"].append(obs[at])
+                    rows["mask"].append(row_mask)
+                    rows["scores"].append(row_scores)
+                    rows["logp"].append(MaskedDiagGaussian(mu[at], log_std, row_mask).log_prob(row_scores))
                 ended.append(info["_final_obs"])
                 obs, mask = obs_next.to(self.device, torch.float32), info["pair_mask"].to(self.device, torch.bool)
         self._obs, self._mask = obs, mask
-        ended_t = torch.stack(ended)
-        if bool(ended_t[:-1].any()) or not bool(ended_t[-1].all()):
-            raise ValueError(f"{self.algo} needs all {N} parallel episodes to start together and end after exactly horizon={T} "
-                             f"steps, but {type(env).__name__}'s episodes ended elsewhere.")
+        check_whole_episodes(torch.stack(ended), env, self.algo)
         batch: dict[str, Any] = {"info": info}
         if not deterministic:
             batch.update({k: torch.stack(v) for k, v in dense.items()})
             batch.update({k: torch.cat(v) for k, v in rows.items()})
             batch["where"] = batch["sampled"].nonzero()
         return batch
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """The critic's ``V`` of the vehicle and onboard features of pair rows ``(*, K, 28)`` -> ``(*)`` (ppo-dispatch)."""
+        return self.critic(obs[..., 0, STATE_FEATURES]).squeeze(-1)
 
     def advantages(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Per-sample ``advantages`` (and for ``gae`` the critic's ``returns`` and ``values``), in sample order."""
@@ -541,8 +491,8 @@ class OSPO:
             return {"advantages": adv[sampled]}
         with torch.no_grad():
             values = torch.zeros_like(rewards)
-            values[sampled] = self.critic(batch["obs"][:, 0, STATE_FEATURES])
-            final_values = self.critic(batch["info"]["final_obs"].to(self.device, torch.float32)[..., 0, STATE_FEATURES])
+            values[sampled] = self.value(batch["obs"])
+            final_values = self.value(batch["info"]["final_obs"].to(self.device, torch.float32))
         adv, ret = dispatch_gae(rewards, values, sampled, final_values, cfg.gamma, cfg.gae_lambda)
         adv = adv[sampled]
         if adv.numel() > 1:
@@ -565,22 +515,21 @@ class OSPO:
         for _ in range(cfg.num_minibatches):
             idx = torch.randint(0, M, (cfg.minibatch_size,), device=self.device)
             obs, mask = batch["obs"][idx], batch["mask"][idx]
-            mu = self.policy(obs)
-            log_std = self.policy.log_std
-            logp = row_log_prob(batch["scores"][idx], mu, log_std, mask)
+            pi = MaskedDiagGaussian(self.policy(obs), self.policy.log_std, mask)
+            logp = pi.log_prob(batch["scores"][idx])  # before the KL: the order in which log_std's gradient adds up
             with torch.no_grad():
-                mu_t, log_std_t = self.target(obs), self.target.log_std
-            kl = row_kl(mu, log_std, mu_t, log_std_t, mask).sum() / mask.sum().clamp_min(1)
+                pi_target = MaskedDiagGaussian(self.target(obs), self.target.log_std, mask)
+            kl = pi.kl(pi_target).sum() / mask.sum().clamp_min(1)
             skip, beta_next = kl_gate(float(kl.detach()), beta, self.kl_active, cfg.kl_threshold)
             if skip:
                 beta, skipped = beta_next, skipped + 1
                 continue
-            pg_loss, stats = clipped_surrogate(logp, batch["logp"][idx], extra["advantages"][idx], cfg.clip_coef,
-                                               cfg.clip_coef * cfg.clip_ceil)
-            entropy = gaussian_entropy(log_std)
+            pg_loss, stats = ppo_policy_loss(logp, batch["logp"][idx], extra["advantages"][idx], cfg.clip_coef,
+                                             clip_high=cfg.clip_coef * cfg.clip_ceil)
+            entropy = pi.entropy_per_entry()
             loss = pg_loss + beta * kl - cfg.ent_coef * entropy
             if self.critic is not None:
-                v_loss = 0.5 * (self.critic(obs[:, 0, STATE_FEATURES]) - extra["returns"][idx]).pow(2).mean()
+                v_loss, _ = ppo_value_loss(self.value(obs), extra["values"][idx], extra["returns"][idx], clip_coef=None)
                 loss = loss + cfg.vf_coef * v_loss
                 stats["value_loss"] = v_loss.detach()
             self.optimizer.zero_grad(set_to_none=True)
@@ -614,12 +563,11 @@ class OSPO:
 
     def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0) -> OSPO:
         """Train until ``global_step >= total_steps`` env steps (whole iterations; continues a restored run)."""
-        T = self.horizon_of(env)
+        T = dispatch_horizon(env, self.config.num_envs, self.algo)
         batch_steps = T * self.config.num_envs
-        left = total_steps - self.global_step
-        if left > 0 and left % batch_steps:
-            log.info("--total-steps %d is not a whole number of iterations of %d episodes x %d minutes from step %d: training %d steps",
-                     total_steps, self.config.num_envs, T, self.global_step, self.global_step + -(-left // batch_steps) * batch_steps)
+        note = log_horizon_note(total_steps, self.global_step, batch_steps, f"{self.config.num_envs} episodes x {T} minutes")
+        if note:
+            log.info(note)
         if self._obs is None:
             obs, info = env.reset(seed=seed)
             self._check_info(info, ("pair_mask",))
@@ -636,13 +584,7 @@ class OSPO:
             if self.config.snapshot_every and self.iteration % self.config.snapshot_every == 0:
                 snapshot = self.evaluate_snapshot(env)
             if run is not None:
-                info = batch["info"]
-                metrics = {"rollout/ep_return": float(info["episode_return"].float().mean()),
-                           "rollout/episodes": float(self.config.num_envs),
-                           **{f"rollout/{k[len('episode_'):]}": float(v.float().mean()) for k, v in info.items()
-                              if k.startswith("episode_") and k not in ("episode_return", "episode_length")
-                              and isinstance(v, torch.Tensor)},
-                           **{f"train/{k}": v for k, v in stats.items()},
+                metrics = {**episode_metrics(batch["info"], self.config.num_envs), **{f"train/{k}": v for k, v in stats.items()},
                            "time/sps": batch_steps / (time.perf_counter() - t0),
                            "time/collect_seconds": t_collect}
                 if snapshot is not None:
@@ -665,6 +607,7 @@ class OSPO:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` wrote; ``optim`` and ``counters`` may be missing (acting needs the weights only)."""
         w = state["weights"]
         self.policy.load_state_dict(w["policy"])
         self.target.load_state_dict(w["target"])
@@ -686,6 +629,7 @@ class OSPO:
         return {"obs": obs.clone(), "pair_mask": mask.clone(), "env": env.state_dict()}
 
     def load_training_state(self, state: dict[str, Any], env: TorchVecEnv) -> None:
+        """Restore :meth:`training_state` into the agent and ``env`` (a run that had not reset the env yet resets it)."""
         env.load_state_dict(state["env"])
         self._obs = state["obs"].to(self.device) if state["obs"].numel() else None
         self._mask = state["pair_mask"].to(self.device, torch.bool) if state["pair_mask"].numel() else None

@@ -130,25 +130,28 @@ class PPOConfig:
 
 
 def ppo_policy_loss(
-    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip_coef: float
+    logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip_coef: float, clip_high: float | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate loss ``-mean(min(r * A, clip(r, 1 - eps, 1 + eps) * A))``, ``r = exp(logp - old_logp)``.
+    """Clipped surrogate loss ``-mean(min(r * A, clip(r, 1 - eps, 1 + eps_high) * A))``, ``r = exp(logp - old_logp)``.
 
     Args:
         logp, old_logp, adv: ``(B,)``.
-        clip_coef: epsilon.
+        clip_coef: epsilon (the lower clip, and the upper one unless ``clip_high`` is given).
+        clip_high: ``eps_high`` of an asymmetric clip (OSPO: ``1.4 * eps``); ``None``: ``eps`` (symmetric).
 
     Returns:
         ``(loss, stats)`` with ``approx_kl`` (k3 estimator ``mean((r - 1) - log r)``) and
-        ``clip_fraction`` (share of samples with ``|r - 1| > eps``).
+        ``clip_fraction`` (share of samples with ``r`` outside ``[1 - eps, 1 + eps_high]``).
     """
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
-    loss = -torch.min(ratio * adv, ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * adv).mean()
+    high = clip_coef if clip_high is None else clip_high
+    loss = -torch.min(ratio * adv, ratio.clamp(1.0 - clip_coef, 1.0 + high) * adv).mean()
     with torch.no_grad():
+        outside = (ratio - 1.0).abs() > clip_coef if clip_high is None else (ratio < 1.0 - clip_coef) | (ratio > 1.0 + clip_high)
         stats = {
             "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-            "clip_fraction": ((ratio - 1.0).abs() > clip_coef).float().mean(),
+            "clip_fraction": outside.float().mean(),
         }
     return loss, stats
 

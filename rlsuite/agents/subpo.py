@@ -65,6 +65,7 @@ from torch import nn
 
 from rlsuite.agents.registry import AGENTS, AgentSpec
 from rlsuite.core.distributions import Categorical
+from rlsuite.core.horizon import check_whole_episodes, env_horizon, log_horizon_note
 from rlsuite.core.nets import MLP, adam
 from rlsuite.core.seeding import resolve_device
 from rlsuite.core.vec_env import TorchVecEnv
@@ -308,11 +309,7 @@ class SubPO:
     @staticmethod
     def horizon_of(env: TorchVecEnv) -> int:
         """The env's fixed episode length (its ``horizon``), or a clear error."""
-        horizon = getattr(env, "horizon", None)
-        if not isinstance(horizon, int | np.integer) or horizon < 1:
-            raise ValueError(f"SubPO trains on whole episodes of a fixed length: the env needs an int attribute 'horizon' "
-                            f"(the rlsuite submodular grid envs have one); {type(env).__name__} has {horizon!r}.")
-        return int(horizon)
+        return env_horizon(env, "SubPO", "the rlsuite submodular grid envs")
 
     def rollout(self, env: TorchVecEnv) -> dict[str, torch.Tensor]:
         """One batch of ``num_envs`` whole episodes with the current stochastic policy.
@@ -346,10 +343,7 @@ class SubPO:
                     train_buf[t] = info["modular_reward"]
                 ended[t] = info["_final_obs"]
         self._obs = obs
-        if bool(ended[:-1].any()) or not bool(ended[-1].all()):
-            raise ValueError(f"SubPO needs all {N} parallel episodes to start together and end after exactly horizon={T} "
-                             f"steps, but {type(env).__name__}'s episodes ended elsewhere; use an env with a fixed horizon "
-                             "and no termination (the submodular grid envs).")
+        check_whole_episodes(ended, env, "SubPO", "; use an env with a fixed horizon and no termination (the submodular grid envs)")
         out = {"obs": obs_buf, "actions": act_buf, "rewards": rew_buf, "train_rewards": train_buf,
                "episode_return": info["episode_return"]}
         if "episode_F" in info and "F_max" in info:
@@ -401,10 +395,9 @@ class SubPO:
         restored run where it stopped)."""
         T = self.horizon_of(env)
         batch_steps = T * self.config.num_envs
-        left = total_steps - self.global_step
-        if left > 0 and left % batch_steps:
-            log.info("--total-steps %d is not a whole number of batches of %d episodes x %d steps from step %d: training %d steps",
-                     total_steps, self.config.num_envs, T, self.global_step, self.global_step + -(-left // batch_steps) * batch_steps)
+        note = log_horizon_note(total_steps, self.global_step, batch_steps, f"{self.config.num_envs} episodes x {T} steps")
+        if note:
+            log.info(note)
         if self._obs is None:
             self._obs, _ = env.reset(seed=seed)
         scale = float(getattr(env, "normaliser", 1.0) or 1.0)

@@ -178,6 +178,49 @@ class DiagGaussian:
         return self.mean
 
 
+class MaskedDiagGaussian:
+    """Independent Gaussians on the entries of ``mean`` ``(B, K)`` where ``mask`` ``(B, K)`` (bool) is True.
+
+    The other entries are no part of the distribution: whatever their values, they add 0 to :meth:`log_prob`,
+    :meth:`entropy` and :meth:`kl` (e.g. OSPO's row of scores over a vehicle's feasible candidates, which
+    change from row to row). ``log_std`` broadcasts to ``mean`` (a scalar: one learned noise level).
+    ``log_prob``, ``entropy`` and ``kl`` sum over the masked-in entries of the last dimension and return
+    ``(B,)``; :meth:`entropy_per_entry` is the entropy of one entry, in ``log_std``'s shape.
+    """
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor, mask: torch.Tensor) -> None:
+        self.mean, self.log_std, self.mask = mean, log_std, mask
+
+    def sample(self) -> torch.Tensor:
+        """``(B, K)`` ``mean + exp(log_std) * eps`` on every entry (the masked-out ones are meaningless)."""
+        with torch.no_grad():
+            return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, K)`` -> ``(B,)``: ``sum_{k: mask} log N(x_k; mean_k, exp(log_std)^2)``."""
+        z = (x - self.mean) * torch.exp(-self.log_std)
+        return torch.where(self.mask, -0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI, 0.0).sum(-1)
+
+    def entropy_per_entry(self) -> torch.Tensor:
+        """``log_std + 0.5 log(2 pi e)``, the entropy of one entry (``log_std``'s shape)."""
+        return self.log_std + 0.5 + 0.5 * LOG_2PI
+
+    def entropy(self) -> torch.Tensor:
+        """``(B,)``: the entropy of the masked-in entries."""
+        return torch.where(self.mask, self.entropy_per_entry(), 0.0).sum(-1)
+
+    def kl(self, other: MaskedDiagGaussian) -> torch.Tensor:
+        """``(B,)``: ``KL(self || other)`` summed over ``self.mask``'s entries, per entry
+        ``log(s_q / s_p) + (s_p^2 + (mu_p - mu_q)^2) / (2 s_q^2) - 1/2``."""
+        var_p, var_q = torch.exp(2 * self.log_std), torch.exp(2 * other.log_std)
+        kl = other.log_std - self.log_std + (var_p + (self.mean - other.mean).pow(2)) / (2 * var_q) - 0.5
+        return torch.where(self.mask, kl, 0.0).sum(-1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+
 class TanhGaussian:
     """``tanh(u)`` with ``u ~ N(mean, exp(log_std))``: actions in ``(-1, 1)``.
 

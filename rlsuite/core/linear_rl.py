@@ -35,12 +35,13 @@ in ``0 .. H - 1``. The observation space is a ``Box`` whose feature entries lie 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+from rlsuite.core.horizon import log_horizon_note
 
 # ----------------------------------------------------------------------------- feature observations
 
@@ -370,16 +371,6 @@ def rollout_episodes(env: Any, obs: torch.Tensor, sample: Any, n_actions: int, d
         raise ValueError(f"linear agents need every episode to end after exactly H = {horizon} steps; this env's ended elsewhere.")
     return {"phi_sa": phi_sa, "next_phi": next_phi, "next_reward": next_reward, "first_phi": first_phi.clone(),
             "first_reward": first_reward.clone(), "episode_return": info["episode_return"]}, obs
-
-
-def log_horizon_note(total_steps: int, done: int, batch_steps: int, what: str) -> str | None:
-    """The sentence to log when ``total_steps`` is not a whole number of batches of ``batch_steps`` from ``done``."""
-    left = total_steps - done
-    if left <= 0 or left % batch_steps == 0:
-        return None
-    reached = done + math.ceil(left / batch_steps) * batch_steps
-    return (f"--total-steps {total_steps} is not a whole number of updates of {what} ({batch_steps} env steps) "
-            f"from step {done}: training {reached} steps")
 
 
 class LinearEpisodicAgent:

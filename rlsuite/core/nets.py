@@ -14,11 +14,12 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "silu": nn.SiLU,
     "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,  # negative slope 0.01 (torch's default)
 }
 
 
 def activation(name: str) -> nn.Module:
-    """Instantiate an activation by name (relu, tanh, elu, silu, gelu)."""
+    """Instantiate an activation by name (relu, tanh, elu, silu, gelu, leaky_relu)."""
     try:
         return ACTIVATIONS[name]()
     except KeyError:

@@ -1,5 +1,5 @@
 """OSPO / GRPO / PPO-critic for dispatch: advantages and losses against hand-computed numbers and reference
-loops, the Gaussian row density, the KL gate, then (on the dispatch env) smoke training of each variant,
+loops, the asymmetric clip, the KL gate (the Gaussian rows: core's MaskedDiagGaussian, tests/core), then (on the dispatch env) smoke training of each variant,
 exact resume and learning on a small city."""
 
 from __future__ import annotations
@@ -12,23 +12,21 @@ import numpy as np
 import pytest
 import torch
 
+from rlsuite.agents.dispatch import CANDIDATE_FEATURES, NUM_FEATURES
 from rlsuite.agents.ospo import (
-    NUM_FEATURES,
     OSPO,
     GRPODispatchConfig,
     OSPOConfig,
     PPODispatchConfig,
-    clipped_surrogate,
     dispatch_gae,
-    gaussian_entropy,
     grpo_advantages,
     kl_gate,
     ospo_advantages,
     positive,
-    row_kl,
-    row_log_prob,
     spread_change,
 )
+from rlsuite.agents.ppo import ppo_policy_loss
+from rlsuite.core.distributions import MaskedDiagGaussian
 
 # ----------------------------------------------------------------------------- a 2-minute, 3-vehicle example
 
@@ -131,31 +129,7 @@ def test_dispatch_gae_by_hand_and_against_a_loop():
     assert torch.allclose(adv, _gae_loop(r, v, acted, fv, 0.95, 0.8))
 
 
-# ----------------------------------------------------------------------------- the Gaussian rows
-
-
-def test_row_log_prob_is_the_normal_density_summed_over_feasible_entries():
-    g = torch.Generator().manual_seed(0)
-    mu, scores = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
-    mask = torch.rand(5, 4, generator=g) < 0.6
-    log_std = torch.tensor(-0.3)
-    want = (torch.distributions.Normal(mu, log_std.exp()).log_prob(scores) * mask).sum(-1)
-    assert torch.allclose(row_log_prob(scores, mu, log_std, mask), want, atol=1e-6)
-    # masked entries do not count, whatever their score or mean
-    other = torch.where(mask, scores, scores + 100.0)
-    assert torch.equal(row_log_prob(other, torch.where(mask, mu, -7.0), log_std, mask), row_log_prob(scores, mu, log_std, mask))
-    assert row_log_prob(scores, mu, log_std, torch.zeros_like(mask)).abs().sum() == 0
-
-
-def test_row_kl_and_entropy_in_closed_form():
-    g = torch.Generator().manual_seed(2)
-    mu_p, mu_q = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
-    mask = torch.rand(3, 5, generator=g) < 0.5
-    lp, lq = torch.tensor(0.2), torch.tensor(-0.4)
-    kl = torch.distributions.kl_divergence(torch.distributions.Normal(mu_p, lp.exp()), torch.distributions.Normal(mu_q, lq.exp()))
-    assert torch.allclose(row_kl(mu_p, lp, mu_q, lq, mask), (kl * mask).sum(-1), atol=1e-6)
-    assert row_kl(mu_p, lp, mu_p, lp, mask).abs().max() < 1e-7
-    assert gaussian_entropy(lp).item() == pytest.approx(float(torch.distributions.Normal(0.0, lp.exp()).entropy()))
+# ----------------------------------------------------------------------------- scores and the update's pieces
 
 
 def test_positive_scores_stay_finite_and_keep_every_pair():
@@ -166,12 +140,12 @@ def test_positive_scores_stay_finite_and_keep_every_pair():
 def test_asymmetric_clip_by_hand():
     ratios = torch.tensor([1.5, 0.5, 1.25])
     adv = torch.tensor([1.0, -1.0, 1.0])
-    loss, stats = clipped_surrogate(ratios.log(), torch.zeros(3), adv, 0.2, 0.2 * 1.4)
+    loss, stats = ppo_policy_loss(ratios.log(), torch.zeros(3), adv, 0.2, clip_high=0.2 * 1.4)
     # 1.5 * 1 is clipped to 1.28 (upper 1 + 0.28); 0.5 * -1: min(-0.5, 0.8 * -1) = -0.8; 1.25 is inside
     assert loss.item() == pytest.approx(-(1.28 - 0.8 + 1.25) / 3)
     assert stats["clip_fraction"].item() == pytest.approx(2 / 3)
     # the symmetric clip would have stopped 1.25 at 1.2: the asymmetric one lets it through
-    assert clipped_surrogate(torch.tensor([1.25]).log(), torch.zeros(1), torch.ones(1), 0.2, 0.2)[0].item() == pytest.approx(-1.2)
+    assert ppo_policy_loss(torch.tensor([1.25]).log(), torch.zeros(1), torch.ones(1), 0.2)[0].item() == pytest.approx(-1.2)
 
 
 def test_kl_gate():
@@ -202,7 +176,7 @@ def _batch(agent: OSPO, seed: int = 0) -> dict:
     with torch.no_grad():
         mu = agent.policy(obs)
         scores = torch.where(mask, mu + agent.policy.log_std.exp() * torch.randn(mu.shape, generator=g), 0.0)
-        logp = row_log_prob(scores, mu, agent.policy.log_std, mask)
+        logp = MaskedDiagGaussian(mu, agent.policy.log_std, mask).log_prob(scores)
     final_obs = torch.rand(1, V, K, NUM_FEATURES, generator=g)
     return {"obs": obs[ACTED], "mask": mask[ACTED], "scores": scores[ACTED], "logp": logp[ACTED], "rewards": REWARDS,
             "sampled": ACTED, "cum": CUM, "info": {"final_obs": final_obs}}
@@ -274,6 +248,13 @@ def test_configs_refuse_nonsense():
         PPODispatchConfig(advantage="grpo")
     with pytest.raises(ValueError, match="Box observation"):
         OSPO(OSPOConfig(), gym.spaces.Box(0, 1, (4,)), gym.spaces.Box(0, 1, (4,)))
+    for bad in ({"kl_coef": -0.1}, {"kl_threshold": 0.0}, {"ent_coef": -1.0}, {"vf_coef": -0.5}, {"adv_eps": 0.0}):
+        with pytest.raises(ValueError, match="kl_threshold > 0"):
+            OSPOConfig(**bad)
+    for bad in ({"min_log_std": 0.5}, {"min_log_std": float("nan")}, {"init_log_std": float("inf")}):
+        with pytest.raises(ValueError, match="min_log_std None or a finite floor <= init_log_std"):
+            OSPOConfig(**bad)
+    OSPOConfig(min_log_std=None, init_log_std=-7.0)  # no floor: any finite start
 
 
 # ----------------------------------------------------------------------------- on the dispatch env
@@ -328,6 +309,38 @@ def test_learn_logs_the_envs_episode_figures_and_refuses_a_mismatched_env():
     assert rec.steps == [2 * env.horizon]
     with pytest.raises(ValueError, match="config.num_envs=2"):
         OSPO(OSPOConfig(num_envs=2), env.single_observation_space, env.single_action_space).learn(_env(3), 100)
+
+
+@pytest.mark.parametrize("cfg_cls", [OSPOConfig, PPODispatchConfig])
+def test_a_rollout_stores_what_the_update_reads(cfg_cls):
+    """On the env: the stored log-probs are those of the stored scores under the policy; candidate features are
+    non-zero only on the stored mask's pairs; ppo-dispatch's returns bootstrap each vehicle's last decision from the
+    critic's value of its state in info["final_obs"] (the end of the episode), not from the reset observation."""
+    torch.manual_seed(0)
+    env = _env(2)
+    agent = OSPO(cfg_cls(num_envs=2, samples="acted"), env.single_observation_space, env.single_action_space)
+    agent.learn(env, 0)  # resets the env, trains nothing
+    batch = agent.rollout(env)
+    M = int(batch["sampled"].sum())
+    assert batch["obs"].shape == (M, TINY["num_candidates"], NUM_FEATURES) and batch["logp"].shape == (M,) and M > 10
+    with torch.no_grad():
+        logp = MaskedDiagGaussian(agent.policy(batch["obs"]), agent.policy.log_std, batch["mask"]).log_prob(batch["scores"])
+    torch.testing.assert_close(logp, batch["logp"], rtol=1e-6, atol=1e-5)
+    candidate = batch["obs"][..., CANDIDATE_FEATURES]
+    assert not candidate[~batch["mask"]].any()  # an infeasible pair shows no candidate
+    assert candidate[batch["mask"]].ne(0).any(-1).all() and batch["mask"].any(-1).all()  # every sample had a candidate
+    if cfg_cls is not PPODispatchConfig:
+        return
+    extra = agent.advantages(batch)
+    sampled = batch["sampled"]
+    with torch.no_grad():
+        values = torch.zeros_like(batch["rewards"])
+        values[sampled] = agent.value(batch["obs"])
+        final_obs = batch["info"]["final_obs"]
+        want = dispatch_gae(batch["rewards"], values, sampled, agent.value(final_obs), agent.config.gamma, agent.config.gae_lambda)[1]
+        wrong = dispatch_gae(batch["rewards"], values, sampled, agent.value(agent._obs), agent.config.gamma, agent.config.gae_lambda)[1]
+    assert torch.equal(extra["returns"], want[sampled])
+    assert not torch.equal(final_obs, agent._obs) and not torch.allclose(extra["returns"], wrong[sampled])
 
 
 @pytest.mark.gpu

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Categorical as TorchCategorical
-from torch.distributions import Normal
+from torch.distributions import Normal, kl_divergence
 
 from rlsuite.core.distributions import (
     Categorical,
@@ -13,6 +13,7 @@ from rlsuite.core.distributions import (
     DiagGaussian,
     DiagGaussianHead,
     MaskedCategorical,
+    MaskedDiagGaussian,
     MultiCategorical,
     MultiCategoricalHead,
     TanhGaussian,
@@ -35,6 +36,40 @@ def test_diag_gaussian_hand_computed():
     # Standard normal in 1-D at 0: log p = -0.5 * log(2 pi) = -0.918939
     d = DiagGaussian(torch.zeros(1, 1), torch.zeros(1))
     assert d.log_prob(torch.zeros(1, 1)).item() == pytest.approx(-0.5 * math.log(2 * math.pi), abs=1e-6)
+
+
+def test_masked_diag_gaussian_matches_torch_on_the_masked_entries():
+    g = torch.Generator().manual_seed(0)
+    mean, x, other = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    mask = torch.rand(5, 4, generator=g) < 0.6
+    mask[0] = False  # a row with no entry: everything 0
+    for log_std, log_std_q in ((torch.tensor(-0.3), torch.tensor(0.4)), (torch.randn(5, 4, generator=g) * 0.3, torch.randn(4, generator=g) * 0.3)):
+        p, q = MaskedDiagGaussian(mean, log_std, mask), MaskedDiagGaussian(other, log_std_q, mask)
+        ref_p, ref_q = Normal(mean, log_std.exp().expand_as(mean)), Normal(other, log_std_q.exp().expand_as(other))
+        torch.testing.assert_close(p.log_prob(x), (ref_p.log_prob(x) * mask).sum(-1))
+        torch.testing.assert_close(p.entropy(), (ref_p.entropy() * mask).sum(-1))
+        torch.testing.assert_close(p.kl(q), (kl_divergence(ref_p, ref_q) * mask).sum(-1))
+        assert p.log_prob(x)[0] == 0 and p.entropy()[0] == 0 and p.kl(q)[0] == 0
+        assert p.kl(p).abs().max() < 1e-6
+    # one entry's entropy, log_std + 0.5 log(2 pi e), in log_std's shape
+    assert MaskedDiagGaussian(mean, torch.tensor(0.2), mask).entropy_per_entry().shape == ()
+    assert MaskedDiagGaussian(mean, torch.tensor(0.2), mask).entropy_per_entry().item() == pytest.approx(float(Normal(0.0, math.exp(0.2)).entropy()))
+
+
+def test_masked_diag_gaussian_ignores_masked_out_values_and_samples_around_the_mean():
+    g = torch.Generator().manual_seed(1)
+    mean, x = torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g)
+    mask = torch.rand(3, 6, generator=g) < 0.5
+    d = MaskedDiagGaussian(mean, torch.tensor(-1.0), mask)
+    moved = MaskedDiagGaussian(torch.where(mask, mean, 1e3), torch.tensor(-1.0), mask)
+    assert torch.equal(moved.log_prob(torch.where(mask, x, -1e3)), d.log_prob(x))
+    assert torch.equal(moved.kl(d), torch.zeros(3)) and torch.equal(d.mode, mean)
+    # N(0, 1) at 0 and 1 with one entry in: -0.5 log(2 pi) and -0.5 - 0.5 log(2 pi) = -0.918939, -1.418939
+    one = MaskedDiagGaussian(torch.zeros(2, 2), torch.tensor(0.0), torch.tensor([[True, False], [True, False]]))
+    assert one.log_prob(torch.tensor([[0.0, 5.0], [1.0, 5.0]])).tolist() == pytest.approx([-0.918939, -1.418939], abs=1e-6)
+    torch.manual_seed(0)
+    s = MaskedDiagGaussian(torch.full((20000, 1), 2.0), torch.tensor(math.log(0.5)), torch.ones(20000, 1, dtype=torch.bool)).sample()
+    assert not s.requires_grad and abs(float(s.mean()) - 2.0) < 0.02 and abs(float(s.std()) - 0.5) < 0.02
 
 
 def test_categorical_matches_torch():
