@@ -43,6 +43,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,11 +155,26 @@ def method_names(groups: Sequence[RunGroup]) -> list[str]:
     return names
 
 
+def _sweep_trials(folder: Path, cache: dict[Path, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The trials (by name) of ``folder/sweep.json``; empty when the folder holds none (or it is unreadable)."""
+    if folder not in cache:
+        trials: dict[str, dict[str, Any]] = {}
+        try:
+            doc = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+            trials = {str(t["name"]): t for t in doc.get("trials", []) if isinstance(t, dict) and "name" in t}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            pass
+        cache[folder] = trials
+    return cache[folder]
+
+
 def collect_scores(paths: Sequence[str | Path], metric: str = DEFAULT_METRIC) -> tuple[list[RunScore], list[tuple[Path, str]]]:
     """Every run at or under ``paths`` with its final ``metric`` (not yet normalised: ``score == raw``).
 
     Returns:
-        ``(scores, left_out)``: ``left_out`` lists the runs that log no value of ``metric``, with the reason.
+        ``(scores, left_out)``: ``left_out`` lists, with the reason, the runs that log no value of ``metric``,
+        whose last value of it is not finite (NaN, inf: not an older value instead), and the trials of a sweep
+        (a folder with ``sweep.json``) whose status there is not ``finished`` (pending, running, stopped, failed).
 
     Raises:
         FileNotFoundError: a path is missing or holds no run directory.
@@ -169,13 +185,23 @@ def collect_scores(paths: Sequence[str | Path], metric: str = DEFAULT_METRIC) ->
     names = method_names(groups)
     scores: list[RunScore] = []
     left_out: list[tuple[Path, str]] = []
+    sweeps: dict[Path, dict[str, dict[str, Any]]] = {}
     for group, name in zip(groups, names, strict=True):
         task = group_task(group) or "(no task in config.json)"
         for run in group.runs:
+            trial = _sweep_trials(run.parent, sweeps).get(run.name)
+            if trial is not None and trial.get("status") != "finished":
+                error = f": {trial['error']}" if trial.get("error") else ""
+                left_out.append((run, f"its sweep ({run.parent / 'sweep.json'}) says this trial is "
+                                      f"{trial.get('status')!r}, not finished{error}"))
+                continue
             try:
-                steps, values = run_series(run, metric)
+                steps, values = run_series(run, metric, finite_only=False)
             except ValueError as e:
                 left_out.append((run, str(e)))
+                continue
+            if not math.isfinite(float(values[-1])):
+                left_out.append((run, f"its last {metric!r} (step {steps[-1]:g}) is {values[-1]}, not a finite number"))
                 continue
             scores.append(RunScore(run, name, task, float(steps[-1]), float(values[-1]), float(values[-1])))
     if not scores:

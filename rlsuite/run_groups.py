@@ -149,9 +149,11 @@ def metric_columns(run_dir: str | Path) -> list[str]:
     return list(rows[0]) if rows else []
 
 
-def run_series(run_dir: str | Path, metric: str, x: str = "step") -> tuple[np.ndarray, np.ndarray]:
+def run_series(run_dir: str | Path, metric: str, x: str = "step",
+               finite_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(xs, ys)`` of column ``metric`` against column ``x`` in a run's ``metrics.csv`` (rows lacking either
-    left out, sorted by ``x``; a repeated ``x`` keeps its last row)."""
+    left out, sorted by ``x``; a repeated ``x`` keeps its last row). Rows whose value is NaN or infinite are
+    left out too, unless ``finite_only`` is false (a final score must see a run's last value as it is)."""
     path = check_run_dir(run_dir)
     rows = read_metrics(path / "metrics.csv")
     columns = list(rows[0]) if rows else []
@@ -168,7 +170,7 @@ def run_series(run_dir: str | Path, metric: str, x: str = "step") -> tuple[np.nd
             xv, yv = float(r[x]), float(r[metric])
         except (TypeError, ValueError):  # empty: the row does not log it
             continue
-        if math.isfinite(xv) and math.isfinite(yv):
+        if math.isfinite(xv) and (math.isfinite(yv) or not finite_only):
             points[xv] = yv
     if not points:
         raise ValueError(f"{path}/metrics.csv logs no value of {metric!r} (its rows leave the column empty); "

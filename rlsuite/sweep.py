@@ -74,6 +74,12 @@ SWEEP_FILE = "sweep.json"
 LOG_DIR = "logs"
 """Per-trial log files (``logs/<trial>.log``), inside the sweep directory."""
 
+REPORT_DIR = "report"
+"""``rlsuite sweep``'s aggregate report, inside the sweep directory."""
+
+LOCK_FILE = ".sweep.lock"
+"""Held (pid and host) while an ``rlsuite sweep`` runs on the directory."""
+
 FORMAT = "rlsuite-sweep"
 FORMAT_VERSION = 1
 
@@ -713,24 +719,128 @@ def plan_trials(trials: Sequence[Trial], algo: str) -> list[TrialState]:
 
 
 def check_out_dir(out: str | Path, overwrite: bool) -> None:
-    """Refuse a sweep directory that holds something other than a sweep (unless ``overwrite``)."""
+    """Refuse a ``--out`` that is a file, or a non-empty directory that is not a sweep's (no ``sweep.json``),
+    with or without ``overwrite``: ``--overwrite`` only ever removes what a sweep made (:func:`clear_sweep`)."""
     out = Path(out)
     if out.is_file():
         raise FileExistsError(f"--out {str(out)!r} is a file; give a directory.")
-    if out.is_dir() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file() and not overwrite:
+    if out.is_dir() and any(x.name != LOCK_FILE for x in out.iterdir()) and not (out / SWEEP_FILE).is_file():
         raise FileExistsError(f"{str(out)!r} is not empty and holds no {SWEEP_FILE} (it is not a sweep's directory); "
-                              "give another --out, or pass --overwrite to empty it first.")
+                              "give another --out (a new or empty directory). --overwrite only clears a sweep's "
+                              "directory, never other files.")
+
+
+def sweep_made(out: str | Path, trials: Sequence[Trial] = ()) -> list[Path]:
+    """What ``--overwrite`` removes from a sweep directory: the run directories of the trials ``sweep.json``
+    lists (and of ``trials``), ``logs/``, ``report/`` and ``sweep.json``, those of them that exist."""
+    out = Path(out)
+    names = {t.name for t in trials}
+    try:
+        names |= {str(t["name"]) for t in json.loads((out / SWEEP_FILE).read_text(encoding="utf-8")).get("trials", [])}
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        pass
+    found = []
+    for name in sorted(names) + [LOG_DIR, REPORT_DIR]:
+        if not name or name in (".", "..", LOCK_FILE, SWEEP_FILE) or Path(name).name != name:
+            continue  # only a plain name inside the sweep directory
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            found.append(path)
+    if (out / SWEEP_FILE).is_file():
+        found.append(out / SWEEP_FILE)
+    return found
+
+
+def clear_sweep(out: str | Path, trials: Sequence[Trial] = ()) -> list[Path]:
+    """Remove :func:`sweep_made` (never ``out`` itself nor anything else in it); returns what was removed."""
+    found = sweep_made(out, trials)
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return found
+
+
+class SweepLocked(FileExistsError):
+    """Another ``rlsuite sweep`` holds the sweep directory's lock."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(out: Path) -> Path:
+    """Create ``out/.sweep.lock`` (``O_CREAT|O_EXCL``, holding this process's pid and host). A lock whose pid is
+    not alive on this host is taken over; a live one (or another host's) raises :class:`SweepLocked`."""
+    path = out / LOCK_FILE
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            return path
+        try:
+            text = path.read_text(encoding="utf-8")
+            held = json.loads(text)
+            pid, host = int(held["pid"]), str(held["host"])
+        except FileNotFoundError:
+            continue  # released meanwhile: try again
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SweepLocked(f"{path} exists but cannot be read as a lock; another `rlsuite sweep` may be starting on "
+                              f"{out}. If none is running, delete {path} and try again.") from None
+        if host != me["host"] or _pid_alive(pid):
+            raise SweepLocked(f"another `rlsuite sweep` (pid {pid} on {host}) is running on {out} (lock: {path}); wait "
+                              f"for it to end, or, if it is not running any more, delete {path}.")
+        # stale: move it aside (only one process can), then check that what was moved is the stale lock read above
+        aside = path.with_name(f"{LOCK_FILE}.stale.{os.getpid()}")
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            continue
+        moved = aside.read_text(encoding="utf-8")
+        if moved != text:  # a live lock taken meanwhile: put it back
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass
+            aside.unlink()
+            continue
+        aside.unlink()
+        log.warning("sweep %s: taking over a stale lock %s (pid %d on %s is not running)", out, path, pid, host)
+    raise SweepLocked(f"could not take the lock {path}; another `rlsuite sweep` may be starting on {out}.")
+
+
+def release_lock(path: Path) -> None:
+    """Remove the lock if it is still this process's."""
+    try:
+        held = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if held.get("pid") == os.getpid() and held.get("host") == socket.gethostname():
+        path.unlink(missing_ok=True)
 
 
 def score_of(run_dir: str | Path, metric: str) -> float | None:
-    """The last value of ``metric`` in a run's ``metrics.csv`` (``None`` when it logged none)."""
+    """The last value of ``metric`` in a run's ``metrics.csv`` (``None`` when it logged none, or when that
+    value is NaN or infinite)."""
     from rlsuite.run_groups import run_series
 
     try:
-        _, ys = run_series(run_dir, metric)
+        _, ys = run_series(run_dir, metric, finite_only=False)
     except (ValueError, FileNotFoundError):
         return None
-    return float(ys[-1])
+    return float(ys[-1]) if math.isfinite(float(ys[-1])) else None  # a NaN last value: no score, not an older one
 
 
 # ----------------------------------------------------------------------------- the worker
@@ -863,6 +973,10 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> tuple[bool
     """Connect to Ray: the running instance of this process, the cluster at ``address``, or a new local one.
     Returns ``(whether this call started it, where)``."""
     if ray.is_initialized():
+        ignored = [f"{k}={v}" for k, v in (("address", address), ("num_cpus", num_cpus)) if v]
+        if ignored:
+            log.warning("Ray is already running in this process: %s ignored (the sweep uses that instance)",
+                        ", ".join(ignored))
         return False, "this process's Ray"
     kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
@@ -874,7 +988,10 @@ def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> tuple[bool
             raise ClusterUnreachable(f"--address {address}: no Ray cluster answered ({e}). Start one with `ray start --head` "
                                      f"(then --address auto on its machines), or give ray://HEAD:10001.{hint}") from None
         return True, address
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)  # never a `ray start` cluster found here
+    # never a `ray start` cluster found here. Not loopback-only: Ray 2.60 turns `_node_ip_address="127.0.0.1"` into
+    # the node's IP and binds its gRPC servers on all interfaces; its token authentication (on by default) guards
+    # them (docs/scale.md)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     return True, f"local Ray ({num_cpus} CPUs)"
 
 
@@ -890,15 +1007,17 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, m
         address: ``None`` starts Ray in this process (or uses the one this process already runs); ``auto`` or
             ``ray://host:port`` connects to a running cluster.
         max_concurrent: at most this many trials at once (``None``: as many as Ray's CPUs allow; locally, Ray is
-            started with ``max_concurrent * cpus_per_trial`` CPUs, or all of this machine's).
-        overwrite: empty ``out`` first (a fresh sweep).
+            started with ``max_concurrent * cpus_per_trial`` CPUs, or the CPUs this process may use).
+        overwrite: start afresh: remove what a sweep made in ``out`` (:func:`sweep_made`), nothing else; ``out``
+            must then be a sweep's directory, or empty, or new.
         spec_file: the spec's path, recorded in ``sweep.json``.
         on_event: called as ``on_event(kind, trial_state, info)`` with kinds ``plan`` (trial_state None, info
             ``{"plan": [...]}``), ``start``, ``retry``, ``done``, ``failed``.
 
     Raises:
         SpecError, FileExistsError: before anything is written or started (see :func:`expand_trials`,
-            :func:`trial_state`, :func:`check_out_dir`).
+            :func:`trial_state`, :func:`check_out_dir`); :class:`SweepLocked` (a FileExistsError) when another
+            sweep holds ``out``'s lock (:func:`acquire_lock`).
         ImportError: Ray is not installed.
         KeyboardInterrupt: the running trials are cancelled and ``sweep.json`` says ``stopped``; run the same
             sweep again to continue.
@@ -909,28 +1028,52 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, m
         raise ValueError(f"--max-concurrent must be >= 1, got {max_concurrent}.")
     check_out_dir(out, overwrite)
     trials = expand_trials(spec, out)
-    plan = [TrialState(t, "new", 0) for t in trials] if overwrite else plan_trials(trials, spec.algo)
-    emit = on_event or (lambda kind, ts, info: None)
-
-    todo = deque(p for p in plan if p.state != "finished")
-    started, where = False, "no Ray (nothing to run)"
-    if todo:
-        num_cpus = max(1, math.ceil(max_concurrent * spec.cpus_per_trial)) if max_concurrent else os.cpu_count()
-        started, where = _init_ray(ray, address, None if address else num_cpus)
+    if not overwrite:
+        plan_trials(trials, spec.algo)  # a spec error before anything is written (planned again under the lock)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        return _drive(ray, spec, out, plan, todo, overwrite, address, spec_file, where, max_concurrent, emit)
+        lock = acquire_lock(out)
+    except SweepLocked:
+        if created:
+            out.rmdir()
+        raise
+    started = False
+    try:
+        check_out_dir(out, overwrite)  # again, under the lock
+        if overwrite:
+            removed = clear_sweep(out, trials)
+            if removed:
+                log.info("--overwrite: removed %s from %s", ", ".join(x.name for x in removed), out)
+        plan = [TrialState(t, "new", 0) for t in trials] if overwrite else plan_trials(trials, spec.algo)
+        emit = on_event or (lambda kind, ts, info: None)
+
+        todo = deque(p for p in plan if p.state != "finished")
+        where = "no Ray (nothing to run)"
+        if todo:
+            num_cpus = max(1, math.ceil(max_concurrent * spec.cpus_per_trial)) if max_concurrent else _usable_cpus()
+            started, where = _init_ray(ray, address, None if address else num_cpus)
+        return _drive(ray, spec, out, plan, todo, address, spec_file, where, max_concurrent, emit)
     finally:
-        if started:
-            ray.shutdown()
+        try:
+            if started:
+                ray.shutdown()
+        finally:
+            release_lock(lock)
 
 
-def _drive(ray: Any, spec: SweepSpec, out: Path, plan: list[TrialState], todo: deque[TrialState], overwrite: bool,
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, else all of them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _drive(ray: Any, spec: SweepSpec, out: Path, plan: list[TrialState], todo: deque[TrialState],
            address: str | None, spec_file: str | None, where: str, max_concurrent: int | None,
            emit: Callable[[str, TrialState | None, dict[str, Any]], None]) -> dict[str, Any]:
     """The loop of :func:`run_sweep` once Ray is there: submit, wait, resubmit trials whose worker died."""
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
     record = _Record(out, spec, spec_file, address or "local", plan)
     record.update()
     log.info("sweep %s: %d trials of %s on %s (%d finished already, %d to resume, %d new)", out, len(plan), spec.algo, where,

@@ -56,8 +56,9 @@ def cmd_report(argv: list[str]) -> int:
         print()
         print(s["tables"]["improvement"])
     if s["left_out"]:
-        print(f"\nleft out {len(s['left_out'])} run(s) without a value of {a.metric}: "
-              + ", ".join(str(run) for run, _ in s["left_out"]) + f" (reasons in {s['files']['report']})")
+        print(f"\nleft out {len(s['left_out'])} run(s):")
+        for run, reason in s["left_out"]:
+            print(f"  {run}: {reason}")
     print()
     for name, path in s["files"].items():
         print(f"{name}={path}")

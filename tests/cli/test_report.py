@@ -137,7 +137,7 @@ def test_runs_without_the_metric_are_left_out_and_named(capsys, tmp_path):
     code, text, err = _run(capsys, "report", tmp_path / "runs", "--reps", REPS)
     assert code == 0, err
     assert _row(text, "ppo")[1:4] == ["1", "1", "5 [5, 5]"]
-    assert f"left out 1 run(s) without a value of eval/mean_return: {tmp_path / 'runs' / 'b'}" in text
+    assert f"left out 1 run(s):\n  {tmp_path / 'runs' / 'b'}: " in text and "eval/mean_return" in text.split("left out")[1]
     assert "## Runs left out" in (tmp_path / "runs" / "report" / "report.md").read_text()
 
 
@@ -191,3 +191,19 @@ def test_method_names_fall_back_to_full_keys_then_numbers():
     assert method_names([group("ppo", "E", lr=1), group("ppo", "E", lr="1")]) == ["ppo lr=1 #1", "ppo lr=1 #2"]
     # one group per algorithm and task: the algorithm alone, whatever differs between tasks
     assert method_names([group("ppo", "E", lr=1), group("ppo", "F", lr=2), group("sac", "E")]) == ["ppo", "ppo", "sac"]
+
+
+def test_a_sweeps_unfinished_trials_and_a_nan_last_value_are_left_out(capsys, tmp_path):
+    root = tmp_path / "sweep"
+    _run_dir(root / "t0", "ppo", "EnvA", 0, 5.0)
+    _run_dir(root / "t1", "ppo", "EnvA", 1, 7.0)  # failed in its sweep: not scored although it logs a value
+    _run_dir(root / "t2", "ppo", "EnvA", 2, float("nan"))  # its last eval is NaN: not scored on the older one
+    (root / "sweep.json").write_text(json.dumps({"trials": [
+        {"name": "t0", "status": "finished"}, {"name": "t1", "status": "failed", "error": "boom"},
+        {"name": "t2", "status": "finished"}]}))
+    code, text, err = _run(capsys, "report", root, "--reps", REPS)
+    assert code == 0, err
+    assert _row(text, "ppo")[1:4] == ["1", "1", "5 [5, 5]"]
+    md = (root / "report" / "report.md").read_text()
+    assert f"`{root / 't1'}`: its sweep" in md and "'failed', not finished: boom" in md
+    assert f"`{root / 't2'}`: its last 'eval/mean_return' (step 300) is nan" in md

@@ -107,6 +107,68 @@ def test_without_ray_the_command_says_how_to_install_it(tmp_path, capsys, monkey
     assert not (tmp_path / "out").exists()
 
 
+def test_overwrite_refuses_a_foreign_directory_and_leaves_it_intact(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    before = _tree(out)
+    code, _, err = _sweep(capsys, _write(tmp_path / "spec.yaml", GRID), "--out", out, "--overwrite")
+    assert code == 2 and "holds no sweep.json" in err, err
+    assert _tree(out) == before and sorted(x.name for x in out.iterdir()) == ["notes.txt"]
+
+
+def test_overwrite_removes_only_what_the_sweep_made(tmp_path, monkeypatch):
+    import rlsuite.sweep as sw
+
+    spec = spec_from_dict(__import__("yaml").safe_load(GRID))
+    out = tmp_path / "sweep"
+    trials = expand_trials(spec, out)
+    for t in trials[:2]:
+        (t.run_dir / "checkpoints").mkdir(parents=True)
+    (out / "old_trial").mkdir()  # a trial of the spec this sweep ran before
+    (out / "logs").mkdir()
+    (out / "report").mkdir()
+    (out / "sweep.json").write_text(json.dumps({"trials": [{"name": "old_trial"}, {"name": "../escape"}]}))
+    (out / "user.txt").write_text("mine")
+    (out / "user_dir").mkdir()
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):  # after clearing, before Ray
+        assert (out / sw.LOCK_FILE).is_file()
+        raise Stop
+
+    monkeypatch.setattr(sw, "_init_ray", stop)
+    with pytest.raises(Stop):
+        sw.run_sweep(spec, out, overwrite=True)
+    assert sorted(x.name for x in out.iterdir()) == ["user.txt", "user_dir"]  # lock released too
+    assert (out / "user.txt").read_text() == "mine"
+
+
+def test_a_live_lock_makes_a_second_sweep_exit_2_without_writing(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / ".sweep.lock").write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname()}))
+    before = _tree(out)
+    code, _, err = _sweep(capsys, _write(tmp_path / "spec.yaml", GRID), "--out", out)
+    assert code == 2 and f"pid {os.getpid()}" in err and ".sweep.lock" in err, err
+    assert _tree(out) == before
+
+
+def test_a_stale_lock_is_taken_over_and_released(tmp_path, monkeypatch):
+    import rlsuite.sweep as sw
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / sw.LOCK_FILE).write_text(json.dumps({"pid": 2**22 + 12345, "host": __import__("socket").gethostname()}))
+    monkeypatch.setattr(sw, "_pid_alive", lambda pid: pid == os.getpid())
+    lock = sw.acquire_lock(out)
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    sw.release_lock(lock)
+    assert list(out.iterdir()) == []
+
+
 def test_trials_are_what_rlsuite_train_would_parse_from_their_command_lines(tmp_path):
     """Each trial's configs equal what `rlsuite train ppo <its command line>` parses (presets, tuples, switches,
     strings read as floats); random draws are seeded and the names are stable."""
