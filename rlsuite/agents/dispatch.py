@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core.checkpoint import optional_tensor, restore_optional
 from rlsuite.core.horizon import check_whole_episodes, env_horizon, log_horizon_note
 from rlsuite.core.seeding import resolve_device
 from rlsuite.core.vec_env import TorchVecEnv
@@ -62,6 +63,16 @@ def check_dispatch_spaces(observation_space: gym.Space, action_space: gym.Space,
                          f"of pair features (rlsuite/Dispatch-Manhattan-v0), got {observation_space}.")
     if not isinstance(action_space, gym.spaces.Box) or tuple(action_space.shape) != tuple(shape[:-1]):
         raise ValueError(f"the dispatch action is a Box of scores {tuple(shape[:-1])} (vehicles x candidates), got {action_space}.")
+
+
+def plan_batches(env: TorchVecEnv, num_envs: int, algo: str, total_steps: int, global_step: int) -> tuple[int, int]:
+    """``(T, batch_steps)`` of training on ``env`` in whole batches of ``num_envs`` episodes of ``T`` minutes; logs
+    how the budget is rounded when ``total_steps - global_step`` is not a whole number of batches."""
+    T = dispatch_horizon(env, num_envs, algo)
+    note = log_horizon_note(total_steps, global_step, T * num_envs, f"{num_envs} episodes x {T} minutes")
+    if note:
+        log.info(note)
+    return T, T * num_envs
 
 
 def dispatch_horizon(env: TorchVecEnv, num_envs: int, algo: str) -> int:
@@ -153,11 +164,7 @@ class DispatchBaseline:
 
     def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0) -> DispatchBaseline:
         """Run the policy until ``global_step >= total_steps``, whole batches of episodes; log each batch's figures."""
-        T = dispatch_horizon(env, self.config.num_envs, self.algo)
-        batch_steps = T * self.config.num_envs
-        note = log_horizon_note(total_steps, self.global_step, batch_steps, f"{self.config.num_envs} episodes x {T} minutes")
-        if note:
-            log.info(note)
+        T, batch_steps = plan_batches(env, self.config.num_envs, self.algo, total_steps, self.global_step)
         if self._obs is None:
             self._obs = env.reset(seed=seed)[0].to(self.device, torch.float32)
         while self.global_step < total_steps:
@@ -184,13 +191,12 @@ class DispatchBaseline:
 
     def training_state(self, env: TorchVecEnv) -> dict[str, Any]:
         """The env's state and its current observation (for exact resume)."""
-        obs = self._obs if self._obs is not None else torch.zeros(0)
-        return {"obs": obs.clone(), "env": env.state_dict()}
+        return {"obs": optional_tensor(self._obs), "env": env.state_dict()}
 
     def load_training_state(self, state: dict[str, Any], env: TorchVecEnv) -> None:
         """Restore :meth:`training_state` into the agent and ``env``."""
         env.load_state_dict(state["env"])
-        self._obs = state["obs"].to(self.device) if state["obs"].numel() else None
+        self._obs = restore_optional(state["obs"], self.device)
 
 
 class GreedyDispatch(DispatchBaseline):

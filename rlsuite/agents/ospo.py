@@ -88,7 +88,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 import math
 import time
 from collections.abc import Sequence
@@ -104,17 +103,17 @@ from rlsuite.agents.dispatch import (
     check_dispatch_spaces,
     dispatch_horizon,
     episode_metrics,
+    plan_batches,
 )
 from rlsuite.agents.ppo import ppo_policy_loss, ppo_value_loss
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core.checkpoint import optional_tensor, restore_optional
 from rlsuite.core.distributions import MaskedDiagGaussian
-from rlsuite.core.horizon import check_whole_episodes, log_horizon_note
+from rlsuite.core.horizon import check_whole_episodes
 from rlsuite.core.nets import MLP
 from rlsuite.core.seeding import resolve_device
 from rlsuite.core.stats import explained_variance
 from rlsuite.core.vec_env import TorchVecEnv
-
-log = logging.getLogger("rlsuite")
 
 ADVANTAGES = {"ospo": "ospo", "grpo": "grpo-dispatch", "gae": "ppo-dispatch"}
 """``advantage`` option -> the registered algorithm name."""
@@ -563,11 +562,7 @@ class OSPO:
 
     def learn(self, env: TorchVecEnv, total_steps: int, run: Any = None, seed: int = 0) -> OSPO:
         """Train until ``global_step >= total_steps`` env steps (whole iterations; continues a restored run)."""
-        T = dispatch_horizon(env, self.config.num_envs, self.algo)
-        batch_steps = T * self.config.num_envs
-        note = log_horizon_note(total_steps, self.global_step, batch_steps, f"{self.config.num_envs} episodes x {T} minutes")
-        if note:
-            log.info(note)
+        T, batch_steps = plan_batches(env, self.config.num_envs, self.algo, total_steps, self.global_step)
         if self._obs is None:
             obs, info = env.reset(seed=seed)
             self._check_info(info, ("pair_mask",))
@@ -624,15 +619,13 @@ class OSPO:
 
     def training_state(self, env: TorchVecEnv) -> dict[str, Any]:
         """What exact resume needs beyond :meth:`state_dict`: the env's state, its observation and pair mask."""
-        obs = self._obs if self._obs is not None else torch.zeros(0)
-        mask = self._mask if self._mask is not None else torch.zeros(0, dtype=torch.bool)
-        return {"obs": obs.clone(), "pair_mask": mask.clone(), "env": env.state_dict()}
+        return {"obs": optional_tensor(self._obs), "pair_mask": optional_tensor(self._mask, torch.bool), "env": env.state_dict()}
 
     def load_training_state(self, state: dict[str, Any], env: TorchVecEnv) -> None:
         """Restore :meth:`training_state` into the agent and ``env`` (a run that had not reset the env yet resets it)."""
         env.load_state_dict(state["env"])
-        self._obs = state["obs"].to(self.device) if state["obs"].numel() else None
-        self._mask = state["pair_mask"].to(self.device, torch.bool) if state["pair_mask"].numel() else None
+        self._obs = restore_optional(state["obs"], self.device)
+        self._mask = restore_optional(state["pair_mask"], self.device, torch.bool)
 
 
 def _build(cfg: OSPOConfig, obs_space: gym.Space, act_space: gym.Space, device: torch.device, seed: int) -> OSPO:

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core.checkpoint import optional_tensor, restore_optional
 from rlsuite.core.distributions import (
     CategoricalHead,
     DiagGaussianHead,
@@ -450,15 +451,12 @@ class PPO:
 
     def training_state(self, env: TorchVecEnv) -> dict[str, Any]:
         """What exact resume needs beyond :meth:`state_dict`: the env's state and its current observation."""
-        obs = self._obs if self._obs is not None else torch.zeros(0)
-        mask = self._mask if self._mask is not None else torch.zeros(0, dtype=torch.bool)
-        return {"obs": obs.clone(), "action_mask": mask.clone(), "env": env.state_dict()}
+        return {"obs": optional_tensor(self._obs), "action_mask": optional_tensor(self._mask, torch.bool), "env": env.state_dict()}
 
     def load_training_state(self, state: dict[str, Any], env: TorchVecEnv) -> None:
         env.load_state_dict(state["env"])
-        self._obs = state["obs"].to(self.device) if state["obs"].numel() else None
-        mask = state.get("action_mask")
-        self._mask = mask.to(self.device, torch.bool) if mask is not None and mask.numel() else None
+        self._obs = restore_optional(state["obs"], self.device)
+        self._mask = restore_optional(state.get("action_mask"), self.device, torch.bool)
 
 
 AGENTS.register(

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core.checkpoint import optional_tensor, restore_optional
 from rlsuite.core.distributions import TanhGaussian, TanhGaussianHead
 from rlsuite.core.nets import MLP, EnsembleMLP, activation, adam, soft_update
 from rlsuite.core.normalizer import RunningNorm
@@ -370,13 +371,12 @@ class SAC:
 
     def training_state(self, env: TorchVecEnv) -> dict[str, Any]:
         """Replay buffer, env state, current observation and the logging accumulators."""
-        obs = self._obs if self._obs is not None else torch.zeros(0)
-        return {"obs": obs.clone(), "env": env.state_dict(), "replay": self.buffer.state_dict(), "acc": self._acc.clone(), "last_log": self._last_log}
+        return {"obs": optional_tensor(self._obs), "env": env.state_dict(), "replay": self.buffer.state_dict(), "acc": self._acc.clone(), "last_log": self._last_log}
 
     def load_training_state(self, state: dict[str, Any], env: TorchVecEnv) -> None:
         env.load_state_dict(state["env"])
         self.buffer.load_state_dict(state["replay"])
-        self._obs = state["obs"].to(self.device) if state["obs"].numel() else None
+        self._obs = restore_optional(state["obs"], self.device)
         self._acc = state["acc"].to(self.device).clone()
         self._last_log = int(state["last_log"])
 

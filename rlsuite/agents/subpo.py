@@ -64,6 +64,7 @@ import torch
 from torch import nn
 
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core.checkpoint import optional_tensor, restore_optional
 from rlsuite.core.distributions import Categorical
 from rlsuite.core.horizon import check_whole_episodes, env_horizon, log_horizon_note
 from rlsuite.core.nets import MLP, adam
@@ -445,12 +446,11 @@ class SubPO:
 
     def training_state(self, env: TorchVecEnv) -> dict[str, Any]:
         """What exact resume needs beyond :meth:`state_dict`: the env's state and its current observation."""
-        obs = self._obs if self._obs is not None else torch.zeros(0)
-        return {"obs": obs.clone(), "env": env.state_dict()}
+        return {"obs": optional_tensor(self._obs), "env": env.state_dict()}
 
     def load_training_state(self, state: dict[str, Any], env: TorchVecEnv) -> None:
         env.load_state_dict(state["env"])
-        self._obs = state["obs"].to(self.device) if state["obs"].numel() else None
+        self._obs = restore_optional(state["obs"], self.device)
 
 
 def _build(cfg: SubPOConfig, obs_space: gym.Space, act_space: gym.Space, device: torch.device, seed: int) -> SubPO:

@@ -50,6 +50,20 @@ class CheckpointError(RuntimeError):
 # ----------------------------------------------------------------------------- nested <-> flat
 
 
+def optional_tensor(t: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``t`` as a checkpointable tensor: a copy of it, or an empty ``(0,)`` tensor of ``dtype`` for None (an
+    agent's current observation before the env was first reset)."""
+    return t.clone() if t is not None else torch.zeros(0, dtype=dtype)
+
+
+def restore_optional(t: torch.Tensor | None, device: torch.device | str, dtype: torch.dtype | None = None) -> torch.Tensor | None:
+    """The inverse of :func:`optional_tensor`: ``t`` on ``device`` (cast to ``dtype`` if given), None for an empty or
+    missing one."""
+    if t is None or not t.numel():
+        return None
+    return t.to(device) if dtype is None else t.to(device, dtype)
+
+
 def flatten_state(state: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
     """Split a nested state into ``(tensors, skeleton)``.
 

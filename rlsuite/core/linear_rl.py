@@ -41,6 +41,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlsuite.core.checkpoint import optional_tensor, restore_optional
 from rlsuite.core.horizon import log_horizon_note
 
 # ----------------------------------------------------------------------------- feature observations
@@ -466,13 +467,12 @@ class LinearEpisodicAgent:
 
     def training_state(self, env: Any) -> dict[str, Any]:
         """The episodes collected, the env's state and its current observation (exact resume)."""
-        obs = self._obs if self._obs is not None else torch.zeros(0)
-        return {"obs": obs.clone(), "env": env.state_dict(), "data": self.data.state_dict()}
+        return {"obs": optional_tensor(self._obs), "env": env.state_dict(), "data": self.data.state_dict()}
 
     def load_training_state(self, state: dict[str, Any], env: Any) -> None:
         env.load_state_dict(state["env"])
         self.data.load_state_dict(state["data"])
-        self._obs = state["obs"].to(self.device) if state["obs"].numel() else None
+        self._obs = restore_optional(state["obs"], self.device)
 
     # ------------------------------------------------------------------ for subclasses
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
