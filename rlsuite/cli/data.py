@@ -10,7 +10,7 @@ from rlsuite.cli.args import at_least, group_usage, parse
 
 # the choices of rlsuite.offline.datasets (LEVELS, ENV_NAMES), spelt out so that --help needs no torch import;
 # tests/cli/test_cli_args.py checks that they agree
-Level = Literal["random", "medium", "expert", "medium-replay", "medium-expert"]
+Level = Literal["random", "medium", "expert", "medium-replay", "medium-expert", "waypoint", "waypoint-noisy"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,15 +18,15 @@ class CollectArgs:
     """Collect a dataset with a (cached) behaviour policy."""
 
     env: str
-    """Hopper-v5, HalfCheetah-v5, Walker2d-v5, Ant-v5, InvertedPendulum-v5, InvertedDoublePendulum-v5, Pendulum-v1 or rlsuite/Pendulum-v0"""
+    """Hopper-v5, HalfCheetah-v5, Walker2d-v5, Ant-v5, InvertedPendulum-v5, InvertedDoublePendulum-v5, Pendulum-v1, rlsuite/Pendulum-v0, rlsuite/PointMaze-UMaze-v0, rlsuite/PointMaze-Medium-v0 or rlsuite/PointMaze-Large-v0"""
     level: Level
-    """behaviour level, as D4RL defines them"""
+    """behaviour level, as D4RL defines them; the PointMaze envs take random, waypoint or waypoint-noisy (a scripted controller), the others random or the SAC levels"""
     steps: int = 100_000
     """transitions (whole episodes: a little more)"""
     seed: int = 0
     """seed of the behaviour agent and of the collection"""
     behaviour_steps: int = 300_000
-    """SAC training steps of the behaviour (expert) agent"""
+    """SAC training steps of the behaviour (expert) agent (not used by the waypoint levels)"""
     data_dir: str | None = None
     """datasets root (None: $RLSUITE_DATA_DIR or ~/.local/share/rlsuite)"""
     overwrite: bool = False
@@ -101,5 +101,10 @@ def cmd_data(argv: list[str]) -> int:
         if "behaviour" in desc:
             b = desc["behaviour"]
             print(f"behaviour: {b['algorithm']} {b['steps']} steps, cache {b['cache']} (sha256 {b['sha256'][:16]}...)")
+        if "controller" in desc:
+            c = desc["controller"]
+            print(f"behaviour: {c['name']} (kp {c['kp']}, kd {c['kd']}, action noise std {c['noise']})")
+        if "success_rate" in desc:
+            print(f"success rate of the collected episodes {desc['success_rate']:.3f}")
         return 0
     return group_usage("data", SUBCOMMANDS, sub)

@@ -91,3 +91,9 @@ _register("rlsuite/Greenhouse-Lettuce-v0", entry_point="rlsuite.envs.greenhouse.
 # Ride-sharing dispatch (OSPO/GRPO): 1,000 vehicles over Manhattan's 69 taxi zones, one-minute steps, 30-minute episodes;
 # city="grid3x3", num_vehicles=... and the other keywords of rlsuite.envs.dispatch.env.DispatchVecEnv make smaller ones.
 _register("rlsuite/Dispatch-Manhattan-v0", entry_point="rlsuite.envs.dispatch.views:DispatchEnv", vector_entry_point="rlsuite.envs.dispatch.env:DispatchVecEnv")
+
+# D4RL's maze2d on Gymnasium-Robotics' PointMaze-v3: a fixed goal cell, a random start cell, sparse reward 1 on reaching
+# the goal, which ends the episode (so the return is the success); gymnasium-robotics is imported only when made.
+for _name, _steps in (("UMaze", 300), ("Medium", 600), ("Large", 800)):
+    _register(f"rlsuite/PointMaze-{_name}-v0", entry_point="rlsuite.envs.maze:PointMazeEnv", kwargs={"maze": _name},
+              max_episode_steps=_steps)

@@ -13,6 +13,15 @@ Levels, as D4RL defined them:
 * ``medium-replay``: every transition the SAC agent saw while training up to the medium policy.
 * ``medium-expert``: the medium and expert datasets together (half each).
 
+For the PointMaze envs (``rlsuite/PointMaze-{UMaze,Medium,Large}-v0``, D4RL's maze2d) the behaviour is
+scripted instead, as D4RL made maze2d: ``waypoint`` is :class:`rlsuite.envs.maze.WaypointController`
+(a shortest path by breadth-first search over the maze's cells, a PD law to the next cell) with
+Gaussian action noise of standard deviation ``WAYPOINT_NOISE["waypoint"]`` (0.1), ``waypoint-noisy``
+the same with 0.5 (D4RL's ``--noisy``). ``random`` is made for the mazes too; the SAC levels are not
+(a SAC agent learns little from a reward paid only at the goal within the behaviour budget, so those
+levels would not mean what their names say). Metadata records the controller, its gains and noise and
+the success rate of the collected episodes.
+
 Behaviour policies are trained once per env and seed and cached under ``data_dir()/behaviour`` (a
 SAC checkpoint, safetensors + JSON, and the replay episodes); a dataset's metadata records the
 checkpoint path, its SHA-256 and the training steps (provenance).
@@ -20,7 +29,9 @@ checkpoint path, its SHA-256 and the training steps (provenance).
 Normalised scores follow D4RL: ``100 * (R - R_random) / (R_expert - R_random)``. For the envs D4RL had
 (hopper, halfcheetah, walker2d, ant) the constants are D4RL's (``d4rl/infos.py``; our envs are
 Gymnasium's ``-v5``, so the numbers compare only roughly); for the others they are measured: the mean
-return of the random policy and of our own expert, recorded in the dataset metadata.
+return of the random policy and of our own expert, recorded in the dataset metadata; for the mazes
+they are 0 and 1 (``MAZE_REF``): the return of an episode is its success, so the normalised score is
+100 x the success rate.
 
 Writes are atomic (:func:`rlsuite.core.atomic.atomic_dir`): a dataset is built in a temporary directory
 next to its final place, fsynced and renamed into it, and an existing dataset is never replaced unless
@@ -42,15 +53,26 @@ import numpy as np
 from rlsuite.core.atomic import atomic_dir, atomic_write_bytes
 from rlsuite.core.checkpoint import sha256_tree
 
-LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "waypoint", "waypoint-noisy")
+#: Levels made with the cached SAC behaviour agent (not for the mazes).
+SAC_LEVELS = ("medium", "expert", "medium-replay", "medium-expert")
+#: The scripted maze levels and the standard deviation of their Gaussian action noise (0.5: D4RL's ``--noisy``).
+WAYPOINT_NOISE = {"waypoint": 0.1, "waypoint-noisy": 0.5}
 MEDIUM_FRACTION = 1.0 / 3.0
 #: D4RL's reference returns (random, expert), from d4rl/infos.py (gym-mujoco v0/v1/v2).
 D4RL_REF = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 12135.0), "walker2d": (1.629008, 4592.3),
             "ant": (-325.6, 3879.7)}
+#: The maze envs (levels ``random`` and ``WAYPOINT_NOISE``'s) and their short names.
+MAZE_ENV_NAMES = {"rlsuite/PointMaze-UMaze-v0": "pointmaze-umaze", "rlsuite/PointMaze-Medium-v0": "pointmaze-medium",
+                  "rlsuite/PointMaze-Large-v0": "pointmaze-large"}
 #: Gymnasium ids and the short names used in dataset ids.
 ENV_NAMES = {"Hopper-v5": "hopper", "HalfCheetah-v5": "halfcheetah", "Walker2d-v5": "walker2d", "Ant-v5": "ant",
              "InvertedPendulum-v5": "invertedpendulum", "InvertedDoublePendulum-v5": "inverteddoublependulum",
-             "Pendulum-v1": "pendulum", "rlsuite/Pendulum-v0": "rlsuite-pendulum"}
+             "Pendulum-v1": "pendulum", "rlsuite/Pendulum-v0": "rlsuite-pendulum", **MAZE_ENV_NAMES}
+#: Reference returns (min, max) of the mazes: the return of an episode is its success (0 or 1).
+MAZE_REF = (0.0, 1.0)
+MAZE_REF_REASON = ("0 and 1: the sparse reward pays 1 on reaching the goal, which ends the episode, so an episode's return "
+                   "is its success and the normalised score is 100 x the success rate")
 
 
 class DatasetError(ValueError):
@@ -86,10 +108,24 @@ def env_name(env_id: str) -> str:
     return ENV_NAMES[env_id]
 
 
+def levels_for(env_id: str) -> tuple[str, ...]:
+    """The levels that can be made for ``env_id``: ``random`` and the waypoint levels for the mazes,
+    ``random`` and the SAC levels for the others."""
+    env_name(env_id)  # a clear error for an env without a recipe
+    return ("random", *WAYPOINT_NOISE) if env_id in MAZE_ENV_NAMES else ("random", *SAC_LEVELS)
+
+
 def dataset_id(env_id: str, level: str) -> str:
-    """``rlsuite/<env name>/<level>-v0``."""
+    """``rlsuite/<env name>/<level>-v0``; refuses a level that is not made for ``env_id`` (:func:`levels_for`)."""
     if level not in LEVELS:
         raise DatasetError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}.")
+    if level not in levels_for(env_id):
+        if level in WAYPOINT_NOISE:
+            raise DatasetError(f"level {level!r} drives a scripted waypoint controller through a maze; the envs that have it "
+                               f"are {', '.join(MAZE_ENV_NAMES)}. For {env_id} choose one of {', '.join(levels_for(env_id))}.")
+        raise DatasetError(f"level {level!r} is not made for the maze {env_id}: its SAC behaviour agent would learn little from "
+                           f"a reward paid only at the goal, so the level would not mean what its name says. For the mazes "
+                           f"choose one of {', '.join(levels_for(env_id))}.")
     return f"rlsuite/{env_name(env_id)}/{level}-v0"
 
 
@@ -475,6 +511,19 @@ def load_behaviour_actor(cache: Path, which: str):
     return agent, meta
 
 
+def _waypoint_controller(env_id: str, noise: float, seed: int):
+    """The maze's :class:`rlsuite.envs.maze.WaypointController` with D4RL's gains and ``noise``."""
+    import gymnasium as gym
+
+    from rlsuite.envs.maze import WaypointController
+
+    env = gym.make(env_id)
+    try:
+        return WaypointController.for_env(env, noise=noise, seed=seed)
+    finally:
+        env.close()
+
+
 def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps: int = 300_000, overwrite: bool = False,
             root: Path | None = None, log: Callable[[str], None] | None = None) -> tuple[str, Path]:
     """Make the dataset ``rlsuite/<env>/<level>-v0`` (see the module docstring); returns its id and path."""
@@ -485,15 +534,19 @@ def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps:
     if steps < 1:
         raise DatasetError(f"--steps must be positive, got {steps}.")
     name = env_name(env_id)
+    maze = env_id in MAZE_ENV_NAMES
     meta: dict[str, Any] = {"env": env_id, "level": level, "steps_requested": steps, "seed": seed}
     cache = None
-    if level != "random" or name not in D4RL_REF:
+    if not maze and (level != "random" or name not in D4RL_REF):
         cache = train_behaviour(env_id, seed, behaviour_steps, root=root, log=log)
         _, bmeta = load_behaviour_actor(cache, "expert")
         meta["behaviour"] = {"cache": str(cache), "sha256": sha256_tree(cache), **{k: bmeta[k] for k in (
             "algorithm", "steps", "expert_return", "expert_step", "medium_return", "medium_step", "random_return")},
             **{k: bmeta[k] for k in ("expert_eval_return", "reference_episodes", "medium_target") if k in bmeta}}
-    if name in D4RL_REF:
+    if maze:
+        ref_min, ref_max = MAZE_REF
+        meta["reference"] = MAZE_REF_REASON
+    elif name in D4RL_REF:
         ref_min, ref_max = D4RL_REF[name]
         meta["reference"] = "D4RL d4rl/infos.py constants (D4RL used -v2 envs; ours are Gymnasium -v5)"
     else:
@@ -507,6 +560,13 @@ def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps:
                                    else f"{steps} transitions with the {level} policy"))
     if level == "random":
         episodes = rollout(env_id, random_policy(env_id, seed), steps, seed, log=log)
+    elif level in WAYPOINT_NOISE:
+        controller = _waypoint_controller(env_id, WAYPOINT_NOISE[level], seed)
+        meta["controller"] = {"name": "rlsuite.envs.maze.WaypointController", "kp": controller.kp, "kd": controller.kd,
+                              "noise": controller.noise, "noise_seed": seed,
+                              "law": "clip(kp (target - position) - kd velocity + noise N(0, I), -1, 1); target: the centre "
+                                     "of the next cell of a BFS shortest path to the goal cell, the goal in the goal cell"}
+        episodes = rollout(env_id, controller, steps, seed, log=log)
     elif level in ("medium", "expert"):
         agent, _ = load_behaviour_actor(cache, level)
         episodes = rollout(env_id, _actor_policy(agent, False), steps, seed, log=log)
@@ -523,6 +583,9 @@ def collect(env_id: str, level: str, steps: int, seed: int = 0, behaviour_steps:
     meta["episodes"] = len(episodes)
     meta["transitions"] = int(sum(len(e["actions"]) for e in episodes))
     meta["mean_return"] = float(np.mean([e["rewards"].sum() for e in episodes]))
+    if maze:
+        meta["success_rate"] = float(np.mean([bool(e["terminations"].any()) for e in episodes]))
+        log(f"{ds_id}: success rate {meta['success_rate']:.3f} over {meta['episodes']} episodes")
     log(f"{ds_id}: {meta['episodes']} episodes, {meta['transitions']} transitions, mean return {meta['mean_return']:.1f} "
         f"(normalized score {float(normalized_score(meta['mean_return'], ref_min, ref_max)):.1f}); reference returns: "
         f"random {ref_min:.1f}, expert {ref_max:.1f} ({meta['reference']})")

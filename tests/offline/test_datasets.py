@@ -17,9 +17,11 @@ COLLECT_LOGS: dict[str, list[str]] = {}  # the log lines of each level's collect
 def made(tmp_path_factory):
     """All five levels for InvertedPendulum-v5 from a briefly trained behaviour agent (plumbing, not quality)."""
     root = tmp_path_factory.mktemp("data")
-    logs: dict[str, list[str]] = {lvl: [] for lvl in D.LEVELS}
+    levels = D.levels_for("InvertedPendulum-v5")
+    assert levels == ("random", "medium", "expert", "medium-replay", "medium-expert")
+    logs: dict[str, list[str]] = {lvl: [] for lvl in levels}
     ids = {lvl: D.collect("InvertedPendulum-v5", lvl, 300, seed=0, behaviour_steps=1500, root=root, log=logs[lvl].append)[0]
-           for lvl in D.LEVELS}
+           for lvl in levels}
     COLLECT_LOGS.update(logs)
     return root, ids
 
@@ -211,3 +213,53 @@ def test_resume_after_an_online_crash_matches_an_uninterrupted_run(made, tmp_pat
     assert (tmp_path / "crashed" / "metrics.csv").read_bytes() == before
     with pytest.raises(D.DatasetError, match="nothing to resume in .*empty"):
         train_offline("iql", ids["medium"], 200, 200, run_dir=tmp_path / "empty", **kw, resume=True)
+
+
+# --- the maze levels (a scripted controller, no behaviour agent)
+def test_maze_levels_and_refusals(tmp_path):
+    assert D.dataset_id("rlsuite/PointMaze-Medium-v0", "waypoint") == "rlsuite/pointmaze-medium/waypoint-v0"
+    assert D.levels_for("rlsuite/PointMaze-Large-v0") == ("random", "waypoint", "waypoint-noisy")
+    with pytest.raises(D.DatasetError, match=r"level 'waypoint-noisy' drives a scripted waypoint controller through a maze; "
+                                             r"the envs that have it are rlsuite/PointMaze-UMaze-v0, .*For Hopper-v5 choose one of random, medium"):
+        D.collect("Hopper-v5", "waypoint-noisy", 100, root=tmp_path)
+    with pytest.raises(D.DatasetError, match=r"level 'expert' is not made for the maze rlsuite/PointMaze-UMaze-v0.*choose one of "
+                                             r"random, waypoint, waypoint-noisy"):
+        D.collect("rlsuite/PointMaze-UMaze-v0", "expert", 100, root=tmp_path)
+    assert not (tmp_path / "behaviour").exists() and not (tmp_path / "rlsuite").exists()
+
+
+def test_waypoint_dataset_round_trip(tmp_path):
+    from rlsuite.envs.maze import GOAL_RADIUS
+
+    lines: list[str] = []
+    ds_id, _ = D.collect("rlsuite/PointMaze-UMaze-v0", "waypoint", 2000, seed=0, root=tmp_path, log=lines.append)
+    assert ds_id == "rlsuite/pointmaze-umaze/waypoint-v0"
+    ds = D.load_dataset(ds_id, tmp_path)
+    md = ds.storage.metadata
+    desc = json.loads(md["description"])
+    assert (md["ref_min_score"], md["ref_max_score"]) == D.MAZE_REF == (0.0, 1.0) and "success" in desc["reference"]
+    assert "behaviour" not in desc and not (tmp_path / "behaviour").exists()  # no SAC agent trained
+    c = desc["controller"]
+    assert c["name"] == "rlsuite.envs.maze.WaypointController" and (c["kp"], c["kd"], c["noise"]) == (10.0, 1.0, 0.1)
+    arr = D.dataset_arrays(ds)
+    n = desc["transitions"]
+    assert n >= 2000 and arr["observations"].shape == (n, 6) and arr["actions"].shape == (n, 2)
+    assert arr["next_observations"].shape == (n, 6) and np.all(np.abs(arr["actions"]) <= 1)
+    # terminals are exactly the successes: reward 1, next position within the goal radius, the end of an episode
+    np.testing.assert_array_equal(arr["rewards"] == 1.0, arr["terminals"])
+    dist = np.linalg.norm(arr["next_observations"][:, :2] - arr["next_observations"][:, 4:6], axis=1)
+    np.testing.assert_array_equal(dist <= GOAL_RADIUS, arr["terminals"])
+    ends = arr["terminals"] | arr["timeouts"]
+    assert ends.sum() == desc["episodes"] and ends[-1]
+    assert desc["success_rate"] == pytest.approx(arr["terminals"].sum() / desc["episodes"]) and desc["success_rate"] >= 0.9
+    assert desc["mean_return"] == pytest.approx(desc["success_rate"])  # the return is the success
+    assert np.all(arr["observations"][:, 4:6] == [-1.0, 1.0])  # the fixed goal: cell (1, 1) of the 5 x 5 U maze
+    assert lines[-1].startswith(f"{ds_id}: {desc['episodes']} episodes") and "normalized score" in lines[-1]
+
+
+def test_random_maze_dataset_times_out(tmp_path):
+    ds_id, _ = D.collect("rlsuite/PointMaze-UMaze-v0", "random", 300, seed=0, root=tmp_path)
+    arr = D.dataset_arrays(D.load_dataset(ds_id, tmp_path))
+    # seed 0's random walk does not reach the goal in 300 steps: one episode, ended by the time limit (a timeout, not a terminal)
+    assert len(arr["rewards"]) == 300 and arr["timeouts"][-1] and arr["timeouts"].sum() == 1
+    assert not arr["terminals"].any() and arr["rewards"].sum() == 0
