@@ -131,6 +131,8 @@ def cmd_train(argv: list[str]) -> int:
               "rlsuite train <algo> --help lists its options with their defaults; rlsuite presets <algo> its tuned values")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     spec, s = train_from_argv(argv)
+    if s.get("rank", 0):  # another rank of a data-parallel run (torchrun): rank 0 prints the run's summary
+        return 0
     if spec.learns_from == "env":
         print(f"run directory: {s['run_dir']}\ncheckpoint:    {s['checkpoint']}\ncurve:         {s['curve']}")
         extra = f" success_rate={s['success_rate']:.4f}" if "success_rate" in s else ""
@@ -152,7 +154,7 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _train_dataset(spec: Any, run_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
-    from rlsuite.offline.train import train_offline
+    from rlsuite.offline.train import default_offline_steps, train_offline
 
     if not run_cfg.dataset:
         raise ValueError(f"rlsuite train {spec.name} needs --dataset ID (see rlsuite data list; make one with rlsuite data collect).")
@@ -160,7 +162,8 @@ def _train_dataset(spec: Any, run_cfg: Any, algo_cfg: Any) -> dict[str, Any]:
     if not run_cfg.resume:
         default = Path("runs") / f"{run_cfg.dataset.replace('/', '_')}__{spec.name}__{run_cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = str(_new_run_dir(run_cfg, default))
-    return train_offline(spec.name, run_cfg.dataset, run_cfg.offline_steps, run_cfg.online_steps, run_cfg.seed, run_cfg.eval_every,
+    offline_steps = default_offline_steps(spec.name) if run_cfg.offline_steps is None else run_cfg.offline_steps
+    return train_offline(spec.name, run_cfg.dataset, offline_steps, run_cfg.online_steps, run_cfg.seed, run_cfg.eval_every,
                          run_cfg.eval_episodes, run_dir, Path(run_cfg.data_dir) if run_cfg.data_dir else None, run_cfg.device,
                          log=lambda m: print(m, flush=True), config=algo_cfg, resume=bool(run_cfg.resume))
 

@@ -106,21 +106,39 @@ class EnsembleLinear(nn.Module):
         return f"size={self.size}, in_features={self.in_features}, out_features={self.out_features}"
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last dimension with a scale and shift per member: ``(size, B, dim) -> (size, B, dim)``."""
+
+    def __init__(self, size: int, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(size, 1, dim))
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (self.dim,), eps=self.eps) * self.weight + self.bias
+
+
 class EnsembleMLP(nn.Module):
     """``size`` MLPs with the same architecture, evaluated together.
+
+    ``layer_norm``: a LayerNorm (per-member scale and shift) after every hidden linear layer, before the
+    activation, as RLPD's critics have.
 
     Shapes: ``(B, in_dim)`` (shared input) or ``(size, B, in_dim)`` -> ``(size, B, out_dim)``.
     """
 
-    def __init__(self, size: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu") -> None:
+    def __init__(self, size: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu",
+                 layer_norm: bool = False) -> None:
         super().__init__()
         dims = [in_dim, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:], strict=True):
-            layers += [EnsembleLinear(size, a, b), activation(act)]
+            layers += [EnsembleLinear(size, a, b), *([EnsembleLayerNorm(size, b)] if layer_norm else []), activation(act)]
         layers.append(EnsembleLinear(size, dims[-1], out_dim))
         self.net = nn.Sequential(*layers)
         self.size, self.in_dim, self.out_dim, self.hidden, self.act = size, in_dim, out_dim, tuple(hidden), act
+        self.layer_norm = layer_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -130,6 +148,8 @@ class EnsembleMLP(nn.Module):
         """Member ``i`` as a stand-alone :class:`MLP` (a copy): ``(*, in_dim) -> (*, out_dim)``."""
         if not 0 <= i < self.size:
             raise IndexError(f"member {i} out of range for an ensemble of {self.size}.")
+        if self.layer_norm:
+            raise ValueError("member() copies plain MLPs; an ensemble with layer_norm has no MLP equivalent.")
         lins = [m for m in self.net if isinstance(m, EnsembleLinear)]
         mlp = MLP(self.in_dim, self.out_dim, self.hidden, self.act)
         for src, dst in zip(lins, [m for m in mlp.net if isinstance(m, nn.Linear)], strict=True):

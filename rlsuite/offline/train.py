@@ -25,7 +25,10 @@ import torch
 
 from rlsuite.offline.datasets import DatasetError, dataset_arrays, load_dataset, mean_return, normalized_score
 
-OFFLINE_ALGOS = ("bc", "iql", "uni-o4")
+OFFLINE_ALGOS = ("bc", "iql", "uni-o4", "rlpd", "expo")
+DEFAULT_OFFLINE_STEPS = 100_000
+"""Offline updates when ``--offline-steps`` is not given, unless the agent declares its own
+``default_offline_steps`` (RLPD and EXPO: 0, they learn online with the dataset in every minibatch)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +39,8 @@ class OfflineRunConfig:
     """Dataset id, e.g. rlsuite/hopper/medium-v0 (see rlsuite data list)."""
     data_dir: str | None = None
     """Where datasets live (default $RLSUITE_DATA_DIR or ~/.local/share/rlsuite)."""
-    offline_steps: int = 100_000
-    """Offline updates (Uni-O4: of the BC ensemble, critics and value; then its improve_steps)."""
+    offline_steps: int | None = None
+    """Offline updates (Uni-O4: of the BC ensemble, critics and value, then its improve_steps; EXPO: base pretraining). Default: 100000, or 0 for agents without an offline phase (RLPD, EXPO)."""
     online_steps: int = 0
     """Env steps of online fine-tuning after the offline phase (IQL, Uni-O4)."""
     seed: int = 0
@@ -57,7 +60,7 @@ class OfflineRunConfig:
 
     def __post_init__(self) -> None:
         for name in ("offline_steps", "online_steps", "eval_episodes"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}.")
         if self.eval_every < 1:
             raise ValueError(f"--eval-every must be >= 1, got {self.eval_every}.")
@@ -90,6 +93,13 @@ def _make_agent(algo: str, env: Any, env_id: str, device: str, seed: int, overri
         except KeyError as e:
             raise DatasetError(str(e.args[0])) from None
     return agent, spec
+
+
+def default_offline_steps(algo: str) -> int:
+    """The offline updates of ``algo`` when none are asked (see :data:`DEFAULT_OFFLINE_STEPS`)."""
+    from rlsuite.agents import AGENTS
+
+    return int(getattr(AGENTS.get(algo).agent_cls, "default_offline_steps", DEFAULT_OFFLINE_STEPS))
 
 
 def evaluate(agent, env_id: str, episodes: int, seed: int) -> float:
@@ -176,6 +186,9 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             raise DatasetError(f"{name} must be >= 0, got {value}.")
     if eval_every < 1:
         raise DatasetError(f"eval_every must be >= 1, got {eval_every}.")
+    if offline_steps == 0 and online_steps == 0:
+        raise DatasetError(f"nothing to train: received --offline-steps 0 and --online-steps 0 for {algo}; pass --online-steps N "
+                           "(and/or --offline-steps N for agents with an offline phase).")
     if algo == "bc" and online_steps > 0:
         raise DatasetError("BC has no online phase; use --online-steps 0 (or train iql).")
     if resume and run_dir is None:
@@ -199,6 +212,10 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     say(f"dataset {ds_id}: {len(arrays['rewards'])} transitions, {int(ends.sum())} episodes, mean episode return "
         f"{float(arrays['rewards'].sum()) / max(1, int(ends.sum())):.1f}; reference returns: random {ref_min:.1f}, expert {ref_max:.1f}")
     agent, spec = _make_agent(algo, env, env_id, device, seed, config)
+    if offline_steps > 0 and getattr(agent, "offline_phase", True) is False:
+        raise DatasetError(f"{algo} has no offline phase (it learns online with the dataset in every minibatch); received "
+                           f"--offline-steps {offline_steps}: use --offline-steps 0 and --online-steps N.")
+    resumable = bool(getattr(agent, "online_resumable", False))  # its state holds the online replay
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
     run = Path(run_dir or f"runs/{ds_id.replace('/', '_')}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
     run_config = {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps, "online_steps": online_steps,
@@ -215,21 +232,22 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         save_checkpoint(run / "checkpoints" / phase, state, {**ckpt_meta, "phase": phase, "step": step, **extra})
         write_latest(run / "checkpoints", phase, step)
     rows: list[dict[str, Any]] = []
-    restored_seconds, offline_finished, done, k = 0.0, False, 0, 0
+    restored_seconds, offline_finished, done, k, online_done, online_restored_seconds = 0.0, False, 0, 0, 0, 0.0
     if resume:  # every check before the first write: a refused resume leaves the run as it was
         _check_settings(run, run_config)
         _check_budget(run, algo, offline_steps, online_steps)
-        rows, meta = _restore_offline_phase(run, agent, agent.device)
-        offline_finished = meta["phase"] == "offline"
+        rows, meta = _restore_offline_phase(run, agent, agent.device, online_steps)
+        offline_finished = meta["phase"] in ("offline", "online_partial")
         restored_seconds = float(meta.get("seconds", 0.0))
         done, k = int(meta.get("offline_done", offline_steps)), int(meta.get("improve_done", 0))
-        say(f"resumed {run} from checkpoints/{meta['phase']} (offline update {done}, improvement update {k}; "
-            f"{len(rows)} evaluations kept)")
+        online_done, online_restored_seconds = int(meta.get("online_done", 0)), float(meta.get("online_seconds", 0.0))
+        say(f"resumed {run} from checkpoints/{meta['phase']} (offline update {done}, improvement update {k}, online env step "
+            f"{online_done}; {len(rows)} evaluations kept)")
     else:
         claim_run_dir(run, overwrite)
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {**run_config, "config": _jsonable(run_config["config"])})
-    start_step = (offline_end if offline_finished else done + k) if resume else 0
+    start_step = (offline_end + online_done if offline_finished else done + k) if resume else 0
     logger = Logger(run, offline_end + online_steps, start_step, tensorboard=tensorboard, progress=False, lines=False)  # this driver logs its own lines
     progress = _Progress(say)
 
@@ -300,7 +318,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             save("offline", offline_end, {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()}, {"seconds": offline_seconds})
         t1 = time.perf_counter()
         if online_steps > 0:
-            done = 0
+            done = online_done
             while done < online_steps:
                 chunk = min(eval_every, online_steps - done)
                 chunk_start.update(step=done, time=time.perf_counter())
@@ -309,10 +327,15 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
                 done += chunk
                 record("online", offline_end + done)
                 spent = time.perf_counter() - t1
-                say(f"online: {done}/{online_steps} env steps in {spent:.0f} s, about {spent / done * (online_steps - done):.0f} s left")
+                say(f"online: {done}/{online_steps} env steps in {spent:.0f} s, about "
+                    f"{spent / (done - online_done) * (online_steps - done):.0f} s left")
+                if resumable and done < online_steps:  # a kill loses at most one evaluation interval
+                    save("online_partial", offline_end + done, {"agent": agent.state_dict(), "torch_rng": torch.get_rng_state()},
+                         {"offline_done": offline_steps, "improve_done": k, "online_done": done, "seconds": offline_seconds,
+                          "online_seconds": online_restored_seconds + time.perf_counter() - t1})
             online_score = rows[-1]["normalized_score"]
             save("online", offline_end + online_steps, {"agent": agent.state_dict()}, {})
-        online_seconds = time.perf_counter() - t1
+        online_seconds = online_restored_seconds + time.perf_counter() - t1
     finally:
         logger.close()
     curve = _plot_curve(run, rows, f"{algo} on {ds_id}")
@@ -354,6 +377,15 @@ def _check_budget(run: Path, algo: str, offline_steps: int, online_steps: int) -
     from rlsuite.core.run import NothingToDo
 
     ck = run / "checkpoints"
+    if (ck / "online_partial").exists() and not (ck / "online").exists():
+        try:
+            saved_online = int(read_checkpoint_meta(ck / "online_partial")["meta"]["run"]["online_steps"])
+        except (CheckpointError, KeyError, TypeError, ValueError) as e:
+            raise DatasetError(f"cannot read {ck / 'online_partial'} ({e}); the run directory is damaged.") from None
+        if online_steps != saved_online:
+            raise DatasetError(f"{run} stopped in its online phase of {saved_online} env steps; resume it with --online-steps "
+                               f"{saved_online} (received {online_steps}): the replay was sized and the episodes seeded for it.")
+        return
     if (ck / "online").exists():
         try:
             saved_online = int(read_checkpoint_meta(ck / "online")["meta"]["run"]["online_steps"])
@@ -374,14 +406,16 @@ def _check_budget(run: Path, algo: str, offline_steps: int, online_steps: int) -
                           f"nothing to do.{more}")
 
 
-def _restore_offline_phase(run: Path, agent: Any, device: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load ``run/checkpoints/offline`` (a finished offline phase) or else ``offline_partial`` (the last
-    evaluation of an interrupted one) into ``agent`` and torch's global generator; returns the offline
-    evaluations of metrics.csv up to that point and the checkpoint's meta (``phase``, ``offline_done``,
-    ``improve_done``, ``seconds``)."""
+def _restore_offline_phase(run: Path, agent: Any, device: str, online_steps: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Load the latest resumable checkpoint of ``run`` into ``agent`` and torch's global generator:
+    ``online_partial`` (the last online evaluation of an agent whose state holds its online replay, when
+    online env steps are asked), else ``offline`` (a finished offline phase), else ``offline_partial`` (the
+    last evaluation of an interrupted offline phase). Returns the evaluations of metrics.csv up to that
+    point and the checkpoint's meta (``phase``, ``offline_done``, ``improve_done``, ``online_done``, ``seconds``)."""
     from rlsuite.core.checkpoint import CheckpointError, load_checkpoint
 
-    name = next((n for n in ("offline", "offline_partial") if (run / "checkpoints" / n).exists()), None)
+    names = (("online_partial",) if online_steps > 0 else ()) + ("offline", "offline_partial")
+    name = next((n for n in names if (run / "checkpoints" / n).exists()), None)
     if name is None:
         raise DatasetError(f"nothing to resume in {run}: it has no checkpoint yet (the first is written at the first "
                            "evaluation); run it again without --resume (with --overwrite).")
@@ -394,8 +428,12 @@ def _restore_offline_phase(run: Path, agent: Any, device: str) -> tuple[list[dic
                            "run again without --resume.")
     agent.load_state_dict(state["agent"])
     torch.set_rng_state(state["torch_rng"].cpu())
-    upto = int(meta.get("offline_done", 0)) + int(meta.get("improve_done", 0)) if name == "offline_partial" else None
-    rows = [r for r in read_evaluations(run) if r["phase"] == "offline" and (upto is None or r["step"] <= upto)]
+    if name == "online_partial":
+        upto = int(meta["step"])
+        rows = [r for r in read_evaluations(run) if r["step"] <= upto]
+    else:
+        upto = int(meta.get("offline_done", 0)) + int(meta.get("improve_done", 0)) if name == "offline_partial" else None
+        rows = [r for r in read_evaluations(run) if r["phase"] == "offline" and (upto is None or r["step"] <= upto)]
     return rows, {"phase": name, **meta}
 
 
