@@ -16,7 +16,8 @@ Implementation details (numbered as a reader's checklist):
    The ``T*N`` next-observation values are computed in one batched call after the rollout.
 4. Advantages normalised per minibatch; clipped surrogate; optionally clipped value loss; entropy
    bonus; global gradient-norm clipping; optional early stop of the epochs at ``target_kl``
-   (checked after each epoch, with the k3 estimator ``(r - 1) - log r``).
+   (checked after each epoch, with the k3 estimator ``(r - 1) - log r``; in a data-parallel run, on the
+   mean over the ranks, so that every rank takes the same number of steps).
 5. Linear learning-rate annealing to 0 over the run (``anneal_lr``).
 6. Continuous actions: state-independent log-std, Gaussian samples stored unclipped (so log-probs are
    exact), clipped to the action bounds only when sent to the env (as CleanRL and SB3 do).
@@ -46,6 +47,7 @@ import torch
 from torch import nn
 
 from rlsuite.agents.registry import AGENTS, AgentSpec
+from rlsuite.core import distributed
 from rlsuite.core.checkpoint import optional_tensor, restore_optional
 from rlsuite.core.distributions import (
     CategoricalHead,
@@ -413,7 +415,8 @@ class PPO:
                 n += 1
                 epoch_kl += pg_stats["approx_kl"]
                 epoch_n += 1
-            if cfg.target_kl is not None and (epoch_kl / epoch_n).item() > cfg.target_kl:
+            # in a data-parallel run every rank stops on the mean KL of all ranks, so their optimisers stay in step
+            if cfg.target_kl is not None and distributed.average(epoch_kl / epoch_n).item() > cfg.target_kl:
                 break
         out = {k: float(v / n) for k, v in sums.items()}
         out["explained_variance"] = explained_variance(storage.values.flatten(), storage.returns.flatten())

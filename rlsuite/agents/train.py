@@ -4,6 +4,12 @@
 and a :class:`rlsuite.core.run.Run`, and calls ``agent.learn(env, total_steps, run, seed)``; the run
 evaluates and checkpoints on the way. ``--resume`` takes a run directory (its latest checkpoint) or one
 checkpoint directory of it.
+
+Launched by ``torchrun --nproc-per-node N -m rlsuite train ...`` (``WORLD_SIZE`` > 1; or inside a process
+group that Ray Train made), the same function trains data-parallel (:mod:`rlsuite.core.distributed`): rank
+``r`` seeds everything and its envs with ``seed + r``, every rank trains ``total_steps`` of its own env
+steps (the run collects ``N * total_steps``), gradients are averaged over the ranks, and only rank 0 writes
+the run directory. Without those variables nothing of this runs.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 import torch
 
 from rlsuite.agents.registry import AGENTS, AgentSpec, build_agent, env_kwargs_of, num_envs_of
+from rlsuite.core import distributed
 from rlsuite.core.checkpoint import CheckpointError, first_difference, load_checkpoint, read_checkpoint_meta
 from rlsuite.core.config import config_from_dict
 from rlsuite.core.run import (
@@ -24,6 +31,7 @@ from rlsuite.core.run import (
     RunConfig,
     check_resume_budget,
     check_spaces,
+    check_world_size,
     claim_run_dir,
     default_run_dir,
     parse_env_kwargs,
@@ -51,7 +59,7 @@ def prepare_run_dir(run_cfg: RunConfig, algo: str) -> Path:
     return claim_run_dir(run_cfg.run_dir or default_run_dir(run_cfg.env, algo, run_cfg.seed), run_cfg.overwrite)
 
 
-def check_resumable(checkpoint: str | Path, total_steps: int, run_dir: str | Path) -> None:
+def check_resumable(checkpoint: str | Path, total_steps: int, run_dir: str | Path, world_size: int = 1) -> None:
     """Refuse, before any file is touched, to resume a run that has nothing left to do.
 
     A run whose checkpoint is its ``final`` one is finished for every budget between the one it was
@@ -61,8 +69,10 @@ def check_resumable(checkpoint: str | Path, total_steps: int, run_dir: str | Pat
     Raises:
         NothingToDo: the run is finished for ``total_steps``.
         ValueError: ``total_steps`` is below the checkpoint's step (and the run was not started with it).
+        CheckpointError: the checkpoint was written by a run of another number of processes than ``world_size``.
     """
     meta = read_checkpoint_meta(checkpoint)["meta"]
+    check_world_size(meta, world_size, checkpoint)
     done = int(meta["step"])
     saved_total = int(meta.get("run", {}).get("total_steps", done))
     if Path(checkpoint).name == "final" and saved_total <= total_steps < done:
@@ -90,27 +100,49 @@ def merged_env_kwargs(spec: AgentSpec, algo_cfg: Any, run_cfg: RunConfig) -> dic
 def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     """Train ``spec``'s agent as ``run_cfg`` says; resumes when ``run_cfg.resume`` is set.
 
+    Under torchrun (``WORLD_SIZE`` > 1) every rank calls it and trains data-parallel (module docstring).
+
     Returns:
-        a summary: ``run_dir``, ``checkpoint``, ``curve``, ``eval_mean_return``, ``steps`` and the trained ``agent``.
+        a summary: ``run_dir``, ``checkpoint``, ``curve``, ``eval_mean_return``, ``steps``, the trained ``agent``,
+        and ``rank`` / ``world_size`` (0 and 1 in one process; on other ranks ``checkpoint`` and ``curve`` are None).
 
     Raises:
         NothingToDo: a resumed run has already done ``total_steps`` (no file is touched).
-        ValueError: a resumed run is past ``total_steps``, or was made with other env options.
+        ValueError: a resumed run is past ``total_steps``, or was made with other env options; bad launch
+            variables; an agent that cannot be trained data-parallel.
+        CheckpointError: resuming with another number of processes than the run was made with.
     """
-    device = resolve_device(run_cfg.device)
+    ctx = distributed.init(run_cfg.device)
+    if ctx is None:
+        return _train(spec, run_cfg, algo_cfg, None)
+    level = log.level
+    try:
+        return _train(spec, run_cfg, algo_cfg, ctx)
+    finally:
+        log.setLevel(level)
+        ctx.close()
+
+
+def _train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any, ctx: distributed.Context | None) -> dict[str, Any]:
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
+    device = ctx.device if ctx is not None else resolve_device(run_cfg.device)
     if run_cfg.torch_threads > 0:
         torch.set_num_threads(run_cfg.torch_threads)
     if run_cfg.resume:
-        check_resumable(resolve_checkpoint(run_cfg.resume), run_cfg.total_steps, run_dir_of(run_cfg.resume))
+        check_resumable(resolve_checkpoint(run_cfg.resume), run_cfg.total_steps, run_dir_of(run_cfg.resume), world)
     env_kwargs = merged_env_kwargs(spec, algo_cfg, run_cfg)
     check_env_kwargs(run_cfg.env, env_kwargs)
-    run_dir = prepare_run_dir(run_cfg, spec.name)
-    seed_everything(run_cfg.seed, run_cfg.deterministic)
+    if ctx is None:
+        run_dir = prepare_run_dir(run_cfg, spec.name)
+    else:  # rank 0 claims the run directory; the others only need its name
+        run_dir = Path(ctx.broadcast_text(str(prepare_run_dir(run_cfg, spec.name)) if ctx.is_root else ""))
+    seed = run_cfg.seed + rank  # every rank its own data; the weights are rank 0's (broadcast below)
+    seed_everything(seed, run_cfg.deterministic)
     env_id, build_kwargs = run_cfg.env, env_kwargs
     if run_cfg.domain_rand:  # the same env, its physics drawn per episode (rlsuite.envs.robust); evaluation stays nominal
         env_id, build_kwargs = "rlsuite/Perturbed-v0", {"env": run_cfg.env, "env_kwargs": env_kwargs, "domain_rand": run_cfg.domain_rand}
-    env = make_vec_env(env_id, num_envs_of(spec, algo_cfg), device=device, seed=run_cfg.seed, **build_kwargs)
-    agent = build_agent(spec, algo_cfg, env.single_observation_space, env.single_action_space, device, run_cfg.seed)
+    env = make_vec_env(env_id, num_envs_of(spec, algo_cfg), device=device, seed=seed, **build_kwargs)
+    agent = build_agent(spec, algo_cfg, env.single_observation_space, env.single_action_space, device, seed)
     start = 0
     if run_cfg.resume:
         ckpt = resolve_checkpoint(run_cfg.resume)
@@ -119,7 +151,7 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
             env.close()
             raise ValueError(f"{run_dir} was trained on {run_cfg.env} with {saved_kwargs}; resuming it with {env_kwargs} would "
                              "train its weights on another task. Resume with the options it was started with.")
-        restore_training(agent, env, ckpt)
+        restore_training(agent, env, ckpt, rank, world)
         start = agent.global_step
         log.info("resumed %s from %s at step %d", spec.name, ckpt, start)
     if hasattr(agent, "check_env"):  # an agent that needs more of the env than its spaces says so before anything is written
@@ -128,23 +160,39 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
         except ValueError:
             env.close()
             raise
+    parallel = None
+    if ctx is not None:
+        try:
+            parallel = distributed.make_data_parallel(agent, ctx)
+        except ValueError:
+            env.close()
+            raise
+        log.info("%s; seed %d; each rank trains --total-steps %d of its own env steps (%d ranks: %d in all)", parallel.describe(),
+                 seed, run_cfg.total_steps, world, world * run_cfg.total_steps)
+        if not ctx.is_root:  # rank 0 logs the run; the others say what they do above, then only warnings and errors
+            log.setLevel(logging.WARNING)
     note = agent.budget_note(run_cfg.total_steps) if hasattr(agent, "budget_note") else None
     if note:
         log.info(note)
-    run = Run(run_dir, run_cfg, algo_cfg, spec.name, start_step=start, env_kwargs=env_kwargs)
+    run = Run(run_dir, run_cfg, algo_cfg, spec.name, start_step=start, env_kwargs=env_kwargs, parallel=parallel)
     try:
-        agent.learn(env, run_cfg.total_steps, run, seed=run_cfg.seed)
+        agent.learn(env, run_cfg.total_steps, run, seed=seed)
     except KeyboardInterrupt:
         run.close()
         env.close()
-        log.warning("interrupted; continue with: rlsuite train %s --resume %s", spec.name, run_dir)
+        if rank == 0:
+            log.warning("interrupted; continue with: %srlsuite train %s --resume %s",
+                        f"torchrun --nproc-per-node {world} -m " if world > 1 else "", spec.name, run_dir)
         raise
     summary = run.finish(agent, env)
+    if parallel is not None:
+        parallel.remove()
     if hasattr(agent, "success_rate"):  # task-satisfaction agents (TGPO) report their own figure too
         summary["success_rate"] = agent.success_rate()
     env.close()
     summary["steps"] = agent.global_step
     summary["agent"] = agent
+    summary["rank"], summary["world_size"] = rank, world
     return summary
 
 

@@ -113,6 +113,20 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+def storable_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` as safetensors stores them: detached, on the CPU, contiguous, none sharing another's storage
+    (a shared one is copied; safetensors refuses shared storage)."""
+    seen: set[int] = set()
+    flat: dict[str, torch.Tensor] = {}
+    for k, t in tensors.items():
+        t = t.detach().to("cpu").contiguous()
+        if t.data_ptr() in seen and t.numel() > 0:
+            t = t.clone()
+        seen.add(t.data_ptr())
+        flat[k] = t
+    return flat
+
+
 # ----------------------------------------------------------------------------- hashes
 
 
@@ -145,14 +159,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any] | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors, skeleton = flatten_state(state)
-    seen: set[int] = set()
-    flat: dict[str, torch.Tensor] = {}
-    for k, t in tensors.items():
-        t = t.detach().to("cpu").contiguous()
-        if t.data_ptr() in seen and t.numel() > 0:  # safetensors refuses shared storage
-            t = t.clone()
-        seen.add(t.data_ptr())
-        flat[k] = t
+    flat = storable_tensors(tensors)
     with atomic_dir(path) as tmp:
         save_file(flat, str(tmp / TENSOR_FILE))
         doc = {

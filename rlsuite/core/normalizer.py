@@ -3,6 +3,10 @@
 Because the statistics are buffers of an ``nn.Module`` that lives inside the policy, they are saved in
 every checkpoint and traced into every export, so a deployed policy sees observations normalized exactly
 as in training (the classic bug of normalizers kept in env wrappers).
+
+In a data-parallel run (:mod:`rlsuite.core.distributed`) every rank's :meth:`RunningNorm.update` merges the
+batch moments of all ranks' batches first, so the statistics stay identical on every rank; in a single
+process the update is the same arithmetic as ever.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rlsuite.core import distributed
+
 
 class RunningNorm(nn.Module):
     """``clip((x - mean) / sqrt(var + eps), -clip, clip)`` with running mean/var.
 
     Statistics are merged batch by batch (parallel Welford / Chan et al.), so the result equals the
     mean and population variance of every sample seen, whatever the batch split. They change only in
-    :meth:`update`; ``forward`` never updates.
+    :meth:`update`; ``forward`` never updates. In a data-parallel run, ``update`` folds in the union of every
+    rank's batch (every rank must call it, with its own batch).
 
     Args:
         shape: feature shape, e.g. ``(obs_dim,)``.
@@ -29,6 +36,7 @@ class RunningNorm(nn.Module):
     mean: torch.Tensor
     var: torch.Tensor
     count: torch.Tensor
+    merges_over_ranks = True  # what rlsuite.core.distributed lists as statistics merged over the ranks
 
     def __init__(self, shape: tuple[int, ...], eps: float = 1e-8, clip: float = 10.0) -> None:
         super().__init__()
@@ -39,13 +47,18 @@ class RunningNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        """Fold a batch ``(N, *shape)`` into the statistics."""
+        """Fold a batch ``(N, *shape)`` into the statistics (in a data-parallel run: every rank's batch)."""
         x = x.reshape(-1, *self.mean.shape).to(self.mean.dtype)
-        n = x.shape[0]
+        ctx = distributed.stats_context()
+        if ctx is not None:
+            n, b_mean, b_var = distributed.merge_moments(x, ctx)
+        else:
+            n = x.shape[0]
+            if n:
+                b_mean = x.mean(0)
+                b_var = x.var(0, unbiased=False)
         if n == 0:
             return
-        b_mean = x.mean(0)
-        b_var = x.var(0, unbiased=False)
         total = self.count + n
         w = (n / total).to(self.mean.dtype)
         delta = b_mean - self.mean

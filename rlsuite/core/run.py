@@ -13,6 +13,11 @@ Layout of ``runs/<env>__<algo>__<seed>__<time>/`` (or the ``--run-dir`` given)::
 
 An agent's ``learn`` calls :meth:`Run.step_done` after each iteration; the run decides when to
 evaluate and checkpoint, so every agent gets the same behaviour.
+
+In a data-parallel run (:mod:`rlsuite.core.distributed`) every rank has a ``Run``; only rank 0's writes
+(config, metrics, TensorBoard, evaluations, checkpoints, curve). At each checkpoint the other ranks send
+rank 0 what their exact resume needs (their env and buffer state and RNG states), which the checkpoint
+keeps under ``ranks.<r>``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from rlsuite.core.checkpoint import (
     write_latest,
 )
 from rlsuite.core.config import config_to_dict
+from rlsuite.core.distributed import DataParallel
 from rlsuite.core.evaluate import evaluate_policy, policy_of
 from rlsuite.core.logger import Logger
 from rlsuite.core.seeding import get_rng_state, set_rng_state
@@ -220,6 +226,8 @@ class Run:
         algo: the agent's registry name.
         start_step: env steps already done (a resumed run).
         env_kwargs: keyword arguments the env was built with (reused for evaluation).
+        parallel: the data-parallel agent of a multi-process run (None: one process). Ranks other than 0
+            write nothing; their checkpoint state goes to rank 0.
     """
 
     def __init__(
@@ -230,14 +238,18 @@ class Run:
         algo: str,
         start_step: int = 0,
         env_kwargs: dict[str, Any] | None = None,
+        parallel: DataParallel | None = None,
     ) -> None:
         self.dir = Path(run_dir)
+        self.parallel = parallel
+        self.ctx = parallel.ctx if parallel is not None else None
+        self.writes = self.ctx is None or self.ctx.is_root
+        self._sync_checks = 0
         self.cfg = run_config
         self.algo = algo
         self.algo_config = algo_config
         self.env_kwargs = env_kwargs or {}
         self.ckpt_dir = self.dir / "checkpoints"
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.config_doc = {
             "algo": algo,
             "run": config_to_dict(run_config),
@@ -245,7 +257,11 @@ class Run:
             "env_kwargs": self.env_kwargs,
             "versions": code_version(),
         }
-        atomic_write_json(self.dir / "config.json", self.config_doc)
+        if self.ctx is not None:
+            self.config_doc["distributed"] = {"world_size": self.ctx.world_size, "backend": self.ctx.backend}
+        if self.writes:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.dir / "config.json", self.config_doc)
         total = run_config.total_steps
         self.checkpoint_every = run_config.checkpoint_every or max(1, total // 10)
         self.eval_every = run_config.eval_every
@@ -253,7 +269,10 @@ class Run:
         self._next_eval = (
             (start_step // self.eval_every + 1) * self.eval_every if self.eval_every and run_config.eval_episodes > 0 else None
         )
-        self.logger = Logger(self.dir, total, start_step, tensorboard=run_config.tensorboard, progress=run_config.progress)
+        if self.writes:
+            self.logger = Logger(self.dir, total, start_step, tensorboard=run_config.tensorboard, progress=run_config.progress)
+        else:  # another rank: metrics are rank 0's to write
+            self.logger = Logger(None, total, start_step, tensorboard=False, progress=False, lines=False)
         self.last_eval: float | None = None
 
     # ------------------------------------------------------------------ per-iteration hook
@@ -261,8 +280,14 @@ class Run:
         """Called by an agent after each iteration: evaluates and checkpoints when their time has come."""
         step = agent.global_step
         self.logger.update(step)
+        # an agent that drifts apart fails at once, not at its first checkpoint: check after the first iteration and
+        # after the first one with an optimiser step (SAC's first iterations collect data only)
+        if self.parallel is not None and self._sync_checks < 2 and (self._sync_checks == 0 or self.parallel.steps_taken):
+            self.parallel.check_in_sync()
+            self._sync_checks += 1
         if self._next_eval is not None and step >= self._next_eval:
-            self.evaluate(agent)
+            if self.writes:
+                self.evaluate(agent)
             self._next_eval = (step // self.eval_every + 1) * self.eval_every
         if step >= self._next_ckpt:
             self.save(agent, env, f"step_{step:09d}")
@@ -286,10 +311,24 @@ class Run:
         )
         return self.last_eval
 
-    def save(self, agent: Agent, env: TorchVecEnv, name: str) -> Path:
-        """Write a complete checkpoint (weights, optimizers, env and buffer state, RNG) and point latest at it."""
+    def save(self, agent: Agent, env: TorchVecEnv, name: str) -> Path | None:
+        """Write a complete checkpoint (weights, optimizers, env and buffer state, RNG) and point latest at it.
+
+        In a data-parallel run every rank calls it: the ranks' weights are checked to be identical, the other
+        ranks' env, buffer and RNG states go to rank 0, which writes them all; the other ranks return None.
+        """
         rng_tensors, rng_meta = get_rng_state()
-        state = {"agent": agent.state_dict(), "train": agent.training_state(env), "rng": rng_tensors}
+        train = agent.training_state(env)
+        others: dict[str, Any] = {}
+        if self.parallel is not None and self.ctx is not None:
+            self.parallel.check_in_sync()
+            gathered = self.ctx.gather_states({"train": train, "rng": rng_tensors, "rng_meta": rng_meta})
+            if gathered is None:
+                return None
+            others = {str(r): s for r, s in enumerate(gathered) if r > 0}
+        state = {"agent": agent.state_dict(), "train": train, "rng": rng_tensors}
+        if others:
+            state["ranks"] = others
         meta = {
             **self.config_doc,
             "step": agent.global_step,
@@ -305,10 +344,15 @@ class Run:
         return path
 
     def finish(self, agent: Agent, env: TorchVecEnv) -> dict[str, Any]:
-        """Final checkpoint, final evaluation, learning-curve PNG; returns a summary dict."""
+        """Final checkpoint, final evaluation, learning-curve PNG; returns a summary dict (on every rank of a
+        data-parallel run, with rank 0's evaluation; ``checkpoint`` and ``curve`` None on the other ranks)."""
         ckpt = self.save(agent, env, "final")
-        mean_return = self.evaluate(agent) if self.cfg.eval_episodes > 0 else float("nan")
+        mean_return = self.evaluate(agent) if self.writes and self.cfg.eval_episodes > 0 else float("nan")
+        if self.ctx is not None:
+            mean_return = self.ctx.broadcast_float(mean_return)
         self.logger.close()
+        if not self.writes:
+            return {"run_dir": str(self.dir), "checkpoint": None, "curve": None, "eval_mean_return": mean_return}
         curve = plot_learning_curve(self.dir / "metrics.csv", self.dir / "curve.png", title=f"{self.algo} on {self.cfg.env}")
         return {"run_dir": str(self.dir), "checkpoint": str(ckpt), "curve": str(curve), "eval_mean_return": mean_return}
 
@@ -326,20 +370,48 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"{str(path)!r} is neither a run directory (with checkpoints/) nor a checkpoint directory.")
 
 
-def restore_training(agent: Agent, env: TorchVecEnv, checkpoint: str | Path) -> dict[str, Any]:
+def check_world_size(meta: dict[str, Any], world_size: int, checkpoint: str | Path) -> None:
+    """Refuse to resume a checkpoint with another number of processes than the run that wrote it (exact
+    resume needs every rank's env and RNG state, and only those ranks' are in it).
+
+    Args:
+        meta: the checkpoint's caller metadata (``meta.json``'s ``meta``).
+        world_size: processes of this run (1 without torchrun).
+        checkpoint: the checkpoint (named in the message).
+    """
+    saved = int((meta.get("distributed") or {}).get("world_size", 1))
+    if saved != world_size:
+        how = "in one process (without torchrun)" if saved == 1 else f"with torchrun --nproc-per-node {saved} (or {saved} ranks in all)"
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r} was written by a run of {saved} process(es); this run has {world_size}. "
+                              f"Exact resume needs every rank's env and RNG state, which only the ranks that wrote it have: "
+                              f"resume it {how}.")
+
+
+def restore_training(agent: Agent, env: TorchVecEnv, checkpoint: str | Path, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     """Load a full training checkpoint into ``agent`` and ``env`` (weights, optimizers, env, buffers, RNG).
 
+    Args:
+        rank, world_size: this process's rank and the number of ranks of a data-parallel run; rank ``r``
+            restores the weights (the same on every rank) and its own env, buffer and RNG states.
+
     Raises:
-        CheckpointError: the spaces or tensor shapes differ (the message names the first difference).
+        CheckpointError: the spaces, tensor shapes or number of processes differ (the message names the
+            first difference).
     """
     state, meta = load_checkpoint(checkpoint, device=agent.device)
+    check_world_size(meta, world_size, checkpoint)
     check_spaces(agent, meta, checkpoint)
     diff = first_difference(agent.state_dict()["weights"], state["agent"]["weights"])
     if diff:
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} does not fit this agent: {diff}.")
     agent.load_state_dict(state["agent"])
-    agent.load_training_state(state["train"], env)
-    set_rng_state(state["rng"], meta["rng"])
+    if rank == 0:
+        train, rng, rng_meta = state["train"], state["rng"], meta["rng"]
+    else:
+        own = state["ranks"][str(rank)]
+        train, rng, rng_meta = own["train"], own["rng"], own["rng_meta"]
+    agent.load_training_state(train, env)
+    set_rng_state(rng, rng_meta)
     return meta
 
 
