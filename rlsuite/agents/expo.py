@@ -62,11 +62,13 @@ from rlsuite.agents.rlpd import (
     Actor,
     CriticEnsemble,
     MixedData,
+    check_common,
     ensemble_critic_loss,
     load_common,
     online_phase,
     random_members,
     subset_min,
+    tanh_sample,
 )
 from rlsuite.agents.sac import sac_alpha_loss
 from rlsuite.core.diffusion import DDPMSchedule, Denoiser, denoising_loss, sample_actions, vp_betas
@@ -101,11 +103,11 @@ class EXPOConfig:
     init_temperature: float = 1.0
     """Initial temperature of the edit policy."""
     target_entropy: float | None = None
-    """Entropy target of the edited action (None: -|A| / 2, or -|A| / 2 + |A| log beta with adjust_target_entropy)."""
-    adjust_target_entropy: bool = False
-    """Shift the default target by |A| log beta, which a beta-bounded edit can reach (the authors' code's option; off in their scripts)."""
+    """Entropy target of the edited action (None: -|A| / 2 + |A| log beta, or -|A| / 2 with --no-adjust-target-entropy)."""
+    adjust_target_entropy: bool = True
+    """Shift the default target by |A| log beta so that a beta-bounded edit can reach it (the authors' code has the option, off in their scripts: the temperature then grows without end)."""
     start_training: int = 5000
-    """Online env steps with uniformly random actions before the first update (0 after base pretraining)."""
+    """Online env steps with uniformly random actions before the first update (none after base pretraining)."""
     replay_capacity: int = 1_000_000
     """Online replay size (allocated for min(capacity, the online budget))."""
     reward_scale: float = 1.0
@@ -162,7 +164,13 @@ class EXPOConfig:
             raise ValueError(f"--offline-ratio must be in [0, 1], got {self.offline_ratio}.")
         if self.start_training < 0 or self.base_lr_decay_steps < 0:
             raise ValueError("--start-training and --base-lr-decay-steps must be >= 0.")
+        if not 0.0 < self.ema_rate <= 1.0:
+            raise ValueError(f"--ema-rate must be in (0, 1], got {self.ema_rate}.")
+        check_common(self)
 
+
+LOG_ALPHA_MAX = math.log(1e4)
+"""Upper bound of the edit policy's log-temperature."""
 
 #: The paper's settings (AntMaze / Robomimic scripts); pass them as flags.
 PAPER: dict[str, Any] = {"utd": 20, "batch_size": 256, "num_qs": 10, "num_min_qs": 2, "hidden_sizes": (256, 256, 256),
@@ -269,17 +277,24 @@ class EXPO:
         self.online_steps = 0
         self.updates = 0
         self.base_updates = 0
+        self.pretrain_updates = 0  # base updates of the offline phase (imitation pretraining)
+        self._policy: SelectionPolicy | None = None  # the deterministic policy, built once (it shares the live networks)
 
     # ------------------------------------------------------------------ data and acting
     def set_data(self, arrays: dict[str, np.ndarray], low: np.ndarray, high: np.ndarray) -> None:
         self.data = MixedData(arrays, low, high, self.device, self.cfg.reward_scale, self.cfg.reward_bias)
+        self._policy = None
+
+    @property
+    def warmup_steps(self) -> int:
+        """Random online steps before the first update: ``start_training``, none once the base was pretrained
+        (the pretrained base acts from the first step, as the paper's offline-to-online runs)."""
+        return 0 if self.pretrain_updates > 0 else self.cfg.start_training
 
     def _edit_sample(self, obs: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``delta`` and ``log pi_e(delta)`` for states ``obs (..., obs)`` and base actions ``base (..., A)``,
         drawn with the agent's generator (reparameterised)."""
-        dist = self.edit(torch.cat([obs, base], -1))
-        u = dist.base.mean + dist.base.log_std.exp() * torch.randn(dist.base.mean.shape, generator=self.generator, device=self.device)
-        return torch.tanh(u), dist.base.log_prob(u) - dist._log_det(u)
+        return tanh_sample(self.edit(torch.cat([obs, base], -1)), self.generator)
 
     def candidates(self, obs: torch.Tensor, denoiser: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """Base samples and the edited ones: ``obs (B, obs) -> (B, N + n_edit, A)`` (edits only with
@@ -311,7 +326,9 @@ class EXPO:
         ``deterministic``: :class:`SelectionPolicy` (a function of ``obs``); else the training rule."""
         assert self.data is not None, "set_data or load_state_dict first"
         if deterministic:
-            a = self.deploy_module()(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+            if self._policy is None:
+                self._policy = self.deploy_module()
+            a = self._policy(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
             return a if isinstance(obs, torch.Tensor) else a.cpu().numpy().astype(np.float32)
         a = self.explore(self.data.norm_obs(obs))
         return as_array_in(obs, self.data.unscale_action(a).astype(np.float32), self.device)
@@ -329,6 +346,7 @@ class EXPO:
             raise RuntimeError("call set_data(dataset arrays, action low, action high) before learn_offline.")
         for i in range(steps):
             stats = self.update_base(self.data.sample(self.cfg.batch_size, 1.0, self.generator))
+            self.pretrain_updates += 1
             if log is not None and (i + 1) % log_every == 0:
                 log(i + 1, {k: float(v) for k, v in stats.items()})
 
@@ -355,14 +373,14 @@ class EXPO:
 
     def update_critic(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        members = random_members(cfg.num_qs, cfg.num_min_qs, self.generator, self.device)
         with torch.no_grad():
-            if cfg.otf_backup:
-                _, next_q = self.select(batch["next_obs"], self.base, members)
+            if cfg.otf_backup:  # the argmax with one random subset, its value with another (as the authors' code)
+                a_next, _ = self.select(batch["next_obs"], self.base, random_members(cfg.num_qs, cfg.num_min_qs, self.generator, self.device))
             else:  # ablation: one (edited) base sample, no argmax
                 cands, _ = self.candidates(batch["next_obs"], self.base)
                 a_next = cands[:, -1] if cfg.use_edit else cands[:, 0]
-                next_q = subset_min(self.critic_target(batch["next_obs"], a_next), members)
+            members = random_members(cfg.num_qs, cfg.num_min_qs, self.generator, self.device)
+            next_q = subset_min(self.critic_target(batch["next_obs"], a_next), members)
             y = td_target(batch["rewards"], batch["terminated"], next_q, cfg.gamma)
         loss, stats = ensemble_critic_loss(self.critic(batch["obs"], batch["actions"]), y)
         self.critic_opt.zero_grad(set_to_none=True)
@@ -398,6 +416,8 @@ class EXPO:
         self.alpha_opt.zero_grad(set_to_none=True)
         a_loss.backward()
         self.alpha_opt.step()
+        with torch.no_grad():  # an unreachable target (e.g. --no-adjust-target-entropy) would otherwise overflow alpha
+            self.log_alpha.clamp_(max=LOG_ALPHA_MAX)
         return {**stats, "alpha": self.log_alpha.detach().exp()}
 
     # ------------------------------------------------------------------ state
@@ -412,13 +432,14 @@ class EXPO:
                           "alpha": self.alpha_opt.state_dict()},
                 "base_sched": self.base_sched.state_dict() if self.base_sched is not None else {},
                 "generator": self.generator.get_state(), "counters": torch.tensor([self.online_steps, self.updates]),
-                "base_updates": torch.tensor(self.base_updates),
+                "base_updates": torch.tensor([self.base_updates, self.pretrain_updates]),
                 "online": self.data.online.state_dict() if self.data.online is not None else {}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (after :meth:`set_data` with the same dataset to continue training;
         without data the saved statistics are used: the agent can act and export, not train)."""
         load_common(self, state)
+        self._policy = None
         self.base.load_state_dict(state["base"])
         self.ema.load_state_dict(state["ema"])
         self.edit.load_state_dict(state["edit"])
@@ -429,7 +450,7 @@ class EXPO:
             opt.load_state_dict(state["optim"][key])
         if self.base_sched is not None and state.get("base_sched"):
             self.base_sched.load_state_dict(state["base_sched"])
-        self.base_updates = int(state["base_updates"])
+        self.base_updates, self.pretrain_updates = (int(v) for v in state["base_updates"])
 
 
 AGENTS.register("expo", AgentSpec(

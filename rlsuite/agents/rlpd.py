@@ -100,6 +100,18 @@ class RLPDConfig:
             raise ValueError(f"--offline-ratio must be in [0, 1], got {self.offline_ratio}.")
         if self.start_training < 0:
             raise ValueError(f"--start-training must be >= 0, got {self.start_training}.")
+        check_common(self)
+
+
+def check_common(cfg: Any) -> None:
+    """The checks RLPD's and EXPO's configs share (clear errors for values that would give NaN or crash)."""
+    if not cfg.hidden_sizes:
+        raise ValueError("--hidden-sizes needs at least one width, e.g. --hidden-sizes 256 256.")
+    for name in ("tau", "gamma"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}.")
+    if cfg.init_temperature <= 0:
+        raise ValueError(f"--init-temperature must be > 0 (its log is learned), got {cfg.init_temperature}.")
 
 
 #: The paper's locomotion settings (pass them as flags: ``--utd 20 --start-training 5000``); the CPU defaults
@@ -133,6 +145,14 @@ def rlpd_target(reward: torch.Tensor, terminated: torch.Tensor, next_q: torch.Te
     None); ``next_q`` is already the minimum over the drawn members; every tensor ``(B,)``."""
     v = next_q if next_logp is None else next_q - alpha * next_logp
     return reward + gamma * (1.0 - terminated.float()) * v
+
+
+def tanh_sample(dist: Any, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reparameterised sample of a :class:`rlsuite.core.distributions.TanhGaussian` drawn with ``generator``
+    (so that a run resumes exactly on any device) and its log-probability: ``(B, A)``, ``(B,)``."""
+    mean, log_std = dist.base.mean, dist.base.log_std
+    u = mean + log_std.exp() * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return torch.tanh(u), dist.base.log_prob(u) - dist._log_det(u)
 
 
 def rlpd_actor_loss(logp: torch.Tensor, q: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -257,7 +277,7 @@ def check_stats(data: MixedData, state: dict[str, Any]) -> None:
 def online_phase(agent: Any, env_id: str, steps: int, seed: int, total_steps: int | None,
                  log: Callable[[int, dict[str, float]], None] | None, log_every: int) -> list[float]:
     """``steps`` env steps of ``agent`` on a fresh ``env_id`` (reset with ``seed``): random actions for the
-    first ``agent.cfg.start_training`` online steps, then ``agent.explore``; every transition goes into the
+    first ``agent.warmup_steps`` (default ``agent.cfg.start_training``) online steps, then ``agent.explore``; every transition goes into the
     online replay (``terminated`` only stops bootstrapping) and, from ``start_training`` on,
     ``agent.update_step()`` runs after every env step. Returns the finished episodes' returns."""
     import gymnasium as gym
@@ -267,8 +287,9 @@ def online_phase(agent: Any, env_id: str, steps: int, seed: int, total_steps: in
     env = gym.make(env_id)
     obs, _ = env.reset(seed=seed)
     returns, ep_ret, stats = [], 0.0, {}
+    warmup = getattr(agent, "warmup_steps", agent.cfg.start_training)
     for i in range(steps):
-        if agent.online_steps < agent.cfg.start_training:
+        if agent.online_steps < warmup:
             a = torch.rand(data.low.shape, generator=agent.generator, device=agent.device).mul(2.0).sub(1.0)
         else:
             a = agent.explore(data.norm_obs(obs[None]))[0]
@@ -281,7 +302,7 @@ def online_phase(agent: Any, env_id: str, steps: int, seed: int, total_steps: in
             returns.append(ep_ret)
             ep_ret = 0.0
             obs, _ = env.reset()
-        if agent.online_steps >= agent.cfg.start_training:
+        if agent.online_steps >= warmup:
             stats = agent.update_step()
         if log is not None and (i + 1) % log_every == 0:
             log(i + 1, {**{k: float(v) for k, v in stats.items()}, "episode_return": returns[-1] if returns else float("nan")})
@@ -329,9 +350,7 @@ class RLPD:
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         """Stochastic actions in ``[-1, 1]`` for standardised ``obs (B, obs)``: ``(B, A)``."""
         with torch.no_grad():
-            dist = self.actor(obs)
-            u = dist.base.mean + dist.base.log_std.exp() * torch.randn(dist.base.mean.shape, generator=self.generator, device=self.device)
-            return torch.tanh(u)
+            return tanh_sample(self.actor(obs), self.generator)[0]
 
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = True) -> np.ndarray | torch.Tensor:
@@ -369,7 +388,7 @@ class RLPD:
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
-            next_a, next_logp = self.actor(batch["next_obs"]).rsample_with_log_prob()
+            next_a, next_logp = tanh_sample(self.actor(batch["next_obs"]), self.generator)
             members = random_members(cfg.num_qs, cfg.num_min_qs, self.generator, self.device)
             next_q = subset_min(self.critic_target(batch["next_obs"], next_a), members)
             y = rlpd_target(batch["rewards"], batch["terminated"], next_q, next_logp if cfg.backup_entropy else None, alpha, cfg.gamma)
@@ -381,7 +400,7 @@ class RLPD:
         return stats
 
     def update_actor(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        a, logp = self.actor(batch["obs"]).rsample_with_log_prob()
+        a, logp = tanh_sample(self.actor(batch["obs"]), self.generator)
         self.critic.requires_grad_(False)  # the actor loss must leave no gradient on the critics
         loss, stats = rlpd_actor_loss(logp, self.critic(batch["obs"], a), self.log_alpha.detach().exp())
         self.critic.requires_grad_(True)
@@ -427,6 +446,7 @@ def load_common(agent: Any, state: dict[str, Any]) -> None:
     agent.critic_target.load_state_dict(state["critic_target"])
     agent.generator.set_state(state["generator"].cpu())
     agent.online_steps, agent.updates = (int(v) for v in state["counters"])
+    agent.data.online = None
     if state.get("online"):
         agent.data.online = ReplayBuffer(int(state["online"]["capacity"]), agent.data.mean.shape, agent.data.low.shape, agent.device)
         agent.data.online.load_state_dict(state["online"])

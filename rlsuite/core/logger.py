@@ -128,6 +128,7 @@ class Logger:
         run_dir: where ``metrics.csv`` and ``tb/`` go; ``None`` logs to nothing but the progress bar.
         total_steps: length of the progress bar (env steps).
         start_step: where the bar starts (a resumed run).
+        resume: drop the rows and events logged after ``start_step`` even when it is 0 (a run resumed from its start).
         tensorboard: write TensorBoard event files.
         progress: show the rich progress bar (steps, SPS, recent return); without a terminal, log lines
             every few seconds instead.
@@ -147,6 +148,7 @@ class Logger:
         console: Console | None = None,
         headline: tuple[str, str] = ("rollout/ep_return", "return"),
         lines: bool = True,
+        resume: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.csv: CSVWriter | None = None
@@ -154,13 +156,13 @@ class Logger:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.csv = CSVWriter(self.run_dir / "metrics.csv")
-            if start_step > 0:
+            if start_step > 0 or resume:
                 self.csv.truncate_after(start_step)
             if tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
                 # events after the checkpoint's step are dropped (those at it were logged before it was written)
-                self.tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
+                self.tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=start_step + 1 if start_step or resume else None)
         self.total_steps = total_steps
         self._t0 = time.perf_counter()
         self._step0 = start_step

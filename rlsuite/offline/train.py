@@ -2,11 +2,13 @@
 
 ``train_offline("iql", "rlsuite/hopper/medium-v0", offline_steps, online_steps)`` loads the dataset,
 checks that its spaces match the env it names, trains offline with evaluations every ``eval_every``
-updates (Uni-O4: then its policy-improvement updates), then (IQL, Uni-O4) fine-tunes online. The run
+updates (Uni-O4: then its policy-improvement updates; EXPO: base pretraining), then learns online (IQL,
+Uni-O4: fine-tuning; RLPD, EXPO: online RL with the dataset in every minibatch). The run
 directory has the layout of every rlsuite run: ``config.json``, ``metrics.csv`` and TensorBoard events in
 ``tb/`` (losses in ``train/*``, evaluations in ``eval/mean_return`` and ``eval/normalized_score``,
 ``train/phase`` 0 offline / 1 online), ``curve.png`` and checkpoints (``checkpoints/offline_partial``,
-``offline`` and ``online``, safetensors + JSON, ``latest.json``). No return from the real environment
+``offline``, ``online_partial`` (agents whose state holds their online replay, after every online
+evaluation) and ``online``, safetensors + JSON, ``latest.json``). No return from the real environment
 is used to select anything during the offline phase: evaluations are only logged.
 """
 
@@ -42,7 +44,7 @@ class OfflineRunConfig:
     offline_steps: int | None = None
     """Offline updates (Uni-O4: of the BC ensemble, critics and value, then its improve_steps; EXPO: base pretraining). Default: 100000, or 0 for agents without an offline phase (RLPD, EXPO)."""
     online_steps: int = 0
-    """Env steps of online fine-tuning after the offline phase (IQL, Uni-O4)."""
+    """Env steps online after the offline phase (IQL, Uni-O4: fine-tuning; RLPD, EXPO: their training, required)."""
     seed: int = 0
     """Random seed (networks, minibatches, env)."""
     eval_every: int = 5000
@@ -54,7 +56,7 @@ class OfflineRunConfig:
     run_dir: str | None = None
     """Run directory; default runs/<dataset>__<algo>__<seed>__<time>."""
     resume: str | None = None
-    """A run directory (or one of its checkpoints) to continue: mid-offline from the last evaluation, or the online phase after a finished offline one (its settings are reused)."""
+    """A run directory (or one of its checkpoints) to continue: mid-offline from the last evaluation, the online phase after a finished offline one, or (RLPD, EXPO) mid-online from the last evaluation; its settings are reused."""
     overwrite: bool = False
     """Allow training into a run directory that already holds a run (it is replaced)."""
 
@@ -216,6 +218,10 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
         raise DatasetError(f"{algo} has no offline phase (it learns online with the dataset in every minibatch); received "
                            f"--offline-steps {offline_steps}: use --offline-steps 0 and --online-steps N.")
     resumable = bool(getattr(agent, "online_resumable", False))  # its state holds the online replay
+    warmup = int(getattr(agent.cfg, "start_training", 0)) if offline_steps == 0 else 0
+    if resumable and 0 < online_steps <= warmup:
+        raise DatasetError(f"--online-steps {online_steps} is not more than --start-training {warmup} (uniformly random steps "
+                           f"before the first update): {algo} would not learn; pass more online steps or a smaller --start-training.")
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
     run = Path(run_dir or f"runs/{ds_id.replace('/', '_')}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
     run_config = {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps, "online_steps": online_steps,
@@ -248,7 +254,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {**run_config, "config": _jsonable(run_config["config"])})
     start_step = (offline_end + online_done if offline_finished else done + k) if resume else 0
-    logger = Logger(run, offline_end + online_steps, start_step, tensorboard=tensorboard, progress=False, lines=False)  # this driver logs its own lines
+    logger = Logger(run, offline_end + online_steps, start_step, tensorboard=tensorboard, progress=False, lines=False, resume=resume)  # this driver logs its own lines
     progress = _Progress(say)
 
     def record(phase: str, step: int) -> float:
@@ -335,6 +341,10 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
                           "online_seconds": online_restored_seconds + time.perf_counter() - t1})
             online_score = rows[-1]["normalized_score"]
             save("online", offline_end + online_steps, {"agent": agent.state_dict()}, {})
+            if (run / "checkpoints" / "online_partial").exists():  # superseded (it holds a second copy of the replay)
+                import shutil
+
+                shutil.rmtree(run / "checkpoints" / "online_partial")
         online_seconds = online_restored_seconds + time.perf_counter() - t1
     finally:
         logger.close()
@@ -359,6 +369,10 @@ def _check_settings(run: Path, run_config: dict[str, Any]) -> None:
         raise DatasetError(f"cannot read {run / 'config.json'} ({e}); the run directory is damaged.") from None
     mine = {**run_config, "config": _jsonable(run_config["config"])}
     diff = [k for k in ("algo", "dataset", "env", "offline_steps", "seed", "reference", "config") if saved.get(k) != mine.get(k)]
+    if (run / "checkpoints" / "online_partial").exists() and saved.get("run", {}).get("eval_every") != mine["run"]["eval_every"]:
+        diff.append("eval_every")  # the online chunks (and their episode resets) are cut at the evaluations
+        saved.setdefault("eval_every", saved["run"].get("eval_every"))
+        mine = {**mine, "eval_every": mine["run"]["eval_every"]}
     if diff:
         detail = "; ".join(f"{k}: run has {saved.get(k)!r}, received {mine[k]!r}" for k in diff)
         raise DatasetError(f"cannot resume {run} with other settings ({detail}); pass the settings of the first call.")
@@ -398,8 +412,8 @@ def _check_budget(run: Path, algo: str, offline_steps: int, online_steps: int) -
             raise DatasetError(f"{run} finished its online phase after {saved_online} env steps, past --online-steps {online_steps}. "
                                f"Evaluate it with rlsuite eval {run}, or train a new run (another --run-dir, or --overwrite).")
         raise DatasetError(f"{run} finished its online phase after {saved_online} env steps; a finished online phase is not "
-                           f"continued (its env and replay data are not checkpointed), so --online-steps {online_steps} needs a "
-                           "new run: another --run-dir, or --overwrite to replace this one.")
+                           f"continued (its schedules and, for BC/IQL/Uni-O4, its replay data end with it), so --online-steps "
+                           f"{online_steps} needs a new run: another --run-dir, or --overwrite to replace this one.")
     if (ck / "offline").exists() and online_steps == 0:
         more = "" if algo == "bc" else f" To fine-tune it online, resume with --online-steps N (rlsuite train {algo} --resume {run} --online-steps N)."
         raise NothingToDo(f"{run} has already finished its offline phase ({offline_steps} updates) and no online phase is asked; "

@@ -78,9 +78,8 @@ def test_a_run_killed_mid_online_resumes_bit_for_bit(algo, data_root, tmp_path, 
     summary = _train(algo, data_root, whole)
     assert [(r["phase"], r["step"]) for r in summary["rows"] if r["phase"] == "online"] == \
         [("online", offline + s) for s in (20, 40, 60)]
-    # online_partial is the evaluation at 40 (the one at 20 was overwritten; none after the last)
-    meta = read_checkpoint_meta(whole / "checkpoints" / "online_partial")["meta"]
-    assert meta["phase"] == "online_partial" and meta["step"] == offline + 40 and meta["online_done"] == 40
+    # a finished run keeps its final checkpoint only: online_partial (a second copy of the replay) is removed
+    assert not (whole / "checkpoints" / "online_partial").exists()
 
     calls = _kill_after_second_online_partial(monkeypatch)
     with pytest.raises(Killed, match="online_partial"):
@@ -91,6 +90,8 @@ def test_a_run_killed_mid_online_resumes_bit_for_bit(algo, data_root, tmp_path, 
     latest = json.loads((broken / "checkpoints" / "latest.json").read_text())
     assert latest == {"checkpoint": "online_partial", "step": offline + 40}
     assert not (broken / "checkpoints" / "online").exists()
+    meta = read_checkpoint_meta(broken / "checkpoints" / "online_partial")["meta"]
+    assert meta["phase"] == "online_partial" and meta["step"] == offline + 40 and meta["online_done"] == 40
 
     # another online budget: refused, naming the value to pass, and nothing touched
     before = (broken / "metrics.csv").read_text()
@@ -116,3 +117,23 @@ def test_a_run_killed_mid_online_resumes_bit_for_bit(algo, data_root, tmp_path, 
     _assert_same_state(state_whole["agent"], state_broken["agent"])
     assert _eval_rows(broken) == _eval_rows(whole) and len(_eval_rows(whole)) == len(summary["rows"])
     assert _rows_but_timings(broken) == _rows_but_timings(whole)  # the losses logged online too
+
+
+def test_a_kill_before_the_first_online_checkpoint_leaves_no_duplicate_rows(data_root, tmp_path, monkeypatch):
+    """RLPD has no offline phase, so its resume point is checkpoints/offline at step 0: the evaluation row logged
+    at step 20 before the kill (its online_partial was never written) must go, not be logged twice."""
+    real = ckpt_mod.save_checkpoint
+
+    def die_before_online_partial(path, state, meta=None):
+        if str(path).endswith("online_partial"):
+            raise Killed("killed before writing online_partial")
+        return real(path, state, meta)
+
+    monkeypatch.setattr(ckpt_mod, "save_checkpoint", die_before_online_partial)
+    with pytest.raises(Killed):
+        _train("rlpd", data_root, tmp_path / "broken")
+    assert [r["step"] for r in _eval_rows(tmp_path / "broken")] == ["20"]
+    monkeypatch.undo()
+    _train("rlpd", data_root, tmp_path / "broken", resume=True)
+    _train("rlpd", data_root, tmp_path / "whole")
+    assert _rows_but_timings(tmp_path / "broken") == _rows_but_timings(tmp_path / "whole")
