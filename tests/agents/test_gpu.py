@@ -67,3 +67,40 @@ def test_uni_o4_offline_and_online_on_cuda():
     agent.learn_online("InvertedPendulum-v5", 512)
     assert next(agent.ppo.policy.parameters()).device.type == "cuda" and agent.ppo.global_step == 512
     assert agent.act(arrays["observations"][:3]).shape == (3, 1)
+
+
+@pytest.mark.parametrize("algo", ["rlpd", "expo"])
+def test_rlpd_and_expo_online_on_cuda_resume_exactly(algo):
+    """Everything on the device (replay, generators, sampler); a state round trip continues bit for bit."""
+    import copy
+
+    import numpy as np
+
+    from rlsuite.agents.expo import EXPO, EXPOConfig
+    from rlsuite.agents.rlpd import RLPD, RLPDConfig
+    from tests.offline.helpers import mixed_controller_episodes
+
+    eps = mixed_controller_episodes(2000, seed=0)
+    arrays = {"observations": np.concatenate([e["observations"][:-1] for e in eps]), "actions": np.concatenate([e["actions"] for e in eps]),
+              "rewards": np.concatenate([e["rewards"] for e in eps]), "next_observations": np.concatenate([e["observations"][1:] for e in eps]),
+              "terminals": np.concatenate([e["terminations"] for e in eps])}
+    small = dict(start_training=20, batch_size=64, num_qs=3, hidden_sizes=(32, 32))
+
+    def make():
+        agent = (EXPO(EXPOConfig(**small, denoiser_width=32, denoiser_blocks=1, time_dim=8), 4, 1, "cuda", seed=0) if algo == "expo"
+                 else RLPD(RLPDConfig(**small), 4, 1, "cuda", seed=0))
+        agent.set_data(arrays, np.array([-3.0]), np.array([3.0]))
+        return agent
+
+    a = make()
+    a.learn_online("InvertedPendulum-v5", 60, seed=0, total_steps=120)
+    state = copy.deepcopy(a.state_dict())  # as a checkpoint would be: no tensor shared with the live agent
+    b = make()
+    b.load_state_dict(state)
+    a.learn_online("InvertedPendulum-v5", 60, seed=60, total_steps=120)
+    b.learn_online("InvertedPendulum-v5", 60, seed=60, total_steps=120)
+    assert a.data.online.obs.device.type == "cuda" and a.updates == b.updates > 0
+    for (k, x), (_, y) in zip(a.critic.state_dict().items(), b.critic.state_dict().items(), strict=True):
+        assert torch.equal(x, y), k
+    obs = torch.as_tensor(arrays["observations"][:5], device="cuda")
+    assert torch.equal(a.act(obs), b.act(obs)) and a.act(obs).device.type == "cuda"
