@@ -42,3 +42,54 @@ def write_mixed_dataset(root, steps: int = 20_000, seed: int = 0) -> str:
     D.write_dataset(DS_ID, "InvertedPendulum-v5", eps, 0.0, 1000.0, {"env": "InvertedPendulum-v5", "level": "medium",
                                                                       "behaviour": "K o or -K o at random"}, root=root)
     return DS_ID
+
+
+# ---- a one-step task whose data has two action modes, only one of them good ------------------------------
+
+BANDIT_ID = "rlsuite-test/TwoModeBandit-v0"
+BANDIT_DS_ID = "rlsuite/twomodebandit/mixed-v0"
+BANDIT_MODE = 0.7
+
+
+class TwoModeBandit(gym.Env):
+    """One decision per episode. Observation: a context ``c`` uniform in ``[-1, 1]^2``; action ``a`` in
+    ``[-1, 1]``; reward ``exp(-((a - a*) / 0.2)^2)`` with ``a* = 0.7 sign(c_0)``, then the episode terminates.
+    The data's behaviour plays ``+0.7`` or ``-0.7`` at random whatever the context (half its actions pay ~1,
+    half ~0): a Gaussian fitted to it sits near ``a = 0`` (reward exp(-12) ~ 0), a model of the two modes
+    that samples one at random earns ~0.5, and picking the right mode per context earns ~1."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self._c = np.zeros(2, np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._c = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
+        return self._c.copy(), {}
+
+    def step(self, action):
+        best = BANDIT_MODE * (1.0 if self._c[0] >= 0 else -1.0)
+        reward = float(np.exp(-(((float(np.asarray(action).reshape(-1)[0]) - best) / 0.2) ** 2)))
+        return self._c.copy(), reward, True, False, {}
+
+
+def register_two_mode_bandit() -> None:
+    if BANDIT_ID not in gym.registry:
+        gym.register(BANDIT_ID, entry_point="tests.offline.helpers:TwoModeBandit")
+
+
+def write_two_mode_dataset(root, episodes: int = 2000, seed: int = 0) -> str:
+    """The bandit's dataset (one transition per episode) under ``root``, reference returns 0 / 1; returns its id."""
+    register_two_mode_bandit()
+    env, rng = TwoModeBandit(), np.random.default_rng(seed)
+    eps = []
+    for i in range(episodes):
+        o, _ = env.reset(seed=seed + i)
+        a = np.array([BANDIT_MODE if rng.random() < 0.5 else -BANDIT_MODE], np.float32)
+        o2, r, te, tr, _ = env.step(a)
+        eps.append({"observations": np.stack([o, o2]).astype(np.float32), "actions": a[None], "rewards": np.array([r], np.float32),
+                    "terminations": np.array([te]), "truncations": np.array([tr]), "seed": np.asarray(seed + i)})
+    D.write_dataset(BANDIT_DS_ID, BANDIT_ID, eps, 0.0, 1.0, {"env": BANDIT_ID, "level": "mixed", "behaviour": "+0.7 or -0.7 at random"},
+                    root=root)
+    return BANDIT_DS_ID
