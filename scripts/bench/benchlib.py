@@ -35,6 +35,7 @@ ANCHOR_PACKAGES: dict[str, tuple[str, ...]] = {
     "deploy": ("onnx", "onnxruntime", "pyzmq", "msgpack"),
     "cop": ("elkai", "pyvrp", "ortools"),
     "offline_to_online": ("minari", "h5py"),
+    "expo": ("minari", "h5py", "gymnasium-robotics"),
     "dispatch": ("scipy", "networkx", "pettingzoo"),
 }
 
