@@ -2,7 +2,7 @@
 
 Run directories (``rlsuite train ... --run-dir DIR``) are grouped by their ``config.json`` with the keys
 that only name the run left out (:data:`IGNORED_KEYS`: ``seed``, ``run_dir``, ``resume``, ``overwrite``,
-``device``, the versions and the logging switches), so the seeds of one configuration form one group
+``device``, ``workers``, ``ray_address``, the versions and the logging switches), so the seeds of one configuration form one group
 (the grouping lives in :mod:`rlsuite.run_groups`, shared with ``rlsuite report``).
 Each run's ``metrics.csv`` column ``metric`` against column ``x`` is interpolated linearly on a common grid
 (every ``x`` at which some run of the group logged the metric, inside the range every run of the group

@@ -5,8 +5,8 @@ A run directory is one that holds ``config.json`` and ``metrics.csv`` (what ``rl
 runs, a folder of folders of runs).
 
 Runs are grouped by their ``config.json`` with the keys that only name the run left out
-(:data:`IGNORED_KEYS`: ``seed``, ``run_dir``, ``resume``, ``overwrite``, ``device``, the versions and the
-logging switches), so the seeds of one configuration form one :class:`RunGroup`. A group's task is what it
+(:data:`IGNORED_KEYS`: ``seed``, ``run_dir``, ``resume``, ``overwrite``, ``device``, where the rollout workers ran
+(``workers``, ``ray_address``), the versions and the logging switches), so the seeds of one configuration form one :class:`RunGroup`. A group's task is what it
 is scored on (:func:`group_task`: the dataset of a dataset agent, else the env id, else the combinatorial
 problem and size); :func:`group_labels` names groups by algorithm, env and the settings that differ between them.
 
@@ -31,7 +31,7 @@ import numpy as np
 from rlsuite.core.logger import read_metrics
 
 IGNORED_KEYS = frozenset({"seed", "run_dir", "resume", "overwrite", "device", "versions", "progress", "tensorboard",
-                          "checkpoint_every", "keep_checkpoints", "data_dir"})
+                          "checkpoint_every", "keep_checkpoints", "data_dir", "workers", "ray_address"})
 """Keys of ``config.json`` (at any depth) that do not change what a run learns: left out when grouping."""
 
 RUN_FILES = ("config.json", "metrics.csv")

@@ -64,6 +64,10 @@ from typing import Any
 import numpy as np
 
 from rlsuite.core.atomic import atomic_write_json
+from rlsuite.core.ray_setup import ClusterUnreachable  # noqa: F401  (raised by run_sweep; importable from here as before)
+from rlsuite.core.ray_setup import init_ray as _init_ray
+from rlsuite.core.ray_setup import require_ray as _require_ray
+from rlsuite.core.ray_setup import usable_cpus as _usable_cpus
 from rlsuite.core.registry import UnknownNameError, suggest, unknown_name_message
 
 log = logging.getLogger("rlsuite")
@@ -99,6 +103,10 @@ SWEEP_OWNED = {
     "resume": "the sweep (it resumes unfinished trials itself)",
     "overwrite": "the sweep (rlsuite sweep --overwrite starts it afresh)",
     "progress": "the sweep (it shows its own progress)",
+    "workers": "the sweep (each trial is one Ray task that steps its envs itself, on cpus_per_trial CPUs; rollout workers of "
+               "its own would need CPUs the sweep does not count)",
+    "ray_address": "the sweep's --address (its trials start no rollout workers)",
+    "async_rollouts": "the sweep (its trials start no rollout workers)",
 }
 """Run options a spec may not set as settings, and what sets them."""
 
@@ -108,10 +116,6 @@ RESTART_IGNORED = ("run_dir", "resume", "overwrite", "total_steps")
 
 class SpecError(ValueError):
     """A spec that cannot run: the message names the key, what it got and what is allowed."""
-
-
-class ClusterUnreachable(ValueError):
-    """``--address`` names no running Ray cluster (nothing was written)."""
 
 
 # ----------------------------------------------------------------------------- the spec
@@ -911,11 +915,7 @@ def run_trial(algo: str, run: dict[str, Any], config: dict[str, Any], log_path: 
 
 def require_ray() -> Any:
     """The ``ray`` module, or :class:`ImportError` with the install line."""
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("rlsuite sweep runs its trials on Ray, which is not installed: pip install 'rlsuite[distributed]'") from None
-    return ray
+    return _require_ray("rlsuite sweep runs its trials")
 
 
 def _latest_step(run_dir: Path) -> int:
@@ -967,32 +967,6 @@ class _Record:
             self.by_name[name].update(fields)
         self.doc["updated"] = _now()
         atomic_write_json(self.path, self.doc)
-
-
-def _init_ray(ray: Any, address: str | None, num_cpus: int | None) -> tuple[bool, str]:
-    """Connect to Ray: the running instance of this process, the cluster at ``address``, or a new local one.
-    Returns ``(whether this call started it, where)``."""
-    if ray.is_initialized():
-        ignored = [f"{k}={v}" for k, v in (("address", address), ("num_cpus", num_cpus)) if v]
-        if ignored:
-            log.warning("Ray is already running in this process: %s ignored (the sweep uses that instance)",
-                        ", ".join(ignored))
-        return False, "this process's Ray"
-    kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        try:
-            ray.init(address=address, **kwargs)
-        except ConnectionError as e:
-            hint = (" A cluster with Ray's token authentication also needs RAY_AUTH_MODE=token here and its token "
-                    "(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token).") if address.startswith("ray://") else ""
-            raise ClusterUnreachable(f"--address {address}: no Ray cluster answered ({e}). Start one with `ray start --head` "
-                                     f"(then --address auto on its machines), or give ray://HEAD:10001.{hint}") from None
-        return True, address
-    # never a `ray start` cluster found here. Not loopback-only: Ray 2.60 turns `_node_ip_address="127.0.0.1"` into
-    # the node's IP and binds its gRPC servers on all interfaces; its token authentication (on by default) guards
-    # them (docs/scale.md)
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
-    return True, f"local Ray ({num_cpus} CPUs)"
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, max_concurrent: int | None = None,
@@ -1060,14 +1034,6 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, address: str | None = None, m
                 ray.shutdown()
         finally:
             release_lock(lock)
-
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one, else all of them)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _drive(ray: Any, spec: SweepSpec, out: Path, plan: list[TrialState], todo: deque[TrialState],

@@ -30,6 +30,13 @@ Implementation details (numbered as a reader's checklist):
    allowed actions. Empty mask rows are checked once per rollout, not per step (no host sync).
 9. ``MultiDiscrete`` actions: one categorical per component from one linear head (log-probabilities and
    entropies summed over components), masked per component with a ``(N, sum(nvec))`` mask.
+10. Asynchronous rollouts (``learn_async``, ``--workers N --async-rollouts``; Espeholt et al., "IMPALA", 2018):
+    rollout workers act with their own copies of the policy, possibly some updates old, and each batch of
+    ``num_steps x num_envs / N`` steps is trained on as it arrives. The old policy of the clipped surrogate is the
+    behaviour policy ``mu`` that collected the batch, its advantages ``r_s + gamma * v_{s+1} - V(x_s)`` and value
+    targets ``v_s`` come from V-trace (:func:`rlsuite.core.rollout.vtrace`, ``rho_bar = c_bar = 1``, lambda
+    ``gae_lambda``), so the ratio ``pi / mu``, clipped, is the importance weight: RLlib's APPO without its target
+    network and KL term. With fresh weights (no lag) ``v_s`` are the TD(lambda) returns of the synchronous update.
 
 Deviation from the paper: none in the objective. Rewards are not normalised (CleanRL's continuous
 variant wraps the env in NormalizeReward); use ``normalize_obs`` and the per-env presets instead.
@@ -39,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -57,10 +64,13 @@ from rlsuite.core.distributions import (
 )
 from rlsuite.core.nets import MLP, activation, adam
 from rlsuite.core.normalizer import RunningNorm
-from rlsuite.core.rollout import RolloutStorage
+from rlsuite.core.rollout import RolloutStorage, vtrace
 from rlsuite.core.seeding import resolve_device
 from rlsuite.core.stats import explained_variance
 from rlsuite.core.vec_env import TorchVecEnv, action_mask_width
+
+if TYPE_CHECKING:
+    from rlsuite.core.rollout_workers import AsyncRollouts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +244,7 @@ class PPO:
     """
 
     algo = "ppo"
+    remote_envs = True  # learn() uses its env through the batched-env contract alone, so it trains on rollout workers (--workers)
 
     def __init__(self, config: PPOConfig, observation_space: gym.Space, action_space: gym.Space, device: str | torch.device = "cpu",
                  policy: nn.Module | None = None) -> None:
@@ -379,6 +390,64 @@ class PPO:
                 }
                 run.logger.log(self.global_step, metrics)
                 run.step_done(self, env)
+        return self
+
+    def learn_async(self, rollouts: AsyncRollouts, total_steps: int, run: Any = None, seed: int = 0,
+                    anneal_steps: int | None = None) -> PPO:
+        """Train on asynchronous rollout workers (implementation detail 10) until ``global_step >= total_steps``.
+
+        One iteration is one batch of ``num_steps x rollouts.envs_per_worker`` steps from whichever worker finishes
+        first; ``seed`` is the workers' (they were seeded when started). Logs ``rollout/policy_lag`` (updates between
+        the weights a batch was collected with and the learner's) and ``train/rho_mean`` (mean of ``pi / mu``).
+        """
+        cfg = self.config
+        T, n = cfg.num_steps, rollouts.envs_per_worker
+        if (T * n) % cfg.num_minibatches:
+            raise ValueError(f"asynchronous rollouts train on each worker's batch of num_steps*num_envs/workers = {T * n} steps; "
+                             f"num_minibatches={cfg.num_minibatches} does not divide it. Choose a divisor of {T * n}.")
+        num_iterations = max(1, -(-(anneal_steps or total_steps) // (T * n)))
+        base_lrs = [cfg.learning_rate] + ([cfg.critic_learning_rate] if cfg.critic_learning_rate is not None else [])
+        act_shape = self.action_space.shape if not isinstance(self.action_space, gym.spaces.Discrete) else ()
+        storage = RolloutStorage(T, n, self.observation_space.shape, act_shape, self.device, torch.int64 if self.discrete else torch.float32,
+                                 mask_width=rollouts.mask_width)
+        rollouts.start(self.policy, T)
+        while self.global_step < total_steps:
+            t_start = time.perf_counter()
+            if cfg.anneal_lr:
+                for group, base in zip(self.optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base * max(0.0, 1.0 - self.iteration / num_iterations)
+            b = rollouts.next_batch(self.policy.state_dict(), self.iteration)
+            t_wait = time.perf_counter() - t_start
+            for k in ("obs", "next_obs", "actions", "logp", "rewards", "terminated", "truncated"):
+                b[k] = b[k].to(self.device)
+            masks = None if b["action_masks"] is None else b["action_masks"].to(self.device).flatten(0, 1)
+            with torch.no_grad():
+                values = self.policy.value(b["obs"].flatten(0, 1)).view(T, n)
+                next_values = self.policy.value(b["next_obs"].flatten(0, 1)).view(T, n)
+                target_logp = self._dist(b["obs"].flatten(0, 1), masks, validate=False).log_prob(b["actions"].flatten(0, 1)).view(T, n)
+            vt = vtrace(b["logp"], target_logp, b["rewards"], values, next_values, b["terminated"], b["truncated"], cfg.gamma,
+                        lam=cfg.gae_lambda)
+            for name, value in (("obs", b["obs"]), ("actions", b["actions"]), ("logp", b["logp"]), ("values", values),
+                                ("advantages", vt.advantages), ("returns", vt.vs)):
+                getattr(storage, name).copy_(value)
+            if masks is not None:
+                storage.action_masks.copy_(masks.view(T, n, -1))
+            lag = self.iteration - b["version"]
+            stats = self._update(storage)
+            if cfg.normalize_obs:
+                self.policy.obs_norm.update(storage.obs.flatten(0, 1))
+            self.global_step += T * n
+            self.iteration += 1
+            if run is not None:
+                n_ep = b["episodes"]
+                run.logger.log(self.global_step, {
+                    "rollout/ep_return": b["ep_return"] / n_ep if n_ep else float("nan"),
+                    "rollout/ep_length": b["ep_length"] / n_ep if n_ep else float("nan"),
+                    "rollout/episodes": n_ep, "rollout/policy_lag": lag, "train/rho_mean": float(vt.rhos.mean()),
+                    **{f"train/{k}": v for k, v in stats.items()}, "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+                    "time/sps": T * n / (time.perf_counter() - t_start), "time/wait_seconds": t_wait,
+                })
+                run.step_done(self, rollouts)
         return self
 
     def _update(self, storage: RolloutStorage) -> dict[str, float]:

@@ -16,7 +16,11 @@ Whatever the source, every agent is built the same way (:func:`build_agent`) and
 - ``state_dict()`` / ``load_state_dict(state)``: everything training needs to continue bit for bit;
   ``load_state_dict`` on a freshly built agent is enough to act (no dataset or env needed);
 - ``deploy_module()`` and ``obs_dim`` where the policy is a network over observations (what
-  ``rlsuite export`` writes); ``export_unavailable`` (a sentence) where it is not.
+  ``rlsuite export`` writes); ``export_unavailable`` (a sentence) where it is not;
+- optionally, for env agents: ``remote_envs = True`` on the class when ``learn`` uses its env through the
+  batched-env contract alone (it then trains on rollout workers, ``--workers``), and
+  ``learn_async(rollouts, total_steps, run, seed)`` for asynchronous rollout workers (``--async-rollouts``;
+  :mod:`rlsuite.core.rollout_workers`).
 
 The drivers that run each kind (``rlsuite.agents.train`` for envs, ``rlsuite.offline.train`` for
 datasets, ``rlsuite.envs.cop.train`` for instance sets) and ``rlsuite.runs`` (train / load / evaluate /

@@ -10,6 +10,12 @@ group that Ray Train made), the same function trains data-parallel (:mod:`rlsuit
 ``r`` seeds everything and its envs with ``seed + r``, every rank trains ``total_steps`` of its own env
 steps (the run collects ``N * total_steps``), gradients are averaged over the ranks, and only rank 0 writes
 the run directory. Without those variables nothing of this runs.
+
+With ``--workers N`` (:mod:`rlsuite.core.rollout_workers`) the env's ``num_envs`` envs are stepped by ``N`` Ray
+actors; the agent trains on them as on the local env (for a Gymnasium id, bit for bit the same run). Only
+agents whose class sets ``remote_envs = True`` (they use the env through the batched-env contract alone) take it.
+With ``--async-rollouts`` too, the workers act with copies of the policy and the agent's ``learn_async`` trains on
+their batches as they come (PPO: V-trace corrected).
 """
 
 from __future__ import annotations
@@ -25,6 +31,13 @@ from rlsuite.agents.registry import AGENTS, AgentSpec, build_agent, env_kwargs_o
 from rlsuite.core import distributed
 from rlsuite.core.checkpoint import CheckpointError, first_difference, load_checkpoint, read_checkpoint_meta
 from rlsuite.core.config import config_from_dict
+from rlsuite.core.ray_setup import require_ray
+from rlsuite.core.rollout_workers import (
+    check_resume_rollouts,
+    check_workers,
+    make_async_rollouts,
+    make_remote_vec_env,
+)
 from rlsuite.core.run import (
     NothingToDo,
     Run,
@@ -97,6 +110,31 @@ def merged_env_kwargs(spec: AgentSpec, algo_cfg: Any, run_cfg: RunConfig) -> dic
     return {**own, **given}
 
 
+def check_rollout_workers(spec: AgentSpec, algo_cfg: Any, run_cfg: RunConfig, world_size: int = 1) -> None:
+    """Refuse ``--workers`` where it cannot run, before anything is written or started.
+
+    Raises:
+        ValueError: the agent uses its env beyond the batched-env contract (its class does not set
+            ``remote_envs = True``); ``--async-rollouts`` for an agent without ``learn_async``; a data-parallel run
+            (torchrun); ``num_envs`` not a multiple of ``--workers``.
+        ImportError: Ray is not installed (the message names ``pip install 'rlsuite[distributed]'``).
+    """
+    if not getattr(spec.agent_cls, "remote_envs", False):
+        able = [n for n in AGENTS.names() if AGENTS.get(n).learns_from == "env" and getattr(AGENTS.get(n).agent_cls, "remote_envs", False)]
+        raise ValueError(f"--workers {run_cfg.workers}: {spec.name} uses more of its env than the batched-env contract (reset, step, "
+                         f"spaces, state), which is all that reaches the learner from rollout workers. Agents that train on rollout "
+                         f"workers: {', '.join(able)}. Train {spec.name} with --workers 0.")
+    if run_cfg.async_rollouts and not hasattr(spec.agent_cls, "learn_async"):
+        able = [n for n in AGENTS.names() if AGENTS.get(n).learns_from == "env" and hasattr(AGENTS.get(n).agent_cls, "learn_async")]
+        raise ValueError(f"--async-rollouts: {spec.name} has no asynchronous learner (learn_async); agents that have one: "
+                         f"{', '.join(able)}. Train {spec.name} on synchronous workers (without --async-rollouts).")
+    if world_size > 1:
+        raise ValueError(f"--workers {run_cfg.workers} with torchrun ({world_size} processes): every rank would start workers of its "
+                         "own. Use one of them: torchrun (data-parallel learners) or --workers (rollout workers).")
+    check_workers(num_envs_of(spec, algo_cfg), run_cfg.workers)
+    require_ray(f"--workers {run_cfg.workers} steps the envs in rollout workers, which run")
+
+
 def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     """Train ``spec``'s agent as ``run_cfg`` says; resumes when ``run_cfg.resume`` is set.
 
@@ -109,8 +147,11 @@ def train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any) -> dict[str, Any]:
     Raises:
         NothingToDo: a resumed run has already done ``total_steps`` (no file is touched).
         ValueError: a resumed run is past ``total_steps``, or was made with other env options; bad launch
-            variables; an agent that cannot be trained data-parallel.
-        CheckpointError: resuming with another number of processes than the run was made with.
+            variables; an agent that cannot be trained data-parallel; ``--workers`` where it cannot run
+            (:func:`check_rollout_workers`).
+        ImportError: ``--workers`` without Ray installed.
+        CheckpointError: resuming with another number of processes than the run was made with, or a batched torch
+            env's run with another number of rollout workers.
     """
     ctx = distributed.init(run_cfg.device)
     if ctx is None:
@@ -128,6 +169,8 @@ def _train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any, ctx: distributed.
     device = ctx.device if ctx is not None else resolve_device(run_cfg.device)
     if run_cfg.torch_threads > 0:
         torch.set_num_threads(run_cfg.torch_threads)
+    if run_cfg.workers:
+        check_rollout_workers(spec, algo_cfg, run_cfg, world)
     if run_cfg.resume:
         check_resumable(resolve_checkpoint(run_cfg.resume), run_cfg.total_steps, run_dir_of(run_cfg.resume), world)
     env_kwargs = merged_env_kwargs(spec, algo_cfg, run_cfg)
@@ -141,45 +184,57 @@ def _train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any, ctx: distributed.
     env_id, build_kwargs = run_cfg.env, env_kwargs
     if run_cfg.domain_rand:  # the same env, its physics drawn per episode (rlsuite.envs.robust); evaluation stays nominal
         env_id, build_kwargs = "rlsuite/Perturbed-v0", {"env": run_cfg.env, "env_kwargs": env_kwargs, "domain_rand": run_cfg.domain_rand}
-    env = make_vec_env(env_id, num_envs_of(spec, algo_cfg), device=device, seed=seed, **build_kwargs)
+    if run_cfg.resume:
+        check_resume_rollouts(env_id, read_checkpoint_meta(resolve_checkpoint(run_cfg.resume))["meta"], run_cfg.workers,
+                              run_cfg.async_rollouts)
+    if run_cfg.async_rollouts:  # no env in this process: the workers act with copies of the policy
+        env = make_async_rollouts(env_id, num_envs_of(spec, algo_cfg), run_cfg.workers, seed=seed, address=run_cfg.ray_address,
+                                  **build_kwargs)
+    elif run_cfg.workers:
+        env = make_remote_vec_env(env_id, num_envs_of(spec, algo_cfg), run_cfg.workers, device=device, seed=seed,
+                                  address=run_cfg.ray_address, **build_kwargs)
+    else:
+        env = make_vec_env(env_id, num_envs_of(spec, algo_cfg), device=device, seed=seed, **build_kwargs)
+    try:
+        return _train_on(spec, run_cfg, algo_cfg, ctx, env, env_kwargs, run_dir, seed, device)
+    finally:
+        env.close()  # also stops rollout workers (and their Ray) when an error ends the run early; closing twice is a no-op
+
+
+def _train_on(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any, ctx: distributed.Context | None, env: Any,
+              env_kwargs: dict[str, Any], run_dir: Path, seed: int, device: torch.device) -> dict[str, Any]:
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     agent = build_agent(spec, algo_cfg, env.single_observation_space, env.single_action_space, device, seed)
     start = 0
     if run_cfg.resume:
         ckpt = resolve_checkpoint(run_cfg.resume)
         saved_kwargs = read_checkpoint_meta(ckpt)["meta"].get("env_kwargs", {})
         if json.loads(json.dumps(env_kwargs)) != saved_kwargs:  # compared as JSON: tuples read back as lists
-            env.close()
             raise ValueError(f"{run_dir} was trained on {run_cfg.env} with {saved_kwargs}; resuming it with {env_kwargs} would "
                              "train its weights on another task. Resume with the options it was started with.")
         restore_training(agent, env, ckpt, rank, world)
         start = agent.global_step
         log.info("resumed %s from %s at step %d", spec.name, ckpt, start)
     if hasattr(agent, "check_env"):  # an agent that needs more of the env than its spaces says so before anything is written
-        try:
-            agent.check_env(env)
-        except ValueError:
-            env.close()
-            raise
+        agent.check_env(env)
     parallel = None
     if ctx is not None:
-        try:
-            parallel = distributed.make_data_parallel(agent, ctx)
-        except ValueError:
-            env.close()
-            raise
+        parallel = distributed.make_data_parallel(agent, ctx)
         log.info("%s; seed %d; each rank trains --total-steps %d of its own env steps (%d ranks: %d in all)", parallel.describe(),
                  seed, run_cfg.total_steps, world, world * run_cfg.total_steps)
         if not ctx.is_root:  # rank 0 logs the run; the others say what they do above, then only warnings and errors
             log.setLevel(logging.WARNING)
-    note = agent.budget_note(run_cfg.total_steps) if hasattr(agent, "budget_note") else None
+    note = agent.budget_note(run_cfg.total_steps) if hasattr(agent, "budget_note") and not run_cfg.async_rollouts else None
     if note:
         log.info(note)
     run = Run(run_dir, run_cfg, algo_cfg, spec.name, start_step=start, env_kwargs=env_kwargs, parallel=parallel)
     try:
-        agent.learn(env, run_cfg.total_steps, run, seed=seed)
+        if run_cfg.async_rollouts:
+            agent.learn_async(env, run_cfg.total_steps, run, seed=seed)
+        else:
+            agent.learn(env, run_cfg.total_steps, run, seed=seed)
     except KeyboardInterrupt:
         run.close()
-        env.close()
         if rank == 0:
             log.warning("interrupted; continue with: %srlsuite train %s --resume %s",
                         f"torchrun --nproc-per-node {world} -m " if world > 1 else "", spec.name, run_dir)
@@ -189,7 +244,6 @@ def _train(spec: AgentSpec, run_cfg: RunConfig, algo_cfg: Any, ctx: distributed.
         parallel.remove()
     if hasattr(agent, "success_rate"):  # task-satisfaction agents (TGPO) report their own figure too
         summary["success_rate"] = agent.success_rate()
-    env.close()
     summary["steps"] = agent.global_step
     summary["agent"] = agent
     summary["rank"], summary["world_size"] = rank, world

@@ -120,8 +120,9 @@ def version_line() -> str:
 def _usage_error(e: BaseException) -> bool:
     """Whether ``e`` is an ordinary mistake of the user (printed as ``error: ...``, exit 2), not a bug."""
     from rlsuite.core.checkpoint import CheckpointError
+    from rlsuite.core.ray_setup import RayNotInstalled
 
-    return isinstance(e, (UnknownNameError, ValueError, FileExistsError, FileNotFoundError, CheckpointError))
+    return isinstance(e, (UnknownNameError, ValueError, FileExistsError, FileNotFoundError, CheckpointError, RayNotInstalled))
 
 
 def main(argv: list[str] | None = None) -> int:

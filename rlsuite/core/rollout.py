@@ -10,11 +10,15 @@ otherwise the observation returned by ``step``. With ``next_values[t] = V(next_o
 
 so a truncated (timed-out) episode bootstraps from the value of its final observation while a
 terminated one does not, and no advantage leaks across an episode boundary.
+
+:func:`vtrace` computes the off-policy targets of IMPALA (Espeholt et al., 2018) with the same convention,
+for data collected by a behaviour policy ``mu`` other than the policy ``pi`` being trained.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 
@@ -58,6 +62,89 @@ def compute_gae(
         last = deltas[t] + decay[t] * last
         adv[t] = last
     return adv, adv + values
+
+
+class VTraceReturns(NamedTuple):
+    """What :func:`vtrace` returns; every field ``(T, N)``."""
+
+    vs: torch.Tensor
+    """``v_s``, the V-trace value targets."""
+    advantages: torch.Tensor
+    """``r_s + gamma * v_{s+1} - V(x_s)``: the policy-gradient advantage before its importance weight (for a surrogate
+    whose ratio ``pi / mu`` is that weight, as PPO's clipped one with ``mu`` as the old policy)."""
+    pg_advantages: torch.Tensor
+    """``min(pg_rho_bar, rho_s) * advantages``: the paper's policy-gradient advantage (``-pg_advantages * log pi(a_s)``)."""
+    rhos: torch.Tensor
+    """``rho_s = pi(a_s | x_s) / mu(a_s | x_s)``, unclipped."""
+
+
+def vtrace(
+    behaviour_logp: torch.Tensor,
+    target_logp: torch.Tensor,
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    gamma: float,
+    rho_bar: float = 1.0,
+    c_bar: float = 1.0,
+    pg_rho_bar: float | None = None,
+    lam: float = 1.0,
+) -> VTraceReturns:
+    """V-trace targets over a ``(T, N)`` rollout of a behaviour policy ``mu`` (Espeholt et al., "IMPALA", ICML 2018, eq. 1).
+
+    With ``rho_t = min(rho_bar, pi/mu)``, ``c_t = lam * min(c_bar, pi/mu)`` and
+    ``delta_t = rho_t * (r_t + gamma * (1 - terminated_t) * next_values_t - values_t)``::
+
+        v_s - V(x_s) = delta_s + gamma * (1 - done_s) * c_s * (v_{s+1} - V(x_{s+1})),   v_T - V(x_T) = 0
+
+    i.e. ``v_s = V(x_s) + sum_t gamma^(t-s) (prod_{i<t} c_i) delta_t`` within the episode. The next state's target
+    that the advantage uses is ``v_{s+1}`` inside the rollout and the bootstrap value ``next_values_s`` where the
+    rollout or the episode ends (a truncation bootstraps, a termination does not, as in :func:`compute_gae`).
+    On-policy (``pi == mu``, ``rho_bar, c_bar >= 1``) ``v_s`` are the TD(lambda) returns of :func:`compute_gae`, and
+    with ``lam = 1`` ``advantages`` are its GAE(1) advantages (n-step returns bootstrapped at the rollout's end; given
+    ``next_values_t = values_{t+1}`` within an episode, as a rollout has them).
+
+    Args:
+        behaviour_logp: ``(T, N)`` log mu(a_t | x_t), recorded when acting.
+        target_logp: ``(T, N)`` log pi(a_t | x_t) under the policy being trained (no gradient flows through the targets).
+        rewards, values, next_values, terminated, truncated: ``(T, N)``, as for :func:`compute_gae` (``values`` and
+            ``next_values`` from the current critic).
+        gamma: discount.
+        rho_bar: truncation of the importance weight in ``delta_t`` (the paper: 1).
+        c_bar: truncation of the trace coefficients ``c_t`` (the paper: 1).
+        pg_rho_bar: truncation of the weight of ``pg_advantages`` (None: ``rho_bar``).
+        lam: the paper's lambda in ``c_t`` (1: none).
+
+    Returns:
+        :class:`VTraceReturns` ``(vs, advantages, pg_advantages, rhos)``, every field ``(T, N)`` and detached.
+    """
+    shapes = {n: tuple(t.shape) for n, t in (("behaviour_logp", behaviour_logp), ("target_logp", target_logp), ("rewards", rewards),
+                                             ("values", values), ("next_values", next_values), ("terminated", terminated),
+                                             ("truncated", truncated))}
+    if len(set(shapes.values())) != 1 or len(shapes["rewards"]) != 2:
+        raise ValueError(f"vtrace needs equal (T, N) shapes, got {shapes}.")
+    if min(rho_bar, c_bar) <= 0 or (pg_rho_bar is not None and pg_rho_bar <= 0) or not 0.0 <= lam <= 1.0:
+        raise ValueError(f"vtrace needs rho_bar, c_bar, pg_rho_bar > 0 and lam in [0, 1], got {rho_bar}, {c_bar}, {pg_rho_bar}, {lam}.")
+    with torch.no_grad():
+        rhos = (target_logp - behaviour_logp).exp()
+        not_term = 1.0 - terminated.to(rewards.dtype)
+        not_done = 1.0 - (terminated | truncated).to(rewards.dtype)
+        deltas = rhos.clamp(max=rho_bar) * (rewards + gamma * not_term * next_values - values)
+        decay = gamma * not_done * lam * rhos.clamp(max=c_bar)
+        vs_minus_v = torch.empty_like(rewards)
+        last = torch.zeros_like(rewards[0])
+        for t in range(rewards.shape[0] - 1, -1, -1):
+            last = deltas[t] + decay[t] * last
+            vs_minus_v[t] = last
+        vs = values + vs_minus_v
+        # the next state's target: v_{s+1} where the episode goes on inside the rollout, else the bootstrap value
+        next_vs = next_values.clone()
+        next_vs[:-1] = torch.where(not_done[:-1].bool(), vs[1:], next_values[:-1])
+        advantages = rewards + gamma * not_term * next_vs - values
+        pg_weight = rhos.clamp(max=rho_bar if pg_rho_bar is None else pg_rho_bar)
+        return VTraceReturns(vs, advantages, pg_weight * advantages, rhos)
 
 
 class RolloutStorage:

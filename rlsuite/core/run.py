@@ -112,12 +112,22 @@ class RunConfig:
     """Domain randomisation: draw every training episode's physics from this uncertainty set (e.g. hopper-mass-friction, or name=low:high,...; docs/robust.md); evaluation stays nominal."""
     env_kwargs: str | None = None
     """Env constructor arguments as a JSON object, e.g. '{"season_days": 10}'; kept in the run and used again by eval, export and --resume."""
+    workers: int = 0
+    """Rollout workers: Ray actors that step the envs, num_envs split evenly over them (0: the envs run in this process). Synchronous: a Gymnasium env gives the same run as without workers. Needs pip install 'rlsuite[distributed]' (docs/scale.md)."""
+    ray_address: str | None = None
+    """With --workers: the Ray cluster to place the workers on, auto or ray://HOST:PORT (None: Ray started in this process)."""
+    async_rollouts: bool = False
+    """With --workers: asynchronous rollouts (IMPALA-style): every worker acts with its own copy of the policy, maybe some updates old, and the learner trains on each worker's batch as it comes, corrected with V-trace (PPO; not bit-reproducible; resume restarts the episodes)."""
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_episodes", "torch_threads"):
+        for name in ("total_steps", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_episodes", "torch_threads", "workers"):
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}.")
+        if self.ray_address and not self.workers:
+            raise ValueError(f"--ray-address {self.ray_address} places rollout workers; add --workers N (N >= 1), or leave it out.")
+        if self.async_rollouts and not self.workers:
+            raise ValueError("--async-rollouts runs the envs on asynchronous rollout workers; add --workers N (N >= 1), or leave it out.")
         parse_env_kwargs(self.env_kwargs)
 
 

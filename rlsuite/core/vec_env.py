@@ -134,8 +134,10 @@ class GymVecAdapter(TorchVecEnv):
 
     Exact resume: with a ``SyncVectorEnv`` in ``DISABLED`` mode the adapter remembers each env's
     episode seed and the actions since its reset, and :meth:`load_state_dict` replays them, so any
-    deterministic Gymnasium env continues mid-episode exactly. Other set-ups restart the episodes on
-    load (a warning is logged).
+    deterministic Gymnasium env continues mid-episode exactly. A wrapped env in ``DISABLED`` mode with a
+    method ``replay_episodes(seeds, actions)`` (the rollout workers'
+    :class:`~rlsuite.core.rollout_workers.RayVectorEnv`) is replayed through it instead. Other set-ups
+    restart the episodes on load (a warning is logged).
 
     Action masks and structured observations: see the module docstring (``info["action_mask"]`` is
     passed through as a bool tensor; non-Box observations are flattened with :mod:`rlsuite.core.spaces`).
@@ -184,7 +186,8 @@ class GymVecAdapter(TorchVecEnv):
 
     @property
     def exact_resume(self) -> bool:
-        return isinstance(self.env, SyncVectorEnv) and self.mode == AutoresetMode.DISABLED
+        replays = isinstance(self.env, SyncVectorEnv) or callable(getattr(self.env, "replay_episodes", None))
+        return replays and self.mode == AutoresetMode.DISABLED
 
     def _obs(self, obs: Any) -> torch.Tensor:
         """A fresh float32 tensor on the device (flattened for structured spaces; never a view of the env's buffers)."""
@@ -305,21 +308,21 @@ class GymVecAdapter(TorchVecEnv):
             )
             self.reset()
             return
-        assert isinstance(self.env, SyncVectorEnv)
         # Reset every sub-env through the vector env so its bookkeeping is clean, then replay each
-        # episode's seed and actions directly on the sub-env.
-        self.env.reset(seed=[int(s) for s in self._episode_seed])
+        # episode's seed and actions directly on the sub-env (in the rollout workers for a RayVectorEnv).
+        seeds = [int(s) for s in self._episode_seed]
+        self.env.reset(seed=seeds)
         actions = state["history_actions"].cpu().numpy()
-        start = 0
-        self._history = [[] for _ in range(self.num_envs)]
-        for i, n in enumerate(state["history_lengths"]):
-            sub = self.env.envs[i]
-            sub.reset(seed=int(self._episode_seed[i]))
-            for a in actions[start : start + n]:
-                a = a.item() if self._discrete else a
-                sub.step(a)
-                self._history[i].append(np.asarray(a))
-            start += n
+        starts = np.cumsum([0, *state["history_lengths"]])
+        episodes = [[a.item() if self._discrete else a for a in actions[lo:hi]] for lo, hi in zip(starts[:-1], starts[1:], strict=True)]
+        if isinstance(self.env, SyncVectorEnv):
+            for sub, seed, acts in zip(self.env.envs, seeds, episodes, strict=True):
+                sub.reset(seed=seed)
+                for a in acts:
+                    sub.step(a)
+        else:
+            self.env.replay_episodes(seeds, episodes)
+        self._history = [[np.asarray(a) for a in acts] for acts in episodes]
         self._load_episode_stats_state(state)
 
     def close(self, **kwargs: Any) -> None:
