@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlsuite.agents.iql import ScaledPolicy, as_array_in, offline_build
+from rlsuite.agents.iql import ScaledPolicy, as_array_in, check_same_data, offline_build
 from rlsuite.agents.registry import AGENTS, AgentSpec
 from rlsuite.agents.sac import sac_alpha_loss
 from rlsuite.core.distributions import TanhGaussianHead
@@ -265,15 +265,6 @@ class MixedData:
                 "action_high": torch.as_tensor(self.high)}
 
 
-def check_stats(data: MixedData, state: dict[str, Any]) -> None:
-    """Refuse a saved agent trained with other observation statistics or action bounds than ``data``'s."""
-    for key, mine in (("obs_mean", data.mean), ("obs_std", data.std), ("action_low", data.low), ("action_high", data.high)):
-        saved = np.asarray(state[key].cpu(), np.float32)
-        if saved.shape != np.shape(mine) or not np.allclose(saved, mine, rtol=1e-5, atol=1e-6):
-            raise ValueError(f"the saved agent was trained on data with another {key} (shape {saved.shape}, the data given has "
-                             f"{np.shape(mine)}); load it after set_data with the dataset it was trained on.")
-
-
 def online_phase(agent: Any, env_id: str, steps: int, seed: int, total_steps: int | None,
                  log: Callable[[int, dict[str, float]], None] | None, log_every: int) -> list[float]:
     """``steps`` env steps of ``agent`` on a fresh ``env_id`` (reset with ``seed``): random actions for the
@@ -441,7 +432,7 @@ def load_common(agent: Any, state: dict[str, Any]) -> None:
         agent.data = MixedData(None, state["action_low"].cpu().numpy(), state["action_high"].cpu().numpy(), agent.device,
                                agent.cfg.reward_scale, agent.cfg.reward_bias,
                                stats=(state["obs_mean"].cpu().numpy(), state["obs_std"].cpu().numpy()))
-    check_stats(agent.data, state)
+    check_same_data(agent.data, state, keys=())  # the saved statistics must be the data's
     agent.critic.load_state_dict(state["critic"])
     agent.critic_target.load_state_dict(state["critic_target"])
     agent.generator.set_state(state["generator"].cpu())
