@@ -42,7 +42,7 @@ stale behaviour policy with V-trace (:func:`rlsuite.core.rollout.vtrace`; PPO's 
 bit-reproducible (which worker finishes first depends on timing), and no env state is checkpointed.
 
 Ray starts in this process as ``rlsuite sweep`` starts it (:func:`rlsuite.core.ray_setup.init_ray`: a local
-instance that is not loopback-only, guarded by Ray's token authentication), or joins a cluster (``address``),
+instance listening on loopback only), or joins a cluster (``address``),
 or uses the instance this process already runs. Each worker holds one of Ray's CPUs. Objects travel between
 the processes through Ray's own transport; nothing is written to disk.
 """

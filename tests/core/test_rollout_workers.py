@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 import re
 import shutil
 import sys
@@ -36,10 +37,13 @@ TINY = ["--env", "CartPole-v1", "--num-envs", "4", "--num-steps", "32", "--num-m
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray for the module (its start costs seconds); the workers' env uses the running instance."""
+    """One local Ray for the module (its start costs seconds), started as the suite starts it; the workers' env uses
+    the running instance."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    from rlsuite.core.ray_setup import init_ray
+
+    init_ray(ray, None, 2)
     yield ray
     ray.shutdown()
 
@@ -190,3 +194,30 @@ def test_async_ppo_trains_on_workers_with_stale_policies_and_resumes(ray_local, 
     assert "steps=320" in out and "keep no env state in a checkpoint" in _flat(err)
     code, _, err = run_cli(capsys, "train", "ppo", "--resume", run, "--total-steps", "384", "--no-async-rollouts")
     assert code == 2 and "no env state to continue synchronously" in _flat(err)
+
+
+def test_a_local_ray_listens_on_loopback_only(ray_local):
+    """Every TCP socket that the local Ray's processes (GCS, raylet, workers) listen on is a loopback address, and
+    the variable that made it so does not outlive the start."""
+    from rlsuite.core.ray_setup import LOCAL_ONLY_ENV, is_loopback, listening_addresses
+
+    @ray_local.remote
+    def ping() -> int:  # a worker process, so that workers' servers are counted too
+        return os.getpid()
+
+    assert ray_local.get(ping.remote()) != os.getpid()
+    listening = listening_addresses()
+    assert len(listening) >= 3, listening  # GCS, raylet, object manager at least
+    exposed = [(a, port, pid) for a, port, pid in listening if not is_loopback(a)]
+    assert not exposed, f"sockets on non-loopback addresses: {exposed}"
+    assert ray_local.util.get_node_ip_address() == "127.0.0.1"
+    assert LOCAL_ONLY_ENV not in os.environ
+
+
+@pytest.mark.parametrize("address, expected", [("127.0.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
+                                               ("0.0.0.0", False), ("::", False), ("192.0.2.2", False)])
+def test_is_loopback(address, expected):
+    from rlsuite.core.ray_setup import is_loopback
+
+    assert is_loopback(address) is expected
+
