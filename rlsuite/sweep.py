@@ -1,9 +1,9 @@
 """Sweeps: many runs of one algorithm over settings and seeds, as Ray tasks, locally or on a cluster.
 
 ``rlsuite sweep SPEC.yaml`` calls :func:`load_spec`, :func:`expand_trials`, :func:`plan_trials` and
-:func:`run_sweep`. A spec (YAML) names an algorithm that learns from an env, its env(s), the budget, the
-seeds, a grid and/or a random space over the settings (the ``rlsuite train ALGO`` flags: the algorithm's
-config fields and the run options) and fixed settings::
+:func:`run_sweep`. A spec (YAML) names an algorithm that learns from an env or from a dataset, its env(s) or
+dataset(s), the budget, the seeds, a grid and/or a random space over the settings (the ``rlsuite train ALGO``
+flags: the algorithm's config fields and the run options) and fixed settings::
 
     algo: ppo
     env: CartPole-v1                 # or a list of env ids
@@ -27,17 +27,38 @@ config fields and the run options) and fixed settings::
     gpus_per_trial: 0
     max_retries: 3                   # a trial whose worker dies is resumed this many times
 
+An agent that learns from a dataset (BC, IQL, Uni-O4, RLPD, EXPO) takes ``dataset:`` instead of ``env:`` (the
+dataset names its env) and the budgets of ``rlsuite train ALGO --dataset ID`` instead of ``total_steps:``::
+
+    algo: iql
+    dataset: rlsuite/hopper/medium-v0  # or a list of dataset ids (rlsuite data list)
+    offline_steps: 100000            # --offline-steps (default: the agent's, e.g. 0 for RLPD and EXPO)
+    online_steps: 0                  # --online-steps (default 0)
+    seeds: 3
+    grid:
+      expectile: [0.7, 0.9]
+    args:
+      eval_every: 10000
+      data_dir: /shared/datasets     # default: this machine's data directory ($RLSUITE_DATA_DIR, ...)
+    metric: eval/normalized_score    # the default for dataset agents
+
+Agents that learn from instance sets (BQ-NCO) are refused: their score is a cost (``eval/greedy_cost``,
+lower is better), which a sweep's best trial and its report would rank the wrong way up.
+
 Everything is checked before anything is written or started (:class:`SpecError` names the key, what it got
-and what is allowed). Each trial is an ordinary run directory under the sweep directory, named from its env,
-algorithm, varying settings and seed (:func:`trial_name`), trained by :func:`rlsuite.agents.train.train`,
-the function ``rlsuite train`` calls, so ``rlsuite eval`` / ``export`` / ``train --resume`` work on it.
+and what is allowed; a dataset must exist in the data directory). Each trial is an ordinary run directory under
+the sweep directory, named from its env or dataset, algorithm, varying settings and seed (:func:`trial_name`),
+trained by the driver ``rlsuite train`` calls (:func:`rlsuite.agents.train.train` for an env,
+:func:`rlsuite.offline.train.train_offline` for a dataset), so ``rlsuite eval`` / ``export`` /
+``train --resume`` work on it.
 
 :func:`run_sweep` runs the trials as Ray tasks (``cpus_per_trial`` CPUs each, at most ``max_concurrent`` at
 once). A trial whose worker dies (killed, out of memory, its node lost) is submitted again and resumes from
 its last checkpoint; one that raises fails (its traceback is in ``logs/<trial>.log``). Started again on the
 same directory, a sweep skips its finished trials and resumes the others from their checkpoints; a larger
-``total_steps`` resumes finished trials to the new budget. ``sweep.json`` (written atomically at every
-change) records the spec and each trial's state, attempts and score.
+``total_steps`` resumes finished trials to the new budget (dataset agents: a larger ``online_steps`` takes a trial
+whose offline phase is its last checkpoint on online, as ``rlsuite train ALGO --resume`` does). ``sweep.json``
+(written atomically at every change) records the spec and each trial's state, attempts and score.
 """
 
 from __future__ import annotations
@@ -88,8 +109,18 @@ FORMAT = "rlsuite-sweep"
 FORMAT_VERSION = 1
 
 TOP_KEYS = ("algo", "env", "dataset", "total_steps", "seeds", "grid", "random", "args", "metric", "cpus_per_trial",
-            "gpus_per_trial", "max_retries")
-"""Keys a spec may have."""
+            "gpus_per_trial", "max_retries", "offline_steps", "online_steps")
+"""Keys a spec may have (``env`` and ``total_steps`` for an agent that learns from an env; ``dataset``,
+``offline_steps`` and ``online_steps`` for one that learns from a dataset)."""
+
+ENV_KEYS = ("env", "total_steps")
+"""The task and budget keys of an agent that learns from an env."""
+
+DATASET_KEYS = ("dataset", "offline_steps", "online_steps")
+"""The task and budget keys of an agent that learns from a dataset (the budgets are its run options)."""
+
+DATASET_METRIC = "eval/normalized_score"
+"""The default metric of a dataset agent's sweep: what the offline driver logs at every evaluation."""
 
 DISTRIBUTIONS = ("choice", "loguniform", "randint", "uniform")
 """Distributions of a ``random:`` space: ``uniform: [low, high]``, ``loguniform: [low, high]`` (low > 0),
@@ -110,8 +141,22 @@ SWEEP_OWNED = {
 }
 """Run options a spec may not set as settings, and what sets them."""
 
+DATASET_SWEEP_OWNED = {
+    "dataset": "the spec's top-level `dataset:` (an id or a list of ids)",
+    "offline_steps": "the spec's top-level `offline_steps:`",
+    "online_steps": "the spec's top-level `online_steps:`",
+    **{k: SWEEP_OWNED[k] for k in ("seed", "run_dir", "resume", "overwrite")},
+}
+"""What :data:`SWEEP_OWNED` is for an agent that learns from a dataset (its run options are
+:class:`rlsuite.offline.train.OfflineRunConfig`)."""
+
 RESTART_IGNORED = ("run_dir", "resume", "overwrite", "total_steps")
 """Run options that may differ between a trial's ``config.json`` and a restarted sweep's trial."""
+
+DATASET_RESTART_IGNORED = ("run_dir", "resume", "overwrite", "online_steps", "data_dir")
+""":data:`RESTART_IGNORED` of a dataset agent's trial: a changed online budget is left to the offline driver's
+:func:`rlsuite.offline.train.check_resumable`, and the data directory is where the dataset is, not a setting
+(``rlsuite train ALGO --resume`` does not compare it either)."""
 
 
 class SpecError(ValueError):
@@ -173,8 +218,8 @@ class SweepSpec:
 
     Attributes:
         algo: the agent's registry name.
-        envs: the env ids, each trained on.
-        total_steps: each trial's budget (``--total-steps``).
+        envs: the env ids, each trained on (``()`` for an agent that learns from a dataset).
+        total_steps: each trial's budget (``--total-steps``; 0 for an agent that learns from a dataset).
         seeds: the seeds, each trained with.
         grid: ``(setting, values)`` pairs: every combination is a trial.
         random: the random space (crossed with the grid), or ``None``.
@@ -183,6 +228,9 @@ class SweepSpec:
         cpus_per_trial: Ray CPUs each trial holds (also its torch threads unless ``args`` sets ``torch_threads``).
         gpus_per_trial: Ray GPUs each trial holds (0: the trials run on the CPU unless ``args`` sets ``device``).
         max_retries: how often a trial whose worker died is resumed before it counts as failed.
+        datasets: the dataset ids, each trained on, of an agent that learns from a dataset (``()`` for an env agent).
+        offline_steps: a dataset agent's ``--offline-steps`` (the agent's default when the spec gives none).
+        online_steps: a dataset agent's ``--online-steps``.
     """
 
     algo: str
@@ -196,11 +244,27 @@ class SweepSpec:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_retries: int = 3
+    datasets: tuple[str, ...] = ()
+    offline_steps: int = 0
+    online_steps: int = 0
+
+    @property
+    def learns_from(self) -> str:
+        """``dataset`` when the spec names datasets, else ``env``."""
+        return "dataset" if self.datasets else "env"
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """What the trials train on: the datasets, or the envs."""
+        return self.datasets or self.envs
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the JSON of ``sweep.json`` (the YAML form, normalised)."""
-        out: dict[str, Any] = {"algo": self.algo, "env": list(self.envs), "total_steps": self.total_steps,
-                               "seeds": list(self.seeds)}
+        if self.datasets:
+            out: dict[str, Any] = {"algo": self.algo, "dataset": list(self.datasets), "offline_steps": self.offline_steps,
+                                   "online_steps": self.online_steps, "seeds": list(self.seeds)}
+        else:
+            out = {"algo": self.algo, "env": list(self.envs), "total_steps": self.total_steps, "seeds": list(self.seeds)}
         if self.grid:
             out["grid"] = {k: [_jsonable(v) for v in vs] for k, vs in self.grid}
         if self.random is not None:
@@ -244,15 +308,27 @@ def _config_settings(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[tupl
     return out
 
 
-def settings_of(spec: Any) -> dict[str, Setting]:
-    """Every name a sweep may set for the agent ``spec``: its config fields (by name, and by dotted path for
-    nested configs) and the run options the sweep does not set itself (see :data:`SWEEP_OWNED`)."""
+def _run_options(spec: Any) -> tuple[type, dict[str, str]]:
+    """The run options class of the agent ``spec`` (what ``rlsuite train ALGO`` parses besides its config) and
+    :data:`SWEEP_OWNED` or :data:`DATASET_SWEEP_OWNED`."""
+    if spec.learns_from == "dataset":
+        from rlsuite.offline.train import OfflineRunConfig
+
+        return OfflineRunConfig, DATASET_SWEEP_OWNED
     from rlsuite.core.run import RunConfig
 
+    return RunConfig, SWEEP_OWNED
+
+
+def settings_of(spec: Any) -> dict[str, Setting]:
+    """Every name a sweep may set for the agent ``spec``: its config fields (by name, and by dotted path for
+    nested configs) and the run options the sweep does not set itself (see :data:`SWEEP_OWNED`; a dataset
+    agent's: :data:`DATASET_SWEEP_OWNED`)."""
+    run_cls, owned = _run_options(spec)
     out: dict[str, Setting] = {}
-    hints = typing.get_type_hints(RunConfig)
-    for f in dataclasses.fields(RunConfig):
-        if f.name not in SWEEP_OWNED:
+    hints = typing.get_type_hints(run_cls)
+    for f in dataclasses.fields(run_cls):
+        if f.name not in owned:
             out[f.name] = Setting(f.name, ("run", f.name), hints[f.name], True)
     flat: dict[str, list[tuple[tuple[str, ...], Any]]] = {}
     for path, tp in _config_settings(spec.config_cls):
@@ -345,12 +421,13 @@ def _check_keys(data: dict[str, Any], allowed: Sequence[str], where: str, what: 
             raise SpecError(f"{where}: unknown {what} {key!r}.{hint} Allowed: {', '.join(allowed)}.")
 
 
-def _setting(settings: dict[str, Setting], key: Any, where: str, algo: str) -> Setting:
+def _setting(settings: dict[str, Setting], key: Any, where: str, algo: str,
+             owned: dict[str, str] = SWEEP_OWNED) -> Setting:
     name = str(key).lstrip("-").replace("-", "_")
     if name in settings:
         return settings[name]
-    if name in SWEEP_OWNED:
-        raise SpecError(f"{where}: {key!r} is set by {SWEEP_OWNED[name]}, not as a setting.")
+    if name in owned:
+        raise SpecError(f"{where}: {key!r} is set by {owned[name]}, not as a setting.")
     nested = sorted(k for k in settings if k.endswith("." + name))
     if len(nested) > 1:
         raise SpecError(f"{where}: {key!r} names fields of several nested configs of {algo}; give one of {', '.join(nested)}.")
@@ -407,35 +484,62 @@ def spec_from_dict(data: Any, source: str = "spec") -> SweepSpec:
 
     Raises:
         SpecError: an unknown or ill-typed key, an unknown algorithm (with a "did you mean"), an algorithm that
-            does not learn from an env, a setting the algorithm does not have, a bad distribution.
+            learns from instance sets, ``dataset:`` for an env agent or ``env:`` for a dataset agent, a setting
+            the algorithm does not have, a bad distribution.
     """
     from rlsuite.agents import AGENTS
 
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping of keys ({', '.join(TOP_KEYS)}), got {type(data).__name__}.")
     _check_keys(data, TOP_KEYS, source, "key")
-    for key in ("algo", "total_steps"):
-        if key not in data:
-            raise SpecError(f"{source}: `{key}:` is required.")
+    if "algo" not in data:
+        raise SpecError(f"{source}: `algo:` is required.")
     if not isinstance(data["algo"], str):
         raise SpecError(f"{source}: algo: expected an algorithm name, got {data['algo']!r}.")
     try:
         agent = AGENTS.get(data["algo"])
     except UnknownNameError as e:
         raise SpecError(f"{source}: algo: {e}") from None
-    if agent.learns_from != "env" or "dataset" in data:
-        env_agents = ", ".join(n for n in AGENTS.names() if AGENTS.get(n).learns_from == "env")
-        raise SpecError(f"{source}: rlsuite sweep runs agents that learn from an env ({env_agents}); "
-                        f"{agent.name} learns from {'a dataset' if agent.learns_from == 'dataset' else agent.learns_from}"
-                        f"{' (`dataset:` is not a sweep key yet)' if 'dataset' in data else ''}. "
-                        f"Run its seeds with rlsuite train {agent.name} for now.")
-    env = data.get("env", agent.default_env)
-    envs = [env] if isinstance(env, str) else env
-    if not isinstance(envs, list) or not envs or not all(isinstance(e, str) and e for e in envs):
-        raise SpecError(f"{source}: env: expected an env id or a list of env ids, got {env!r}.")
-    if len(set(envs)) != len(envs):
-        raise SpecError(f"{source}: env: {envs} names an env twice.")
-    total_steps = _positive_number(data["total_steps"], f"{source}: total_steps", integer=True)
+    kinds = {k: ", ".join(n for n in AGENTS.names() if AGENTS.get(n).learns_from == k) for k in ("env", "dataset")}
+    if agent.learns_from not in kinds:
+        what = "instance sets" if agent.learns_from == "instances" else agent.learns_from
+        raise SpecError(f"{source}: algo: {agent.name} learns from {what}; rlsuite sweep runs agents that learn "
+                        f"from an env ({kinds['env']}) or from a dataset ({kinds['dataset']}). Its score is a cost "
+                        "(eval/greedy_cost, lower is better), which a sweep's best trial and its report would rank the wrong "
+                        f"way up: run its seeds with rlsuite train {agent.name} (--resume RUN continues one).")
+    dataset = agent.learns_from == "dataset"
+    mine, theirs = (DATASET_KEYS, ENV_KEYS) if dataset else (ENV_KEYS, DATASET_KEYS)
+    for key in theirs:
+        if key in data:
+            what = ("a dataset (which names its env), so its trials take `dataset:` (a dataset id or a list of them) and the "
+                    "budgets `offline_steps:` and `online_steps:` (its --offline-steps and --online-steps)" if dataset else
+                    "an env, so its trials take `env:` (an env id or a list of them) and the budget `total_steps:`")
+            raise SpecError(f"{source}: {key}: {agent.name} learns from {what}; received {key}: {data[key]!r}. `{key}:` is for "
+                            f"agents that learn from {'an env' if dataset else 'a dataset'} "
+                            f"({kinds['env' if dataset else 'dataset']}).")
+    if dataset and "dataset" not in data:
+        raise SpecError(f"{source}: `dataset:` is required for {agent.name}: a dataset id or a list of them, such as "
+                        "rlsuite/hopper/medium-v0 (rlsuite data list lists this machine's; rlsuite data collect makes one, "
+                        "docs/datasets.md).")
+    if not dataset and "total_steps" not in data:
+        raise SpecError(f"{source}: `total_steps:` is required.")
+    task = data.get(mine[0], agent.default_env)
+    tasks = [task] if isinstance(task, str) else task
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(e, str) and e for e in tasks):
+        what = "a dataset id or a list of dataset ids" if dataset else "an env id or a list of env ids"
+        raise SpecError(f"{source}: {mine[0]}: expected {what}, got {task!r}.")
+    if len(set(tasks)) != len(tasks):
+        raise SpecError(f"{source}: {mine[0]}: {tasks} names {'a dataset' if dataset else 'an env'} twice.")
+    if dataset:
+        from rlsuite.offline.train import default_offline_steps
+
+        envs, total_steps = [], 0
+        budgets = {"offline_steps": default_offline_steps(agent.name), "online_steps": 0}
+        offline_steps, online_steps = (_positive_number(data.get(k, budgets[k]), f"{source}: {k}", integer=True, allow_zero=True)
+                                       for k in budgets)
+    else:
+        envs, offline_steps, online_steps = tasks, 0, 0
+        total_steps = _positive_number(data["total_steps"], f"{source}: total_steps", integer=True)
     seeds_raw = data.get("seeds", 1)
     if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
         seeds = tuple(range(_positive_number(seeds_raw, f"{source}: seeds", integer=True)))
@@ -447,10 +551,11 @@ def spec_from_dict(data: Any, source: str = "spec") -> SweepSpec:
         raise SpecError(f"{source}: seeds: expected a count (3 means 0, 1, 2) or a list of integers, got {seeds_raw!r}.")
 
     settings = settings_of(agent)
+    owned = _run_options(agent)[1]
     seen: dict[str, str] = {}
 
     def claim(key: Any, where: str) -> Setting:
-        s = _setting(settings, key, where, agent.name)
+        s = _setting(settings, key, where, agent.name, owned)
         if s.name in seen:
             raise SpecError(f"{where}: {s.name} is already set in {seen[s.name]}; set it in one place.")
         seen[s.name] = where.rsplit(".", 1)[0].split(": ", 1)[-1]
@@ -497,13 +602,15 @@ def spec_from_dict(data: Any, source: str = "spec") -> SweepSpec:
         s = claim(key, where)
         args.append((s.name, coerce_value(s.type, _json_object(s, value), where)))
 
-    metric = data.get("metric", "eval/mean_return")
+    metric = data.get("metric", DATASET_METRIC if dataset else "eval/mean_return")
     if not isinstance(metric, str) or not metric:
-        raise SpecError(f"{source}: metric: expected a metrics.csv column such as eval/mean_return, got {metric!r}.")
+        raise SpecError(f"{source}: metric: expected a metrics.csv column such as {DATASET_METRIC if dataset else 'eval/mean_return'}, "
+                        f"got {metric!r}.")
     cpus = _positive_number(data.get("cpus_per_trial", 1), f"{source}: cpus_per_trial")
     gpus = _positive_number(data.get("gpus_per_trial", 0), f"{source}: gpus_per_trial", allow_zero=True)
     retries = _positive_number(data.get("max_retries", 3), f"{source}: max_retries", integer=True, allow_zero=True)
-    return SweepSpec(agent.name, tuple(envs), total_steps, seeds, tuple(grid), random, tuple(args), metric, cpus, gpus, retries)
+    return SweepSpec(agent.name, tuple(envs), total_steps, seeds, tuple(grid), random, tuple(args), metric, cpus, gpus, retries,
+                     datasets=tuple(tasks) if dataset else (), offline_steps=offline_steps, online_steps=online_steps)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -534,12 +641,14 @@ class Trial:
 
     Attributes:
         name: its run directory's name inside the sweep directory (:func:`trial_name`).
-        env: the env id.
+        env: the env id (``""`` for a dataset agent's trial: its dataset names the env).
         seed: the seed.
         settings: the values of the grid and random settings, ``(name, value)`` (the sample's index as ``sample``).
-        run: the run options (:class:`rlsuite.core.run.RunConfig` as a dict; ``run_dir`` absolute).
+        run: the run options (:class:`rlsuite.core.run.RunConfig`, or for a dataset agent
+            :class:`rlsuite.offline.train.OfflineRunConfig`, as a dict; ``run_dir`` and ``data_dir`` absolute).
         config: the algorithm config as a dict (the env's preset, then the spec's settings).
         argv: the equivalent ``rlsuite train`` command line (after the algorithm's name).
+        dataset: the dataset id of a dataset agent's trial (``""`` for an env agent's).
     """
 
     name: str
@@ -549,6 +658,7 @@ class Trial:
     run: dict[str, Any]
     config: dict[str, Any]
     argv: tuple[str, ...]
+    dataset: str = ""
 
     @property
     def run_dir(self) -> Path:
@@ -566,8 +676,9 @@ def _fmt(value: Any) -> str:
 
 
 def trial_name(env: str, algo: str, settings: Sequence[tuple[str, Any]], seed: int) -> str:
-    """``<env>__<algo>[__<name>=<value>,...]__<seed>``: ``/`` and other characters a path should not hold become
-    ``_``; floats keep 6 significant digits; a name over 150 characters is cut and ends with a hash of the whole."""
+    """``<env>__<algo>[__<name>=<value>,...]__<seed>`` (a dataset agent's trial: ``<dataset>__...``, the dataset id
+    as ``env``): ``/`` and other characters a path should not hold become ``_``; floats keep 6 significant digits; a
+    name over 150 characters is cut and ends with a hash of the whole."""
     parts = [env, algo]
     if settings:
         parts.append(",".join(f"{k}={_fmt(v)}" if k != "sample" else f"sample{v}" for k, v in settings))
@@ -594,12 +705,32 @@ def _replace_path(cfg: Any, path: tuple[str, ...], value: Any) -> Any:
     return dataclasses.replace(cfg, **{path[0]: _replace_path(getattr(cfg, path[0]), path[1:], value)})
 
 
+def _check_dataset(ds_id: str, root: str) -> None:
+    """Refuse a dataset that is not in the data directory ``root`` (or cannot be read there), naming those that are
+    and how datasets are made."""
+    from rlsuite.offline.datasets import DatasetError, list_datasets, load_dataset
+
+    try:
+        load_dataset(ds_id, Path(root))
+    except DatasetError as e:
+        have = list_datasets(Path(root))
+        guess = suggest(ds_id, have) if ds_id not in have else []
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        raise SpecError(f"dataset: {e}{hint} `rlsuite data list --data-dir {root}` lists the datasets there; a spec's args "
+                        "may set data_dir; docs/datasets.md says how datasets are made.") from None
+
+
 def expand_trials(spec: SweepSpec, out: str | Path) -> list[Trial]:
-    """Every trial of ``spec`` (envs x grid x random samples x seeds, in that order), its configs built and
-    checked as ``rlsuite train`` would (the configs' own checks, the env id, the env's keyword arguments).
+    """Every trial of ``spec`` (envs or datasets x grid x random samples x seeds, in that order), its configs built
+    and checked as ``rlsuite train`` would (the configs' own checks, the env id and the env's keyword arguments, or
+    the dataset in its data directory and the budgets the agent takes).
+
+    A dataset agent's trials get ``--data-dir`` as an absolute path: the spec's ``data_dir`` setting, or the data
+    directory of the machine that expands them (``$RLSUITE_DATA_DIR``, ...), so that every trial reads the
+    dataset checked here.
 
     Raises:
-        SpecError: a value the run or algorithm config refuses, an unknown env id, two trials with one name.
+        SpecError: a value the run or algorithm config refuses, an unknown env id or dataset, two trials with one name.
     """
     from rlsuite.agents import AGENTS
     from rlsuite.agents.registry import preset_config
@@ -611,6 +742,7 @@ def expand_trials(spec: SweepSpec, out: str | Path) -> list[Trial]:
     agent = AGENTS.get(spec.algo)
     settings = settings_of(agent)
     out = Path(out).absolute()
+    dataset = spec.learns_from == "dataset"
     for env in spec.envs:
         try:
             check_env_id(env)
@@ -620,25 +752,41 @@ def expand_trials(spec: SweepSpec, out: str | Path) -> list[Trial]:
     samples: list[tuple[tuple[str, Any], ...]] = [()]
     if spec.random is not None:
         samples = [(("sample", i), *draw) for i, draw in enumerate(spec.random.draw())]
-    base_run = {"progress": False, "torch_threads": max(1, math.ceil(spec.cpus_per_trial)),
-                "device": "cpu" if spec.gpus_per_trial == 0 else "auto"}
+    device = "cpu" if spec.gpus_per_trial == 0 else "auto"
+    if dataset:
+        from rlsuite.offline.datasets import data_dir
+        from rlsuite.offline.train import OfflineRunConfig, check_budgets
+
+        base_run: dict[str, Any] = {"device": device, "data_dir": str(data_dir().absolute())}
+        defaults = ("device", "data_dir")
+    else:
+        base_run = {"progress": False, "torch_threads": max(1, math.ceil(spec.cpus_per_trial)), "device": device}
+        defaults = ("torch_threads", "device")
     trials: list[Trial] = []
     names: dict[str, tuple[Any, ...]] = {}
-    checked_env_kwargs: set[str] = set()
-    for env, point, sample, seed in itertools.product(spec.envs, grid_points, samples, spec.seeds):
+    checked: set[str] = set()  # env kwargs, or datasets in their directories
+    for task, point, sample, seed in itertools.product(spec.tasks, grid_points, samples, spec.seeds):
         varying = (*point, *sample)
-        values = [(k, v) for k, v in (*spec.args, *point, *sample) if k != "sample"]
-        name = trial_name(env, spec.algo, varying, seed)
+        values = [(k, str(Path(v or base_run[k]).expanduser().absolute()) if k == "data_dir" else v)
+                  for k, v in (*spec.args, *point, *sample) if k != "sample"]
+        name = trial_name(task, spec.algo, varying, seed)
         if name in names:
             raise SpecError(f"two trials would share the run directory {name!r} ({names[name]} and {varying}); their values "
                             "differ past the 6 significant digits a name keeps: make them differ more.")
         names[name] = varying
-        run_kwargs = {**base_run, "env": env, "seed": seed, "total_steps": spec.total_steps, "run_dir": str(out / name)}
-        algo_cfg = preset_config(agent, env)
-        argv = ["--env", env, "--seed", str(seed), "--total-steps", str(spec.total_steps), "--run-dir", str(out / name)]
+        if dataset:
+            run_kwargs = {**base_run, "dataset": task, "seed": seed, "offline_steps": spec.offline_steps,
+                          "online_steps": spec.online_steps, "run_dir": str(out / name)}
+            algo_cfg = agent.config_cls()  # dataset agents have no per-env presets (as in rlsuite train)
+            argv = ["--dataset", task, "--seed", str(seed), "--offline-steps", str(spec.offline_steps), "--online-steps",
+                    str(spec.online_steps), "--run-dir", str(out / name)]
+        else:
+            run_kwargs = {**base_run, "env": task, "seed": seed, "total_steps": spec.total_steps, "run_dir": str(out / name)}
+            algo_cfg = preset_config(agent, task)
+            argv = ["--env", task, "--seed", str(seed), "--total-steps", str(spec.total_steps), "--run-dir", str(out / name),
+                    "--no-progress"]
         given = {k for k, _ in values}
-        argv.append("--no-progress")
-        argv += [t for k in ("torch_threads", "device") if k not in given for t in _flag_tokens(settings[k], base_run[k])]
+        argv += [t for k in defaults if k not in given for t in _flag_tokens(settings[k], base_run[k])]
         try:
             for key, value in values:
                 s = settings[key]
@@ -647,15 +795,23 @@ def expand_trials(spec: SweepSpec, out: str | Path) -> list[Trial]:
                 else:
                     algo_cfg = _replace_path(algo_cfg, s.path, value)
                 argv += _flag_tokens(s, value)
-            run_cfg = RunConfig(**run_kwargs)
-            env_kwargs = merged_env_kwargs(agent, algo_cfg, run_cfg)
-            key = json.dumps([env, env_kwargs], sort_keys=True)
-            if key not in checked_env_kwargs:
-                check_env_kwargs(env, env_kwargs)
-                checked_env_kwargs.add(key)
+            if dataset:
+                run_cfg = OfflineRunConfig(**run_kwargs)
+                check_budgets(spec.algo, run_cfg.offline_steps or 0, run_cfg.online_steps, algo_cfg)
+            else:
+                run_cfg = RunConfig(**run_kwargs)
+                env_kwargs = merged_env_kwargs(agent, algo_cfg, run_cfg)
+                key = json.dumps([task, env_kwargs], sort_keys=True)
+                if key not in checked:
+                    check_env_kwargs(task, env_kwargs)
+                    checked.add(key)
         except (ValueError, TypeError) as e:
             raise SpecError(f"trial {name}: {e}") from None
-        trials.append(Trial(name, env, seed, varying, config_to_dict(run_cfg), config_to_dict(algo_cfg), tuple(argv)))
+        if dataset and json.dumps([task, run_cfg.data_dir]) not in checked:
+            _check_dataset(task, str(run_cfg.data_dir))
+            checked.add(json.dumps([task, run_cfg.data_dir]))
+        trials.append(Trial(name, "" if dataset else task, seed, varying, config_to_dict(run_cfg), config_to_dict(algo_cfg),
+                            tuple(argv), dataset=task if dataset else ""))
     return trials
 
 
@@ -677,12 +833,15 @@ class TrialState:
     step: int
 
 
-def _comparable(run: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps({k: v for k, v in run.items() if k not in RESTART_IGNORED}))
+def _comparable(run: dict[str, Any], ignored: Sequence[str] = RESTART_IGNORED) -> dict[str, Any]:
+    return json.loads(json.dumps({k: v for k, v in run.items() if k not in ignored}))
 
 
 def trial_state(trial: Trial, algo: str) -> TrialState:
     """Whether ``trial`` is new, to be resumed, or finished, from its run directory.
+
+    A dataset agent's trial is finished, or resumable, as :func:`rlsuite.offline.train.check_resumable` says for its
+    budgets (what ``rlsuite train ALGO --resume`` checks).
 
     Raises:
         SpecError: the directory holds a run with other settings (a changed spec), or one past the budget.
@@ -696,14 +855,20 @@ def trial_state(trial: Trial, algo: str) -> TrialState:
     if not (run_dir / "config.json").is_file():
         return TrialState(trial, "new", 0)
     saved = read_run_config(run_dir)
-    mine = {"algo": algo, "run": _comparable(trial.run), "config": json.loads(json.dumps(trial.config))}
-    theirs = {"algo": saved.get("algo"), "run": _comparable(saved.get("run", {})), "config": saved.get("config", {})}
+    saved_run = saved.get("run", {})
+    ignored = RESTART_IGNORED
+    if trial.dataset:  # a dataset run's record also names the env its dataset is for
+        saved_run, ignored = {k: v for k, v in saved_run.items() if k in trial.run}, DATASET_RESTART_IGNORED
+    mine = {"algo": algo, "run": _comparable(trial.run, ignored), "config": json.loads(json.dumps(trial.config))}
+    theirs = {"algo": saved.get("algo"), "run": _comparable(saved_run, ignored), "config": saved.get("config", {})}
     if mine != theirs:
         diff = next((f"{part}.{k}: {theirs[part].get(k)!r} there, {mine[part].get(k)!r} in the spec"
                      for part in ("run", "config") for k in sorted(set(theirs[part]) | set(mine[part]))
                      if theirs[part].get(k) != mine[part].get(k)), f"algo: {theirs['algo']!r} there")
         raise SpecError(f"{run_dir} holds a run with other settings than this spec's trial ({diff}). Restart a sweep with "
                         "the spec it was started with, give another --out, or pass --overwrite to start it afresh.")
+    if trial.dataset:
+        return _dataset_trial_state(trial, algo)
     if not (run_dir / "checkpoints" / "latest.json").is_file() and not list((run_dir / "checkpoints").glob("step_*")):
         return TrialState(trial, "new", 0)
     ckpt = resolve_checkpoint(run_dir)
@@ -714,6 +879,24 @@ def trial_state(trial: Trial, algo: str) -> TrialState:
         return TrialState(trial, "finished", step)
     except ValueError as e:
         raise SpecError(f"trial {trial.name}: {e}") from None
+    return TrialState(trial, "resume", step)
+
+
+def _dataset_trial_state(trial: Trial, algo: str) -> TrialState:
+    """:func:`trial_state` of a dataset agent's trial whose run directory holds a run of its settings."""
+    from rlsuite.core.run import NothingToDo
+    from rlsuite.offline.datasets import DatasetError
+    from rlsuite.offline.train import check_resumable
+
+    if not (trial.run_dir / "checkpoints" / "latest.json").is_file():  # killed before its first evaluation
+        return TrialState(trial, "new", 0)
+    step = _latest_step(trial.run_dir)
+    try:
+        check_resumable(trial.run_dir, algo, int(trial.run["offline_steps"]), int(trial.run["online_steps"]))
+    except NothingToDo:
+        return TrialState(trial, "finished", step)
+    except DatasetError as e:
+        raise SpecError(f"trial {trial.name}: {e} (in a sweep: another --out, or --overwrite)") from None
     return TrialState(trial, "resume", step)
 
 
@@ -850,23 +1033,17 @@ def score_of(run_dir: str | Path, metric: str) -> float | None:
 # ----------------------------------------------------------------------------- the worker
 
 
-def run_trial(algo: str, run: dict[str, Any], config: dict[str, Any], log_path: str, attempt: int) -> dict[str, Any]:
-    """Train one trial (in a Ray worker): resume it from its latest checkpoint if it has one, else start it
-    afresh in its run directory (clearing what a worker that died before its first checkpoint left there).
+_Fit = Callable[[], tuple[int, float | None]]
+"""Trains a trial; returns its final step and its last evaluation's mean return (``None`` without one)."""
 
-    Log lines go to ``log_path`` (appended; each attempt starts with a header line).
 
-    Returns:
-        ``{"start_step", "steps", "eval_mean_return", "seconds", "host", "pid"}``.
-    """
-    from rlsuite.agents import AGENTS
+def _env_trial(spec: Any, run: dict[str, Any], config: dict[str, Any], torch_threads: int) -> tuple[int, bool, _Fit]:
+    """An env agent's trial: ``(start step, whether it resumes, its training)`` (``torch_threads`` is in ``run``)."""
     from rlsuite.agents.train import train
     from rlsuite.core.checkpoint import CheckpointError, read_checkpoint_meta
     from rlsuite.core.config import config_from_dict
-    from rlsuite.core.run import NothingToDo, RunConfig, resolve_checkpoint
+    from rlsuite.core.run import RunConfig, resolve_checkpoint
 
-    t0 = time.perf_counter()
-    spec = AGENTS.get(algo)
     run_cfg = config_from_dict(RunConfig, run)
     algo_cfg = config_from_dict(spec.config_cls, config)
     run_dir = Path(run_cfg.run_dir)
@@ -879,6 +1056,57 @@ def run_trial(algo: str, run: dict[str, Any], config: dict[str, Any], log_path: 
         if (run_dir / "checkpoints" / "latest.json").is_file():
             raise  # damaged: never start over a run that has checkpoints
         run_cfg = dataclasses.replace(run_cfg, overwrite=True)
+
+    def fit() -> tuple[int, float | None]:
+        summary = train(spec, run_cfg, algo_cfg)
+        return int(summary["steps"]), float(summary["eval_mean_return"])
+
+    return start, bool(run_cfg.resume), fit
+
+
+def _dataset_trial(spec: Any, run: dict[str, Any], config: dict[str, Any], torch_threads: int) -> tuple[int, bool, _Fit]:
+    """A dataset agent's trial, trained by :func:`rlsuite.offline.train.train_offline` as ``rlsuite train ALGO
+    --dataset ID`` (or ``--resume RUN`` when it has a checkpoint) trains it, on ``torch_threads`` threads."""
+    from rlsuite.core.config import config_from_dict
+    from rlsuite.offline.train import OfflineRunConfig, train_offline
+
+    run_cfg = config_from_dict(OfflineRunConfig, run)
+    algo_cfg = config_from_dict(spec.config_cls, config)
+    run_dir = Path(run_cfg.run_dir)
+    resume = (run_dir / "checkpoints" / "latest.json").is_file()  # else start afresh over what a killed worker left
+
+    def fit() -> tuple[int, float | None]:
+        import torch
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        summary = train_offline(spec.name, run_cfg.dataset, int(run_cfg.offline_steps or 0), run_cfg.online_steps, run_cfg.seed,
+                                run_cfg.eval_every, run_cfg.eval_episodes, run_dir, Path(run_cfg.data_dir) if run_cfg.data_dir else None,
+                                run_cfg.device, log=log.info, config=algo_cfg, resume=resume, overwrite=not resume)
+        rows = summary["rows"]
+        return _latest_step(run_dir), (float(rows[-1]["return"]) if rows else None)
+
+    return (_latest_step(run_dir) if resume else 0), resume, fit
+
+
+def run_trial(algo: str, run: dict[str, Any], config: dict[str, Any], log_path: str, attempt: int,
+              torch_threads: int = 0) -> dict[str, Any]:
+    """Train one trial (in a Ray worker): resume it from its latest checkpoint if it has one, else start it
+    afresh in its run directory (clearing what a worker that died before its first checkpoint left there).
+
+    Log lines go to ``log_path`` (appended; each attempt starts with a header line). ``torch_threads`` sets a
+    dataset agent's torch threads (0: torch's default), whose run options have none; an env agent's are in ``run``.
+
+    Returns:
+        ``{"start_step", "steps", "eval_mean_return", "seconds", "host", "pid"}``.
+    """
+    from rlsuite.agents import AGENTS
+    from rlsuite.core.run import NothingToDo
+
+    t0 = time.perf_counter()
+    spec = AGENTS.get(algo)
+    start, resuming, fit = (_dataset_trial if spec.learns_from == "dataset" else _env_trial)(spec, run, config, torch_threads)
+    run_dir = Path(run["run_dir"])
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -889,10 +1117,10 @@ def run_trial(algo: str, run: dict[str, Any], config: dict[str, Any], log_path: 
     logger.propagate = False
     host, pid = socket.gethostname(), os.getpid()
     try:
-        how = f"resuming from step {start}" if run_cfg.resume else "starting"
+        how = f"resuming from step {start}" if resuming else "starting"
         log.info("attempt %d on %s (pid %d): %s %s", attempt, host, pid, how, run_dir)
         try:
-            summary = train(spec, run_cfg, algo_cfg)
+            steps, mean_return = fit()
         except NothingToDo as e:
             log.info("%s", e)
             return {"start_step": start, "steps": start, "eval_mean_return": None, "seconds": time.perf_counter() - t0,
@@ -900,9 +1128,9 @@ def run_trial(algo: str, run: dict[str, Any], config: dict[str, Any], log_path: 
         except BaseException:
             log.error("failed:\n%s", traceback.format_exc())
             raise
-        log.info("done at step %d", summary["steps"])
-        return {"start_step": start, "steps": int(summary["steps"]), "eval_mean_return": float(summary["eval_mean_return"]),
-                "seconds": time.perf_counter() - t0, "host": host, "pid": pid}
+        log.info("done at step %d", steps)
+        return {"start_step": start, "steps": steps, "eval_mean_return": mean_return, "seconds": time.perf_counter() - t0,
+                "host": host, "pid": pid}
     finally:
         logger.removeHandler(handler)
         handler.close()
@@ -950,7 +1178,8 @@ class _Record:
         for p in plan:
             t = p.trial
             entry = {
-                "name": t.name, "env": t.env, "seed": t.seed, "settings": {k: _jsonable(v) for k, v in t.settings},
+                "name": t.name, **({"dataset": t.dataset} if t.dataset else {"env": t.env}), "seed": t.seed,
+                "settings": {k: _jsonable(v) for k, v in t.settings},
                 "status": "finished" if p.state == "finished" else "pending", "step": p.step,
                 "attempts": int(old.get(t.name, {}).get("attempts", 0)), "start_step": None, "score": None, "seconds": None,
                 "error": None, "host": None,
@@ -1047,6 +1276,7 @@ def _drive(ray: Any, spec: SweepSpec, out: Path, plan: list[TrialState], todo: d
     emit("plan", None, {"plan": plan, "where": where})
 
     task = ray.remote(run_trial)
+    threads = max(1, math.ceil(spec.cpus_per_trial)) if spec.learns_from == "dataset" else 0  # env agents: in the run options
     limit = max_concurrent or len(plan) or 1
     running: dict[Any, tuple[TrialState, int]] = {}
     deaths: dict[str, int] = {}  # worker deaths of each trial in this invocation
@@ -1058,7 +1288,7 @@ def _drive(ray: Any, spec: SweepSpec, out: Path, plan: list[TrialState], todo: d
                 attempt = record.by_name[p.trial.name]["attempts"] + 1
                 ref = task.options(num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial, max_retries=0,
                                    name=f"rlsuite-trial:{p.trial.name}").remote(
-                    spec.algo, p.trial.run, p.trial.config, str(out / LOG_DIR / f"{p.trial.name}.log"), attempt)
+                    spec.algo, p.trial.run, p.trial.config, str(out / LOG_DIR / f"{p.trial.name}.log"), attempt, threads)
                 running[ref] = (p, attempt)
                 record.update(p.trial.name, status="running", attempts=attempt)
                 emit("start", p, {"attempt": attempt})

@@ -17,12 +17,13 @@ log = logging.getLogger("rlsuite")
 
 @dataclasses.dataclass(frozen=True)
 class SweepArgs:
-    """Run a sweep: every trial of SPEC (grid and random settings x seeds) is an ordinary run directory under --out,
-    trained as a Ray task; a trial whose worker dies is resumed from its last checkpoint, and the same command run
-    again skips finished trials and resumes the others. Ends with a results table and the aggregate report."""
+    """Run a sweep: every trial of SPEC (envs or datasets x grid and random settings x seeds) is an ordinary run
+    directory under --out, trained as a Ray task; a trial whose worker dies is resumed from its last checkpoint, and the
+    same command run again skips finished trials and resumes the others. Ends with a results table and the aggregate
+    report."""
 
     spec: str
-    """YAML spec: algo, env, total_steps, seeds, grid, random, args (docs/scale.md, "Sweeps")"""
+    """YAML spec: algo, env and total_steps (an agent that learns from a dataset: dataset, offline_steps, online_steps), seeds, grid, random, args (docs/scale.md, "Sweeps")"""
     address: str | None = None
     """Ray cluster to run on: auto (the cluster this machine belongs to, e.g. after ray start --head) or ray://HOST:PORT (None: Ray started in this process)"""
     max_concurrent: int | None = None
@@ -64,15 +65,17 @@ def _settings_columns(trials: list[dict[str, Any]]) -> list[str]:
 
 
 def results_table(doc: dict[str, Any]) -> str:
-    """The Markdown table of a sweep's trials: settings, seed, status, steps, score, seconds."""
+    """The Markdown table of a sweep's trials: (env or dataset, when there are several,) settings, seed, status,
+    steps, score, seconds."""
     trials = doc["trials"]
     keys = _settings_columns(trials)
-    envs = len({t["env"] for t in trials}) > 1
-    header = ["trial", *(["env"] if envs else []), *keys, "seed", "status", "step", doc["metric"], "seconds"]
+    task = "dataset" if any("dataset" in t for t in trials) else "env"
+    tasks = len({t[task] for t in trials}) > 1
+    header = ["trial", *([task] if tasks else []), *keys, "seed", "status", "step", doc["metric"], "seconds"]
     rows = []
     for i, t in enumerate(trials):
         attempts = f" ({t['attempts']} attempts)" if t.get("attempts", 0) > 1 else ""
-        rows.append([str(i), *([t["env"]] if envs else []), *(_value(t["settings"].get(k, "")) for k in keys), str(t["seed"]),
+        rows.append([str(i), *([t[task]] if tasks else []), *(_value(t["settings"].get(k, "")) for k in keys), str(t["seed"]),
                      t["status"] + attempts, str(t.get("step", "")), _score(t.get("score")),
                      "-" if t.get("seconds") is None else f"{t['seconds']:.1f}"])
     return _table(header, rows)

@@ -104,6 +104,33 @@ def default_offline_steps(algo: str) -> int:
     return int(getattr(AGENTS.get(algo).agent_cls, "default_offline_steps", DEFAULT_OFFLINE_STEPS))
 
 
+def check_budgets(algo: str, offline_steps: int, online_steps: int, config: Any = None) -> None:
+    """Refuse budgets ``algo`` cannot train with, before anything is loaded or written: none at all, an online
+    phase for BC, offline updates for an agent without an offline phase (RLPD), or, for an agent whose online
+    replay is in its state (RLPD, EXPO) without an offline phase, online steps not past its uniformly random
+    warm-up (``start_training`` of ``config``: the config dataclass or overrides of it).
+
+    Raises:
+        DatasetError: the message names the flags to change.
+    """
+    from rlsuite.agents import AGENTS
+
+    if offline_steps == 0 and online_steps == 0:
+        raise DatasetError(f"nothing to train: received --offline-steps 0 and --online-steps 0 for {algo}; pass --online-steps N "
+                           "(and/or --offline-steps N for agents with an offline phase).")
+    if algo == "bc" and online_steps > 0:
+        raise DatasetError("BC has no online phase; use --online-steps 0 (or train iql).")
+    spec = AGENTS.get(algo)
+    if offline_steps > 0 and getattr(spec.agent_cls, "offline_phase", True) is False:
+        raise DatasetError(f"{algo} has no offline phase (it learns online with the dataset in every minibatch); received "
+                           f"--offline-steps {offline_steps}: use --offline-steps 0 and --online-steps N.")
+    if getattr(spec.agent_cls, "online_resumable", False) and offline_steps == 0 and online_steps > 0:
+        warmup = int(getattr(_config(spec.config_cls, config), "start_training", 0))
+        if online_steps <= warmup:
+            raise DatasetError(f"--online-steps {online_steps} is not more than --start-training {warmup} (uniformly random steps "
+                               f"before the first update): {algo} would not learn; pass more online steps or a smaller --start-training.")
+
+
 def evaluate(agent, env_id: str, episodes: int, seed: int) -> float:
     """Mean undiscounted return of the agent's deterministic policy over ``episodes`` episodes."""
     return mean_return(env_id, lambda obs: agent.act(obs[None])[0], episodes, seed)
@@ -188,11 +215,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
             raise DatasetError(f"{name} must be >= 0, got {value}.")
     if eval_every < 1:
         raise DatasetError(f"eval_every must be >= 1, got {eval_every}.")
-    if offline_steps == 0 and online_steps == 0:
-        raise DatasetError(f"nothing to train: received --offline-steps 0 and --online-steps 0 for {algo}; pass --online-steps N "
-                           "(and/or --offline-steps N for agents with an offline phase).")
-    if algo == "bc" and online_steps > 0:
-        raise DatasetError("BC has no online phase; use --online-steps 0 (or train iql).")
+    check_budgets(algo, offline_steps, online_steps, config)
     if resume and run_dir is None:
         raise DatasetError("resume needs the run directory of the interrupted run (run_dir / --run-dir).")
     ds = load_dataset(ds_id, root)
@@ -214,14 +237,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     say(f"dataset {ds_id}: {len(arrays['rewards'])} transitions, {int(ends.sum())} episodes, mean episode return "
         f"{float(arrays['rewards'].sum()) / max(1, int(ends.sum())):.1f}; reference returns: random {ref_min:.1f}, expert {ref_max:.1f}")
     agent, spec = _make_agent(algo, env, env_id, device, seed, config)
-    if offline_steps > 0 and getattr(agent, "offline_phase", True) is False:
-        raise DatasetError(f"{algo} has no offline phase (it learns online with the dataset in every minibatch); received "
-                           f"--offline-steps {offline_steps}: use --offline-steps 0 and --online-steps N.")
     resumable = bool(getattr(agent, "online_resumable", False))  # its state holds the online replay
-    warmup = int(getattr(agent.cfg, "start_training", 0)) if offline_steps == 0 else 0
-    if resumable and 0 < online_steps <= warmup:
-        raise DatasetError(f"--online-steps {online_steps} is not more than --start-training {warmup} (uniformly random steps "
-                           f"before the first update): {algo} would not learn; pass more online steps or a smaller --start-training.")
     agent.set_data(arrays, env.action_space.low, env.action_space.high)
     run = Path(run_dir or f"runs/{ds_id.replace('/', '_')}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}")
     run_config = {"algo": algo, "dataset": ds_id, "env": env_id, "offline_steps": offline_steps, "online_steps": online_steps,
@@ -241,7 +257,7 @@ def train_offline(algo: str, ds_id: str, offline_steps: int, online_steps: int =
     restored_seconds, offline_finished, done, k, online_done, online_restored_seconds = 0.0, False, 0, 0, 0, 0.0
     if resume:  # every check before the first write: a refused resume leaves the run as it was
         _check_settings(run, run_config)
-        _check_budget(run, algo, offline_steps, online_steps)
+        check_resumable(run, algo, offline_steps, online_steps)
         rows, meta = _restore_offline_phase(run, agent, agent.device, online_steps)
         offline_finished = meta["phase"] in ("offline", "online_partial")
         restored_seconds = float(meta.get("seconds", 0.0))
@@ -378,8 +394,9 @@ def _check_settings(run: Path, run_config: dict[str, Any]) -> None:
         raise DatasetError(f"cannot resume {run} with other settings ({detail}); pass the settings of the first call.")
 
 
-def _check_budget(run: Path, algo: str, offline_steps: int, online_steps: int) -> None:
-    """Refuse to resume a run whose phases are done for the budgets asked (its settings already checked).
+def check_resumable(run: Path, algo: str, offline_steps: int, online_steps: int) -> None:
+    """Refuse to resume a run whose phases are done for the budgets asked (its settings already checked);
+    returns when a resume of ``run`` with these budgets has work left (``rlsuite sweep`` asks it of its trials).
 
     Raises:
         NothingToDo: the offline phase is done and no online phase is asked, or the online phase is done
