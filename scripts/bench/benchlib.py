@@ -36,6 +36,7 @@ ANCHOR_PACKAGES: dict[str, tuple[str, ...]] = {
     "cop": ("elkai", "pyvrp", "ortools"),
     "offline_to_online": ("minari", "h5py"),
     "expo": ("minari", "h5py", "gymnasium-robotics"),
+    "scale": ("ray",),
     "dispatch": ("scipy", "networkx", "pettingzoo"),
 }
 
