@@ -496,6 +496,26 @@ def plot_improvement(stats: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
+def aggregate_tables(methods: Sequence[Method], normalized: bool = False, reps: int = 2000, seed: int = 0,
+                     baseline: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The report's statistics and Markdown tables for methods' scores (:func:`build_methods` of
+    :class:`RunScore` s): what :func:`make_report` writes, and what the benchmark scripts use for their multi-seed
+    tables (their scores come from their CSV files, not from run directories).
+
+    Args:
+        methods: the methods and their scores.
+        normalized: the scores are normalised (0 = min, 1 = max): the optimality gap is added.
+        reps: bootstrap resamples per interval (>= 1).
+        seed: seed of the bootstrap's generator (the same seed and scores give the same intervals).
+        baseline: a method name: probability of improvement over it only (default: every pair).
+
+    Returns:
+        ``(method_statistics(...), markdown_tables(...))``.
+    """
+    stats = method_statistics(methods, normalized, reps, np.random.default_rng(seed), baseline)
+    return stats, markdown_tables(stats)
+
+
 def default_out(paths: Sequence[str | Path]) -> Path:
     """``<first path>/report``; when the first path is itself a run directory, ``report`` beside it."""
     first = Path(paths[0])
@@ -554,8 +574,7 @@ def make_report(paths: Sequence[str | Path], metric: str = DEFAULT_METRIC, norma
     if baseline is not None:
         find_method(methods, baseline)  # an unknown name fails before any statistic is computed
     normalized = normalize is not None or table is not None
-    stats = method_statistics(methods, normalized, reps, np.random.default_rng(seed), baseline)
-    tables = markdown_tables(stats)
+    stats, tables = aggregate_tables(methods, normalized, reps, seed, baseline)
 
     tasks = sorted({s.task for s in scores})
     if normalize is not None:

@@ -159,3 +159,18 @@ def _num(v: str):
         except ValueError:
             pass
     return v
+
+
+def report_tables(rows: list[dict], method: str, task: str, score: str, normalize: tuple[float, float] | None = None,
+                  reps: int = 2000, seed: int = 0, baseline: str | None = None) -> dict[str, str]:
+    """``rlsuite report``'s Markdown tables (``aggregates``, ``per_task``, ``improvement``) for a benchmark's
+    per-seed rows: one run per row, grouped by the values of ``method`` and ``task``, scored by ``score``
+    (``normalize=(min, max)`` maps min to 0 and max to 1 for every task). The same statistics as the report of run
+    directories (:func:`rlsuite.report.aggregate_tables`): IQM, median and mean with stratified bootstrap intervals,
+    probability of improvement (over ``baseline`` only, when given)."""
+    from rlsuite.report import RunScore, aggregate_tables, build_methods
+
+    lo, hi = normalize if normalize is not None else (0.0, 1.0)
+    scores = [RunScore(Path(str(r.get("run_dir", ""))), str(r[method]), str(r[task]), float(r.get("step", 0) or 0),
+                       float(r[score]), (float(r[score]) - lo) / (hi - lo)) for r in rows]
+    return aggregate_tables(build_methods(scores), normalize is not None, reps, seed, baseline)[1]

@@ -59,7 +59,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchlib import MD_PATH, ROOT, git_commit, machine, read_rows, write_results  # noqa: E402  (scripts/bench on sys.path)
+from benchlib import MD_PATH, ROOT, git_commit, machine, read_rows, report_tables, write_results  # noqa: E402  (scripts/bench on sys.path)
 
 from rlsuite.offline import datasets as D
 from rlsuite.offline.train import read_evaluations, train_offline
@@ -413,6 +413,14 @@ def render(rows: list[dict], meta: dict) -> str:
                 out.append(f"| {task} | {device} | {label(*c)} | {len(rs)} | {_spread([float(r['final_score']) for r in rs])} | "
                            f"{_spread([float(r['auc']) for r in rs if r.get('auc', '') != ''])} | "
                            f"{_f(target) if target is not None else '-'} | {steps_txt} | {ratio} | {ms_txt} |")
+        scored = [{**r, "method": label(r["variant"], int(r.get("pretrain_steps", 0) or 0))} for r in cellrows
+                  if r.get("final_score", "") != ""]
+        if any(r["method"] == "rlpd" for r in scored) and len({r["method"] for r in scored}) > 1:
+            tables = report_tables(scored, "method", "task", "final_score", normalize=(0.0, 100.0), baseline="rlpd")
+            out += ["", "Final scores over every task and seed as `rlsuite report` aggregates them (scores / 100; IQM, median "
+                    "and mean with 95% stratified bootstrap intervals; tasks with different budgets are pooled, so read it "
+                    "with the table above):", "", tables["aggregates"], "", "Probability that a run of the variant scores above "
+                    "a run of RLPD on the same task (ties count half):", "", tables["improvement"]]
     mrows = [r for r in rows if r.get("part") == "micro"]
     if mrows:
         out += [""] if out else []

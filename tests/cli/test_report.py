@@ -207,3 +207,23 @@ def test_a_sweeps_unfinished_trials_and_a_nan_last_value_are_left_out(capsys, tm
     md = (root / "report" / "report.md").read_text()
     assert f"`{root / 't1'}`: its sweep" in md and "'failed', not finished: boom" in md
     assert f"`{root / 't2'}`: its last 'eval/mean_return' (step 300) is nan" in md
+
+
+def test_aggregate_tables_of_scores_in_hand_equal_the_reports(capsys, tmp_path):
+    """The benchmark scripts' path (scores from a CSV, not run directories) gives the tables of `rlsuite report` on
+    the same scores with the same bootstrap seed."""
+    from pathlib import Path
+
+    from rlsuite.report import RunScore, aggregate_tables, build_methods
+
+    root = _sweep(tmp_path / "exp")
+    out = tmp_path / "rep"
+    code, text, err = _run(capsys, "report", root, "--normalize-by", root / "norm.csv", "--reps", REPS, "--out", out)
+    assert code == 0, err
+    lines = (out / "scores.csv").read_text().splitlines()[1:]
+    scores = [RunScore(Path(run), method, task, float(step), float(value), float(score))
+              for method, task, run, step, value, score in (line.split(",") for line in lines)]
+    _, tables = aggregate_tables(build_methods(scores), normalized=True, reps=int(REPS), seed=0)
+    report = (out / "report.md").read_text()
+    for name in ("aggregates", "per_task", "improvement"):
+        assert tables[name] and tables[name] in report, name

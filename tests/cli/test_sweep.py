@@ -76,10 +76,13 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray for the module (its start costs seconds); `rlsuite sweep` uses the running instance."""
+    """One local Ray for the module (its start costs seconds), started as the suite starts it (loopback only);
+    `rlsuite sweep` uses the running instance."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    from rlsuite.core.ray_setup import init_ray
+
+    init_ray(ray, None, 2)
     yield ray
     ray.shutdown()
 
