@@ -72,6 +72,8 @@ class Measurement:
 MEASUREMENTS = [
     Measurement("ppo_cartpole", "tests/agents/test_ppo.py::test_ppo_solves_cartpole", "tests.agents.test_ppo:cartpole_return",
                 (Metric("eval_mean_return", ">=", "CARTPOLE_MIN_RETURN"),)),
+    Measurement("ppo_batched_pendulum", "tests/agents/test_ppo.py::test_ppo_solves_batched_pendulum",
+                "tests.agents.test_ppo:batched_pendulum_return", (Metric("eval_mean_return", ">=", "PENDULUM_MIN_RETURN"),)),
     Measurement("sac_pendulum", "tests/agents/test_sac.py::test_sac_solves_pendulum", "tests.agents.test_sac:pendulum_return",
                 (Metric("eval_mean_return", ">=", "PENDULUM_MIN_RETURN"),)),
     Measurement("tgpo_reach_avoid", "tests/agents/test_tgpo.py::test_tgpo_satisfies_a_reach_avoid_task_on_linear",
