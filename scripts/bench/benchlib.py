@@ -37,6 +37,7 @@ ANCHOR_PACKAGES: dict[str, tuple[str, ...]] = {
     "offline_to_online": ("minari", "h5py"),
     "expo": ("minari", "h5py", "gymnasium-robotics"),
     "scale": ("ray",),
+    "time_to_solve": ("stable-baselines3",),
     "dispatch": ("scipy", "networkx", "pettingzoo"),
 }
 

@@ -1,0 +1,277 @@
+"""Benchmark: wall-clock and env steps to a solved task, rlsuite's configurations against Stable-Baselines3's.
+
+For each task a return threshold and an env-step budget; for each contender (one of ours, or SB3 with RL Zoo's
+tuned settings for that task) and seed, training runs in chunks of ``eval_every`` env steps, and after each chunk
+the deterministic policy plays ``--eval-episodes`` episodes of the task's Gymnasium env (seeds from 10,000, the
+same for every contender). A run stops at the first evaluation whose mean return reaches the threshold, or at
+the budget. Its time to solve is the training wall-clock up to that evaluation: evaluation time is left out,
+agent and env construction too; everything else (env stepping, updates, SB3's callbacks) is in. Contenders
+and seeds are interleaved (seed 0 of every contender, then seed 1, ...), all on 1 torch thread in this process.
+
+Tasks and contenders (``TASKS``):
+
+- ``pendulum`` (Pendulum-v1, threshold -200, budget 20,000 env steps: RL Zoo's for SAC): SB3 SAC with RL Zoo's
+  settings (learning rate 1e-3, otherwise SB3's defaults); our SAC with the same settings; our PPO on our batched
+  torch port ``rlsuite/Pendulum-v0`` at its preset (128 envs, reward scaling; budget 300,000 env steps). Policies
+  trained on the torch port are evaluated on Gymnasium's Pendulum-v1 like the others.
+- ``cartpole`` (CartPole-v1, threshold 475, budget 100,000): SB3 PPO with RL Zoo's settings (8 envs x 32 steps,
+  minibatch 256, 20 epochs, gamma 0.98, lambda 0.8, linearly decayed learning rate 1e-3 and clip 0.2); our PPO at
+  its CartPole-v1 preset, and with RL Zoo's settings (its clip range stays 0.2: ours has no clip schedule).
+
+Writes docs/benchmarks/time_to_solve.csv (one row per run; rows of tasks not run this time are kept) and the table
+between the ``time_to_solve`` markers of docs/benchmarks.md. Needs the ``bench`` extra (stable-baselines3).
+
+Usage:
+    python scripts/bench/time_to_solve.py                        # every task, seeds 0-4
+    python scripts/bench/time_to_solve.py --tasks pendulum --seeds 0 1 2 3 4 5 6 7 8 9
+    python scripts/bench/time_to_solve.py --contenders ours-ppo-batched sb3-sac-zoo
+    python scripts/bench/time_to_solve.py --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from benchlib import MD_PATH, ROOT, git_commit, machine, read_rows, write_results  # noqa: E402  (scripts/bench on sys.path)
+
+CSV_PATH = ROOT / "docs" / "benchmarks" / "time_to_solve.csv"
+BLOCK = "time_to_solve"
+TITLE = "Time to solve: wall-clock and env steps to a return threshold, rlsuite vs Stable-Baselines3"
+EVAL_SEED = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """One way of solving a task.
+
+    Attributes:
+        name: its label in the table (``ours-...`` or ``sb3-...``).
+        side: ``ours`` or ``sb3``.
+        algo: ``ppo`` or ``sac``.
+        env: the env it trains on.
+        config: our config's fields (ours), or SB3's keyword arguments (sb3; ``n_envs`` is the env count).
+        eval_every: env steps between evaluations.
+        preset: ours only: start from the registered preset of ``env`` (``config`` overrides it).
+        budget: its env-step budget when not the task's.
+    """
+
+    name: str
+    side: str
+    algo: str
+    env: str
+    config: dict[str, Any]
+    eval_every: int
+    preset: bool = False
+    budget: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    env: str
+    threshold: float
+    budget: int
+    contenders: tuple[Contender, ...]
+
+
+ZOO_SAC_PENDULUM = {"learning_rate": 1e-3}
+TASKS = {
+    "pendulum": Task("Pendulum-v1", -200.0, 20_000, (
+        Contender("sb3-sac-zoo", "sb3", "sac", "Pendulum-v1", ZOO_SAC_PENDULUM, 1000),
+        Contender("ours-sac", "ours", "sac", "Pendulum-v1", {"actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3}, 1000),
+        Contender("ours-ppo-batched", "ours", "ppo", "rlsuite/Pendulum-v0", {}, 8192, preset=True, budget=300_000),
+    )),
+    "cartpole": Task("CartPole-v1", 475.0, 100_000, (
+        Contender("sb3-ppo-zoo", "sb3", "ppo", "CartPole-v1",
+                  {"n_envs": 8, "n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
+                   "learning_rate": ("lin", 1e-3), "clip_range": ("lin", 0.2)}, 4096),
+        Contender("ours-ppo-preset", "ours", "ppo", "CartPole-v1", {}, 4096, preset=True),
+        Contender("ours-ppo-zoo-settings", "ours", "ppo", "CartPole-v1",
+                  {"num_envs": 8, "num_steps": 32, "num_minibatches": 1, "update_epochs": 20, "gamma": 0.98, "gae_lambda": 0.8,
+                   "learning_rate": 1e-3, "ent_coef": 0.0}, 4096),
+    )),
+}
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+class _Clock:
+    """Training seconds: wall-clock with the evaluations taken out."""
+
+    def __init__(self) -> None:
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+
+def _evaluate(act: Callable[[torch.Tensor], torch.Tensor], env_id: str, episodes: int) -> float:
+    from rlsuite.core.evaluate import evaluate_policy
+
+    return float(evaluate_policy(act, env_id, episodes, seed=EVAL_SEED).mean())
+
+
+def run_ours(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any]:
+    from rlsuite.agents import AGENTS
+    from rlsuite.agents.registry import preset_config
+    from rlsuite.core.seeding import seed_everything
+    from rlsuite.core.vec_env import make_vec_env
+
+    spec = AGENTS.get(c.algo)
+    cfg = preset_config(spec, c.env) if c.preset else spec.config_cls()
+    cfg = dataclasses.replace(cfg, **c.config)
+    seed_everything(seed)
+    env = make_vec_env(c.env, cfg.num_envs, seed=seed)
+    agent = spec.agent_cls(cfg, env.single_observation_space, env.single_action_space, "cpu")
+    act = lambda o: agent.act(o, deterministic=True)  # noqa: E731
+    budget = c.budget or task.budget
+    clock, evals = _Clock(), []
+    while agent.global_step < budget:
+        target = min(budget, agent.global_step + c.eval_every)
+        if c.algo == "ppo":
+            agent.learn(env, target, seed=seed, anneal_steps=budget)
+        else:
+            agent.learn(env, target, seed=seed)
+        t = time.perf_counter()
+        score = _evaluate(act, task.env, episodes)
+        clock.paused += time.perf_counter() - t
+        evals.append((agent.global_step, clock.train_seconds(), score))
+        if score >= task.threshold:
+            break
+    env.close()
+    return _result(task, evals)
+
+
+def _zoo_value(v: Any) -> Any:
+    if isinstance(v, tuple) and v[0] == "lin":
+        return lambda progress, v0=v[1]: progress * v0
+    return v
+
+
+def run_sb3(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any]:
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.logger import configure
+
+    kwargs = {k: _zoo_value(v) for k, v in c.config.items() if k != "n_envs"}
+    env = sb3_make_vec_env(c.env, n_envs=c.config.get("n_envs", 1), seed=seed)
+    model = getattr(sb3, c.algo.upper())("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model.set_logger(configure(tempfile.mkdtemp(prefix="sb3-tts-"), []))
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(model.predict(obs.numpy(), deterministic=True)[0])
+
+    evals: list[tuple[int, float, float]] = []
+
+    class EvalStop(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = c.eval_every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += c.eval_every
+            t = time.perf_counter()
+            score = _evaluate(act, task.env, episodes)
+            clock.paused += time.perf_counter() - t
+            evals.append((self.num_timesteps, clock.train_seconds(), score))
+            return score < task.threshold
+
+    clock = _Clock()
+    model.learn(total_timesteps=c.budget or task.budget, callback=EvalStop())
+    if not evals or (evals[-1][2] < task.threshold and evals[-1][0] < model.num_timesteps):
+        t = time.perf_counter()
+        score = _evaluate(act, task.env, episodes)
+        clock.paused += time.perf_counter() - t
+        evals.append((model.num_timesteps, clock.train_seconds(), score))
+    env.close()
+    return _result(task, evals)
+
+
+def _result(task: Task, evals: list[tuple[int, float, float]]) -> dict[str, Any]:
+    hit = next((e for e in evals if e[2] >= task.threshold), None)
+    return {"solved": hit is not None, "steps_to_solve": hit[0] if hit else None, "seconds_to_solve": round(hit[1], 2) if hit else None,
+            "final_steps": evals[-1][0], "final_seconds": round(evals[-1][1], 2), "final_return": round(evals[-1][2], 1),
+            "curve": [[s, round(t, 2), round(r, 1)] for s, t, r in evals]}
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def render(rows: list[dict]) -> str:
+    out = []
+    for name, task in TASKS.items():
+        rs = [r for r in rows if r.get("task") == name]
+        if not rs:
+            continue
+        seeds = sorted({int(r["seed"]) for r in rs})
+        out += [f"**{task.env}**: threshold {task.threshold:g}, budget {task.budget:,} env steps (unless the row says), seeds {seeds[0]}-{seeds[-1]} "
+                f"({len(seeds)}), evaluation every chunk on {rs[0].get('eval_episodes', 10)} episodes of {task.env}; machine "
+                f"{rs[-1].get('machine', '?')}, 1 torch thread. Times and steps: medians over the seeds that reached the threshold.", "",
+                "| contender | trains on | budget | solved | env steps to solve | seconds to solve | SB3 seconds / ours |",
+                "|---|---|---|---|---|---|---|"]
+        sb3 = [float(r["seconds_to_solve"]) for r in rs if str(r["side"]) == "sb3" and str(r["solved"]) == "True"]
+        sb3_med = statistics.median(sb3) if sb3 else None
+        for c in task.contenders:
+            cr = [r for r in rs if r["contender"] == c.name]
+            if not cr:
+                continue
+            ok = [r for r in cr if str(r["solved"]) == "True"]
+            steps = statistics.median(int(r["steps_to_solve"]) for r in ok) if ok else None
+            secs = statistics.median(float(r["seconds_to_solve"]) for r in ok) if ok else None
+            ratio = "-" if c.side == "sb3" or secs is None or sb3_med is None else f"{sb3_med / secs:.2f}"
+            out.append(f"| {c.name} | {c.env} | {(c.budget or task.budget):,} | {len(ok)}/{len(cr)} | {'-' if steps is None else f'{steps:,.0f}'} | "
+                       f"{'-' if secs is None else f'{secs:.1f}'} | {ratio} |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--contenders", nargs="+", default=None, help="names of contenders to run (default: all of each task)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--csv", default=str(CSV_PATH))
+    p.add_argument("--md", default=str(MD_PATH))
+    p.add_argument("--render-only", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    csv_path = Path(a.csv)
+    rows: list[dict] = []
+    meta = {"commit": git_commit(), "machine": machine("cpu")}
+    known = {c.name for t in TASKS.values() for c in t.contenders}
+    unknown = sorted(set(a.contenders or ()) - known)
+    if unknown:
+        raise SystemExit(f"--contenders: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if not a.render_only:
+        for seed in a.seeds:
+            for name in a.tasks:
+                task = TASKS[name]
+                for c in task.contenders:
+                    if a.contenders and c.name not in a.contenders:
+                        continue
+                    res = (run_ours if c.side == "ours" else run_sb3)(task, c, seed, a.eval_episodes)
+                    rows.append({**meta, "task": name, "contender": c.name, "side": c.side, "algo": c.algo, "env": c.env, "seed": seed,
+                                 "threshold": task.threshold, "budget": c.budget or task.budget, "eval_episodes": a.eval_episodes,
+                                 "torch_threads": 1, **{k: v for k, v in res.items() if k != "curve"}, "curve": str(res["curve"])})
+                    print(f"{name} {c.name} seed {seed}: solved={res['solved']} steps={res['steps_to_solve']} "
+                          f"seconds={res['seconds_to_solve']} final={res['final_return']}", flush=True)
+    ran = {(r["task"], r["contender"], r["seed"]) for r in rows}
+    old = [r for r in read_rows(csv_path) if (r.get("task"), r.get("contender"), r.get("seed")) not in ran]
+    write_results(csv_path, [*old, *rows], {}, BLOCK, render([*old, *rows]), TITLE, md_path=Path(a.md))
+    print(render([*old, *rows]))
+
+
+if __name__ == "__main__":
+    main()
