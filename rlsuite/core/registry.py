@@ -29,7 +29,7 @@ def unknown_name_message(kind: str, name: str, known: Iterable[str], hint: str =
     msg = f"unknown {kind} {name!r}."
     if guess:
         msg += f" Did you mean {guess[0]!r}?"
-    shown = known if len(known) <= 30 else known[:30] + [f"... ({len(known) - 30} more)"]
+    shown = known if len(known) <= 50 else known[:50] + [f"... ({len(known) - 50} more)"]
     msg += f" Known {kind}s: {', '.join(shown)}."
     if hint:
         msg += " " + hint
