@@ -46,7 +46,8 @@ Implementation details (numbered as a reader's checklist):
 12. Optional adaptive learning rate (``desired_kl``; rsl_rl's "adaptive" schedule): before each optimiser step the
     minibatch's approximate KL between the rollout policy and the current one (the k3 estimator of detail 4,
     averaged over the ranks of a data-parallel run) divides every learning rate by 1.5 when above
-    ``2 * desired_kl`` and multiplies it by 1.5 when below ``desired_kl / 2``, within ``[1e-5, 1e-2]``. rsl_rl uses
+    ``2 * desired_kl`` and multiplies it by 1.5 when below ``desired_kl / 2`` (but above 0: the first minibatch of an
+    update, whose policy is still the rollout's, leaves it alone), within ``[1e-5, 1e-2]``. rsl_rl uses
     the closed-form KL of its Gaussian policy; the estimator works for every action space. The rate lives in the
     optimiser's state, so it is checkpointed.
 
@@ -200,11 +201,12 @@ LR_BOUNDS = (1e-5, 1e-2)
 
 
 def adapt_learning_rate(lr: float, kl: float, desired_kl: float, bounds: tuple[float, float] = LR_BOUNDS) -> float:
-    """rsl_rl's adaptive schedule: ``lr / 1.5`` when ``kl > 2 * desired_kl``, ``lr * 1.5`` when ``kl < desired_kl / 2``,
-    else ``lr``; then clipped to ``bounds``."""
+    """rsl_rl's adaptive schedule: ``lr / 1.5`` when ``kl > 2 * desired_kl``, ``lr * 1.5`` when ``0 < kl < desired_kl / 2``,
+    else ``lr``; then clipped to ``bounds``. A KL of exactly 0 (the first minibatch of an update, where the policy is
+    still the rollout's) leaves the rate alone, as rsl_rl's ``kl_mean > 0`` guard means to."""
     if kl > 2.0 * desired_kl:
         lr /= 1.5
-    elif kl < desired_kl / 2.0:
+    elif 0.0 < kl < desired_kl / 2.0:
         lr *= 1.5
     return min(max(lr, bounds[0]), bounds[1])
 
@@ -374,6 +376,7 @@ class PPO:
         if self._obs is None:
             self._obs, info = env.reset(seed=seed)
             self._mask = self._check_mask(info.get("action_mask"))
+            self._ret = None  # fresh episodes: no discounted return carried over (normalize_reward)
         obs, mask = self._obs, self._mask
         act_shape = self.action_space.shape if not isinstance(self.action_space, gym.spaces.Discrete) else ()
         storage = RolloutStorage(T, N, self.observation_space.shape, act_shape, self.device, torch.int64 if self.discrete else torch.float32,

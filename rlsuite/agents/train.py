@@ -115,7 +115,8 @@ def check_rollout_workers(spec: AgentSpec, algo_cfg: Any, run_cfg: RunConfig, wo
 
     Raises:
         ValueError: the agent uses its env beyond the batched-env contract (its class does not set
-            ``remote_envs = True``); ``--async-rollouts`` for an agent without ``learn_async``; a data-parallel run
+            ``remote_envs = True``); ``--async-rollouts`` for an agent without ``learn_async`` or with reward scaling; a
+            data-parallel run
             (torchrun); ``num_envs`` not a multiple of ``--workers``.
         ImportError: Ray is not installed (the message names ``pip install 'rlsuite[distributed]'``).
     """
@@ -128,6 +129,10 @@ def check_rollout_workers(spec: AgentSpec, algo_cfg: Any, run_cfg: RunConfig, wo
         able = [n for n in AGENTS.names() if AGENTS.get(n).learns_from == "env" and hasattr(AGENTS.get(n).agent_cls, "learn_async")]
         raise ValueError(f"--async-rollouts: {spec.name} has no asynchronous learner (learn_async); agents that have one: "
                          f"{', '.join(able)}. Train {spec.name} on synchronous workers (without --async-rollouts).")
+    if run_cfg.async_rollouts and getattr(algo_cfg, "normalize_reward", False):
+        raise ValueError("--async-rollouts with --normalize-reward: reward scaling keeps each env's discounted return across "
+                         "rollouts, which asynchronous workers do not send. Drop --async-rollouts (synchronous workers keep it) "
+                         "or pass --no-normalize-reward.")
     if world_size > 1:
         raise ValueError(f"--workers {run_cfg.workers} with torchrun ({world_size} processes): every rank would start workers of its "
                          "own. Use one of them: torchrun (data-parallel learners) or --workers (rollout workers).")

@@ -86,6 +86,13 @@ def init_ray(ray: Any, address: str | None, num_cpus: int | None, flag: str = "-
                                      f"(then {flag} auto on its machines), or give ray://HEAD:10001.{hint}") from None
         return True, address
     _start_local(ray, num_cpus, kwargs)
+    node_ip = ray.util.get_node_ip_address()
+    if not is_loopback(node_ip):  # a Ray whose internals differ from 2.60's: never leave it listening on the network
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray started on {node_ip}, not on the loopback interface (Ray {ray.__version__}; the suite "
+                           "starts it loopback-only with Ray 2.60's single-machine mode). Install the Ray version the suite is "
+                           "tested with (pip install 'rlsuite[distributed]'), or start a cluster yourself (ray start) and pass "
+                           "its address.")
     return True, f"local Ray ({num_cpus} CPUs, loopback only)"
 
 

@@ -413,13 +413,13 @@ def render(rows: list[dict], meta: dict) -> str:
                 out.append(f"| {task} | {device} | {label(*c)} | {len(rs)} | {_spread([float(r['final_score']) for r in rs])} | "
                            f"{_spread([float(r['auc']) for r in rs if r.get('auc', '') != ''])} | "
                            f"{_f(target) if target is not None else '-'} | {steps_txt} | {ratio} | {ms_txt} |")
-        scored = [{**r, "method": label(r["variant"], int(r.get("pretrain_steps", 0) or 0))} for r in cellrows
-                  if r.get("final_score", "") != ""]
+        scored = [{**r, "method": label(r["variant"], int(r.get("pretrain_steps", 0) or 0)),
+                   "task_device": f"{r['task']} ({r.get('device', 'cpu')})"} for r in cellrows if r.get("final_score", "") != ""]
         if any(r["method"] == "rlpd" for r in scored) and len({r["method"] for r in scored}) > 1:
-            tables = report_tables(scored, "method", "task", "final_score", normalize=(0.0, 100.0), baseline="rlpd")
+            tables = report_tables(scored, "method", "task_device", "final_score", normalize=(0.0, 100.0), baseline="rlpd")
             out += ["", "Final scores over every task and seed as `rlsuite report` aggregates them (scores / 100; IQM, median "
-                    "and mean with 95% stratified bootstrap intervals; tasks with different budgets are pooled, so read it "
-                    "with the table above):", "", tables["aggregates"], "", "Probability that a run of the variant scores above "
+                    "and mean with 95% stratified bootstrap intervals; each task on each device is a task; tasks with different "
+                    "budgets are pooled, so read it with the table above):", "", tables["aggregates"], "", "Probability that a run of the variant scores above "
                     "a run of RLPD on the same task (ties count half):", "", tables["improvement"]]
     mrows = [r for r in rows if r.get("part") == "micro"]
     if mrows:

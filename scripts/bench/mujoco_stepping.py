@@ -6,7 +6,8 @@ For ``N`` envs and random actions (seeded, the same for every path), env steps p
 - ``gym-async``: Gymnasium's ``AsyncVectorEnv`` (one process per env, shared memory);
 - ``mjdata-loop``: ``N`` ``MjData`` of one ``MjModel`` stepped in a Python loop: ``ctrl = action``, then
   ``mj_step(model, data, nstep=frame_skip)`` (what Gymnasium's ``MujocoEnv.do_simulation`` does), observations
-  built from ``qpos``/``qvel`` as the env builds them; no reward, termination or reset logic;
+  built from ``qpos``/``qvel`` in Hopper's layout (for every env); no reward, termination or reset logic (bodies that
+  fell over go on being stepped);
 - ``mj-rollout``: ``mujoco.rollout.rollout`` (C++ thread pool, one ``MjData`` per thread) advancing all ``N``
   states ``frame_skip`` physics steps per call, one call per vector step (closed loop: the actions of the next
   step are only known after it).
@@ -16,7 +17,7 @@ Parity: from the same initial ``qpos``/``qvel`` and actions, the ``mjdata-loop``
 ``qvel``). Results: docs/benchmarks/mujoco_stepping.csv and the ``mujoco_stepping`` block of docs/benchmarks.md.
 
 Usage:
-    python scripts/bench/mujoco_stepping.py                         # Hopper-v5 and Ant-v5, N in 8 and 64
+    python scripts/bench/mujoco_stepping.py                         # Hopper-v5 and Ant-v5, N in 8 and 32
     python scripts/bench/mujoco_stepping.py --envs Hopper-v5 --num-envs 16 --steps 500
 """
 
@@ -146,7 +147,7 @@ def render(rows: list[dict]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--envs", nargs="+", default=["Hopper-v5", "Ant-v5"])
-    p.add_argument("--num-envs", nargs="+", type=int, default=[8, 64])
+    p.add_argument("--num-envs", nargs="+", type=int, default=[8, 32])
     p.add_argument("--steps", type=int, default=300, help="vector steps per measurement")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="mujoco.rollout's threads (MjData count)")

@@ -172,20 +172,36 @@ def run_sb3(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any
 
     evals: list[tuple[int, float, float]] = []
 
+    on_policy = c.algo == "ppo"
+
     class EvalStop(BaseCallback):
+        """Evaluates once ``eval_every`` env steps have been trained on, then stops at the threshold: for PPO at the
+        start of the next rollout (``_on_rollout_start`` runs after ``train()``, while ``_on_step`` runs as the rollout
+        is collected, before the update on it), so that SB3's PPO is scored after the same updates as ours; for SAC at
+        the env step (``_on_step`` runs just before that step's update: one update of thousands short)."""
+
         def __init__(self) -> None:
             super().__init__()
-            self.next_eval = c.eval_every
+            self.next_eval, self.solved = c.eval_every, False
 
-        def _on_step(self) -> bool:
+        def _check(self) -> None:
             if self.num_timesteps < self.next_eval:
-                return True
+                return
             self.next_eval += c.eval_every
             t = time.perf_counter()
             score = _evaluate(act, task.env, episodes)
             clock.paused += time.perf_counter() - t
             evals.append((self.num_timesteps, clock.train_seconds(), score))
-            return score < task.threshold
+            self.solved = score >= task.threshold
+
+        def _on_rollout_start(self) -> None:
+            if on_policy:
+                self._check()
+
+        def _on_step(self) -> bool:
+            if not on_policy:
+                self._check()
+            return not self.solved
 
     clock = _Clock()
     model.learn(total_timesteps=c.budget or task.budget, callback=EvalStop())

@@ -80,6 +80,7 @@ def test_adaptive_learning_rate_follows_rsl_rl_rule():
     assert adapt_learning_rate(1e-3, kl=0.004, desired_kl=0.01) == pytest.approx(1.5e-3)  # kl < desired / 2
     assert adapt_learning_rate(1e-3, kl=0.02, desired_kl=0.01) == 1e-3  # within [desired / 2, 2 x desired]: kept
     assert adapt_learning_rate(1e-3, kl=0.005, desired_kl=0.01) == 1e-3
+    assert adapt_learning_rate(1e-3, kl=0.0, desired_kl=0.01) == 1e-3  # the update's first minibatch: the rollout's policy
     assert adapt_learning_rate(LR_BOUNDS[1], kl=0.0, desired_kl=0.01) == LR_BOUNDS[1]  # clipped at both ends
     assert adapt_learning_rate(LR_BOUNDS[0], kl=1.0, desired_kl=0.01) == LR_BOUNDS[0]
 
@@ -128,6 +129,11 @@ def test_reward_scaling_divides_by_the_std_of_discounted_returns_hand_computed()
     assert agent.reward_norm.var.item() == pytest.approx(0.10546875)
     assert agent.reward_norm.mean.item() == pytest.approx(1.3125) and agent.reward_norm.count.item() == 8
     assert torch.equal(agent._ret, torch.ones(2))  # the step after the episode end: R restarted at 1
+    # a fresh reset (as TGPO does between phases: _obs = None) restarts R too: the same four returns again, so the
+    # statistics of all 16 are those of the first 8 (a carried-over R would give 1.5, 1.75, 1.875, 1)
+    agent._obs = None
+    agent.learn(env, total_steps=16)
+    assert agent.reward_norm.mean.item() == pytest.approx(1.3125) and agent.reward_norm.var.item() == pytest.approx(0.10546875)
     # the scaling itself: rewards / sqrt(var + eps), clipped to +-reward_clip
     rewards = torch.tensor([[1.0, -2.0], [100.0, 0.0]])
     fresh = PPO(dataclasses.replace(cfg, reward_clip=5.0), env.single_observation_space, env.single_action_space)
@@ -233,7 +239,7 @@ def test_checkpoint_from_other_spaces_is_refused_naming_the_difference(monkeypat
 def test_batched_env_stays_usable_after_learn():
     """Acting must not leave inference-mode tensors in the env's state: a reset and steps after
     ``learn`` (outside any no-grad context) work, as on CUDA in tests/agents/test_gpu.py."""
-    from rlsuite.core.vec_env import TorchVecEnv, make_vec_env
+    from rlsuite.core.vec_env import make_vec_env
 
     env = make_vec_env("rlsuite/Pendulum-v0", num_envs=8, device="cpu", seed=0)
     cfg = PPOConfig(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=1)

@@ -85,6 +85,9 @@ def test_refusals_come_before_anything_is_written(capsys, tmp_path, monkeypatch)
     no_async = dataclasses.replace(ppo, name="sync-only", agent_cls=type("SyncOnly", (), {"remote_envs": True}))
     with pytest.raises(ValueError, match="sync-only has no asynchronous learner.*agents that have one: ppo"):
         check_rollout_workers(no_async, PPOConfig(num_envs=4), RunConfig(workers=2, async_rollouts=True))
+    code, _, err = run_cli(capsys, "train", "ppo", *TINY, "--workers", "2", "--async-rollouts", "--normalize-reward",
+                           "--run-dir", tmp_path / "r")
+    assert code == 2 and "--async-rollouts with --normalize-reward" in _flat(err) and "--no-normalize-reward" in _flat(err)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as without the package
     code, _, err = run_cli(capsys, "train", "ppo", *TINY, "--workers", "2", "--run-dir", tmp_path / "r")
     assert code == 2 and "pip install 'rlsuite[distributed]'" in _flat(err)
@@ -221,3 +224,19 @@ def test_is_loopback(address, expected):
 
     assert is_loopback(address) is expected
 
+
+
+def test_a_local_ray_that_is_not_on_loopback_is_shut_down_with_an_error():
+    """Where a Ray version ignores the single-machine mode and starts on the machine's address, init_ray stops it and
+    says so (a fake ray module: nothing is started)."""
+    import types
+
+    from rlsuite.core.ray_setup import init_ray
+
+    calls = []
+    fake = types.SimpleNamespace(__version__="9.9", is_initialized=lambda: False, init=lambda **kw: calls.append("init"),
+                                 shutdown=lambda: calls.append("shutdown"),
+                                 util=types.SimpleNamespace(get_node_ip_address=lambda: "192.0.2.7"))
+    with pytest.raises(RuntimeError, match=r"started on 192\.0\.2\.7, not on the loopback interface \(Ray 9\.9"):
+        init_ray(fake, None, 2)
+    assert calls == ["init", "shutdown"]
