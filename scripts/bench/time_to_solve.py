@@ -14,6 +14,9 @@ Tasks and contenders (``TASKS``):
   settings (learning rate 1e-3, otherwise SB3's defaults); our SAC with the same settings; our PPO on our batched
   torch port ``rlsuite/Pendulum-v0`` at its preset (128 envs, reward scaling; budget 300,000 env steps). Policies
   trained on the torch port are evaluated on Gymnasium's Pendulum-v1 like the others.
+- ``invertedpendulum`` (InvertedPendulum-v5, threshold 950, budget 15,000 env steps for SAC, 200,000 for PPO): RL Zoo
+  has no tuned entry for it, so SB3's SAC runs at SB3's defaults; our SAC at the same defaults; our PPO at its preset
+  (CleanRL's MuJoCo settings with observation normalisation).
 - ``cartpole`` (CartPole-v1, threshold 475, budget 100,000): SB3 PPO with RL Zoo's settings (8 envs x 32 steps,
   minibatch 256, 20 epochs, gamma 0.98, lambda 0.8, linearly decayed learning rate 1e-3 and clip 0.2); our PPO at
   its CartPole-v1 preset, and with RL Zoo's settings (its clip range stays 0.2: ours has no clip schedule).
@@ -87,6 +90,11 @@ TASKS = {
         Contender("sb3-sac-zoo", "sb3", "sac", "Pendulum-v1", ZOO_SAC_PENDULUM, 1000),
         Contender("ours-sac", "ours", "sac", "Pendulum-v1", {"actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3}, 1000),
         Contender("ours-ppo-batched", "ours", "ppo", "rlsuite/Pendulum-v0", {}, 8192, preset=True, budget=300_000),
+    )),
+    "invertedpendulum": Task("InvertedPendulum-v5", 950.0, 15_000, (
+        Contender("sb3-sac-defaults", "sb3", "sac", "InvertedPendulum-v5", {}, 1000),
+        Contender("ours-sac-defaults", "ours", "sac", "InvertedPendulum-v5", {}, 1000),
+        Contender("ours-ppo-preset", "ours", "ppo", "InvertedPendulum-v5", {}, 4096, preset=True, budget=200_000),
     )),
     "cartpole": Task("CartPole-v1", 475.0, 100_000, (
         Contender("sb3-ppo-zoo", "sb3", "ppo", "CartPole-v1",
