@@ -20,6 +20,14 @@ Tasks and contenders (``TASKS``):
 - ``cartpole`` (CartPole-v1, threshold 475, budget 100,000): SB3 PPO with RL Zoo's settings (8 envs x 32 steps,
   minibatch 256, 20 epochs, gamma 0.98, lambda 0.8, linearly decayed learning rate 1e-3 and clip 0.2); our PPO at
   its CartPole-v1 preset, and with RL Zoo's settings (its clip range stays 0.2: ours has no clip schedule).
+- ``hopper`` (Hopper-v5, threshold 2500, 420 s of training per run): RL Zoo's best there is off-policy (SAC with
+  10,000 random steps first), which runs about 100 env steps per second on this CPU, so every contender gets the same
+  wall-clock and the table's last column says how far each got; ours: PPO at its Hopper-v5 preset with 8 envs x 256.
+- ``stl-linear`` (rlsuite/STL-Linear-v0's default reach-avoid task, success rate 0.9 on 64 fresh starts; zero actions
+  score 0.05, uniform random ones 0.08): SB3 PPO at its defaults on the dense-robustness reward (no RL Zoo entry);
+  TGPO at its defaults; our PPO with TGPO's PPO settings on the same dense reward (64 envs).
+- ``quadruped`` (rlsuite/Quadruped-Balance-v0, return 250 over 10-s episodes; holding the default pose scores about
+  173; 300 s of training per run): SB3 PPO at its defaults (no RL Zoo entry) against our PPO preset (16 envs).
 
 Writes docs/benchmarks/time_to_solve.csv (one row per run; rows of tasks not run this time are kept) and the table
 between the ``time_to_solve`` markers of docs/benchmarks.md. Needs the ``bench`` extra (stable-baselines3).
@@ -64,6 +72,7 @@ class Contender:
         eval_every: env steps between evaluations.
         preset: ours only: start from the registered preset of ``env`` (``config`` overrides it).
         budget: its env-step budget when not the task's.
+        env_kwargs: keyword arguments of the env it trains on (e.g. an STL env's ``reward_mode``).
     """
 
     name: str
@@ -74,17 +83,37 @@ class Contender:
     eval_every: int
     preset: bool = False
     budget: int | None = None
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
+    """A task: its evaluation env, threshold and budgets.
+
+    Attributes:
+        env: the env the policies are scored on.
+        threshold: the score that counts as solved.
+        budget: env-step budget of a run (a contender may have its own).
+        contenders: ours and SB3's.
+        metric: ``return`` (mean evaluation return) or ``success`` (share of 64 fresh starts of an STL env whose
+            trace satisfies the formula; TGPO picks its time allocation by its critic as in ``rlsuite train tgpo``).
+        seconds_budget: training wall-clock budget of a run (stops at the first evaluation past it), or None.
+    """
+
     env: str
     threshold: float
     budget: int
     contenders: tuple[Contender, ...]
+    metric: str = "return"
+    seconds_budget: float | None = None
 
 
 ZOO_SAC_PENDULUM = {"learning_rate": 1e-3}
+STL_ENV = "rlsuite/STL-Linear-v0"
+STL_EPISODES = 64
+# TGPO's PPO (TGPOConfig().ppo): 64 envs, one 63-step episode per rollout, constant learning rate.
+STL_PPO = {"num_envs": 64, "num_steps": 63, "num_minibatches": 4, "update_epochs": 10, "learning_rate": 3e-4, "gamma": 0.99,
+           "gae_lambda": 0.95, "ent_coef": 0.0, "anneal_lr": False}
 TASKS = {
     "pendulum": Task("Pendulum-v1", -200.0, 20_000, (
         Contender("sb3-sac-zoo", "sb3", "sac", "Pendulum-v1", ZOO_SAC_PENDULUM, 1000),
@@ -105,6 +134,28 @@ TASKS = {
                   {"num_envs": 8, "num_steps": 32, "num_minibatches": 1, "update_epochs": 20, "gamma": 0.98, "gae_lambda": 0.8,
                    "learning_rate": 1e-3, "ent_coef": 0.0}, 4096),
     )),
+    # RL Zoo's best on Hopper is an off-policy agent (SAC, TD3, TQC: about 3,000 at 1M steps), far beyond this CPU's
+    # budget for several seeds (SB3's SAC runs about 100 env steps per second here): every contender gets the same
+    # wall-clock budget and the table says how far each got. Our PPO: its Hopper-v5 preset (CleanRL's MuJoCo settings,
+    # observation normalisation) with 8 envs x 256 steps (the same 2,048-step batch, cheaper to step).
+    "hopper": Task("Hopper-v5", 2500.0, 5_000_000, (
+        Contender("sb3-sac-zoo", "sb3", "sac", "Hopper-v5", {"learning_starts": 10_000}, 10_000),
+        Contender("ours-ppo-8envs", "ours", "ppo", "Hopper-v5", {"num_envs": 8, "num_steps": 256}, 65_536, preset=True),
+    ), seconds_budget=420.0),
+    # The default STL-Linear task (a reach-avoid formula, 63 steps); no RL Zoo entry: SB3's PPO at its defaults on the
+    # dense-robustness reward (the better of the two PPO baselines in the STL benchmark), against TGPO at its defaults
+    # and our PPO with TGPO's PPO settings on the same dense reward.
+    "stl-linear": Task(STL_ENV, 0.9, 300_000, (
+        Contender("sb3-ppo-defaults", "sb3", "ppo", STL_ENV, {}, 8192, env_kwargs={"reward_mode": "dense"}),
+        Contender("ours-tgpo", "ours", "tgpo", STL_ENV, {}, 8064),
+        Contender("ours-ppo-dense", "ours", "ppo", STL_ENV, STL_PPO, 8064, env_kwargs={"reward_mode": "dense"}),
+    ), metric="success"),
+    # Our quadruped (10-s episodes, at most 500): holding the default pose scores about 173; 250 is steady standing
+    # through the pushes on most starts. No RL Zoo entry: SB3's PPO at its defaults against our PPO preset.
+    "quadruped": Task("rlsuite/Quadruped-Balance-v0", 250.0, 5_000_000, (
+        Contender("sb3-ppo-defaults", "sb3", "ppo", "rlsuite/Quadruped-Balance-v0", {}, 32_768),
+        Contender("ours-ppo-preset", "ours", "ppo", "rlsuite/Quadruped-Balance-v0", {}, 32_768, preset=True),
+    ), seconds_budget=300.0),
 }
 
 
@@ -127,9 +178,38 @@ def _evaluate(act: Callable[[torch.Tensor], torch.Tensor], env_id: str, episodes
     return float(evaluate_policy(act, env_id, episodes, seed=EVAL_SEED).mean())
 
 
+@torch.no_grad()
+def _stl_success(act: Callable[[torch.Tensor], torch.Tensor], env_id: str) -> float:
+    """Share of ``STL_EPISODES`` fresh starts (seed ``EVAL_SEED``) of the STL env whose trace satisfies its formula
+    under the deterministic ``act`` (the env ends every episode together and reports ``info["success"]``)."""
+    from rlsuite.core.vec_env import make_vec_env
+
+    env = make_vec_env(env_id, STL_EPISODES, seed=EVAL_SEED, reward_mode="dense")
+    obs, _ = env.reset(seed=EVAL_SEED)
+    for _ in range(10_000):
+        obs, _, _, _, info = env.step(act(obs))
+        if "success" in info:
+            env.close()
+            return float(info["success"].float().mean())
+    raise RuntimeError(f"{env_id}: no episode end within 10,000 steps")
+
+
+def _score(task: Task, act: Callable[[torch.Tensor], torch.Tensor], episodes: int, agent: Any = None) -> float:
+    """The task's evaluation figure for a policy (TGPO scores itself: its policy acts on grounded observations)."""
+    if task.metric == "return":
+        return _evaluate(act, task.env, episodes)
+    if agent is not None and hasattr(agent, "success_rate"):
+        return agent.success_rate(seed=EVAL_SEED)
+    return _stl_success(act, task.env)
+
+
+def _out_of_time(task: Task, clock: _Clock) -> bool:
+    return task.seconds_budget is not None and clock.train_seconds() >= task.seconds_budget
+
+
 def run_ours(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any]:
     from rlsuite.agents import AGENTS
-    from rlsuite.agents.registry import preset_config
+    from rlsuite.agents.registry import build_agent, env_kwargs_of, num_envs_of, preset_config
     from rlsuite.core.seeding import seed_everything
     from rlsuite.core.vec_env import make_vec_env
 
@@ -137,8 +217,8 @@ def run_ours(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, An
     cfg = preset_config(spec, c.env) if c.preset else spec.config_cls()
     cfg = dataclasses.replace(cfg, **c.config)
     seed_everything(seed)
-    env = make_vec_env(c.env, cfg.num_envs, seed=seed)
-    agent = spec.agent_cls(cfg, env.single_observation_space, env.single_action_space, "cpu")
+    env = make_vec_env(c.env, num_envs_of(spec, cfg), seed=seed, **{**env_kwargs_of(spec, cfg), **c.env_kwargs})
+    agent = build_agent(spec, cfg, env.single_observation_space, env.single_action_space, "cpu", seed)
     act = lambda o: agent.act(o, deterministic=True)  # noqa: E731
     budget = c.budget or task.budget
     clock, evals = _Clock(), []
@@ -149,10 +229,10 @@ def run_ours(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, An
         else:
             agent.learn(env, target, seed=seed)
         t = time.perf_counter()
-        score = _evaluate(act, task.env, episodes)
+        score = _score(task, act, episodes, agent)
         clock.paused += time.perf_counter() - t
         evals.append((agent.global_step, clock.train_seconds(), score))
-        if score >= task.threshold:
+        if score >= task.threshold or _out_of_time(task, clock):
             break
     env.close()
     return _result(task, evals)
@@ -171,7 +251,7 @@ def run_sb3(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any
     from stable_baselines3.common.logger import configure
 
     kwargs = {k: _zoo_value(v) for k, v in c.config.items() if k != "n_envs"}
-    env = sb3_make_vec_env(c.env, n_envs=c.config.get("n_envs", 1), seed=seed)
+    env = sb3_make_vec_env(c.env, n_envs=c.config.get("n_envs", 1), seed=seed, env_kwargs=c.env_kwargs or None)
     model = getattr(sb3, c.algo.upper())("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
     model.set_logger(configure(tempfile.mkdtemp(prefix="sb3-tts-"), []))
 
@@ -190,17 +270,17 @@ def run_sb3(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any
 
         def __init__(self) -> None:
             super().__init__()
-            self.next_eval, self.solved = c.eval_every, False
+            self.next_eval, self.stop = c.eval_every, False
 
         def _check(self) -> None:
             if self.num_timesteps < self.next_eval:
                 return
             self.next_eval += c.eval_every
             t = time.perf_counter()
-            score = _evaluate(act, task.env, episodes)
+            score = _score(task, act, episodes)
             clock.paused += time.perf_counter() - t
             evals.append((self.num_timesteps, clock.train_seconds(), score))
-            self.solved = score >= task.threshold
+            self.stop = score >= task.threshold or _out_of_time(task, clock)
 
         def _on_rollout_start(self) -> None:
             if on_policy:
@@ -209,13 +289,13 @@ def run_sb3(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any
         def _on_step(self) -> bool:
             if not on_policy:
                 self._check()
-            return not self.solved
+            return not self.stop
 
     clock = _Clock()
     model.learn(total_timesteps=c.budget or task.budget, callback=EvalStop())
     if not evals or (evals[-1][2] < task.threshold and evals[-1][0] < model.num_timesteps):
         t = time.perf_counter()
-        score = _evaluate(act, task.env, episodes)
+        score = _score(task, act, episodes)
         clock.paused += time.perf_counter() - t
         evals.append((model.num_timesteps, clock.train_seconds(), score))
     env.close()
@@ -225,11 +305,16 @@ def run_sb3(task: Task, c: Contender, seed: int, episodes: int) -> dict[str, Any
 def _result(task: Task, evals: list[tuple[int, float, float]]) -> dict[str, Any]:
     hit = next((e for e in evals if e[2] >= task.threshold), None)
     return {"solved": hit is not None, "steps_to_solve": hit[0] if hit else None, "seconds_to_solve": round(hit[1], 2) if hit else None,
-            "final_steps": evals[-1][0], "final_seconds": round(evals[-1][1], 2), "final_return": round(evals[-1][2], 1),
-            "curve": [[s, round(t, 2), round(r, 1)] for s, t, r in evals]}
+            "final_steps": evals[-1][0], "final_seconds": round(evals[-1][1], 2), "final_return": round(evals[-1][2], 3),
+            "best_score": round(max(e[2] for e in evals), 3),
+            "curve": [[s, round(t, 2), round(r, 3)] for s, t, r in evals]}
 
 
 # ----------------------------------------------------------------------------- table
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}"
 
 
 def render(rows: list[dict]) -> str:
@@ -239,11 +324,17 @@ def render(rows: list[dict]) -> str:
         if not rs:
             continue
         seeds = sorted({int(r["seed"]) for r in rs})
-        out += [f"**{task.env}**: threshold {task.threshold:g}, budget {task.budget:,} env steps (unless the row says), seeds {seeds[0]}-{seeds[-1]} "
-                f"({len(seeds)}), evaluation every chunk on {rs[0].get('eval_episodes', 10)} episodes of {task.env}; machine "
-                f"{rs[-1].get('machine', '?')}, 1 torch thread. Times and steps: medians over the seeds that reached the threshold.", "",
-                "| contender | trains on | budget | solved | env steps to solve | seconds to solve | SB3 seconds / ours |",
-                "|---|---|---|---|---|---|---|"]
+        scored = (f"success rate on {STL_EPISODES} fresh starts" if task.metric == "success"
+                  else f"mean return of {rs[0].get('eval_episodes', 10)} episodes of {task.env}")
+        budget = f"{task.budget:,} env steps (unless the row says)"
+        if task.seconds_budget is not None:
+            budget += f" or {task.seconds_budget:.0f} s of training, whichever comes first"
+        out += [f"**{task.env}**: threshold {task.threshold:g} ({scored}), budget {budget}, seeds {seeds[0]}-{seeds[-1]} "
+                f"({len(seeds)}), evaluation after every chunk; machine {rs[-1].get('machine', '?')}, 1 torch thread. Times and "
+                "steps: medians over the seeds that reached the threshold; best score: median over seeds of each run's best "
+                "evaluation.", "",
+                "| contender | trains on | budget | solved | env steps to solve | seconds to solve | SB3 seconds / ours | best score |",
+                "|---|---|---|---|---|---|---|---|"]
         sb3 = [float(r["seconds_to_solve"]) for r in rs if str(r["side"]) == "sb3" and str(r["solved"]) == "True"]
         sb3_med = statistics.median(sb3) if sb3 else None
         for c in task.contenders:
@@ -253,9 +344,10 @@ def render(rows: list[dict]) -> str:
             ok = [r for r in cr if str(r["solved"]) == "True"]
             steps = statistics.median(int(r["steps_to_solve"]) for r in ok) if ok else None
             secs = statistics.median(float(r["seconds_to_solve"]) for r in ok) if ok else None
+            best = statistics.median(float(r.get("best_score") or r["final_return"]) for r in cr)
             ratio = "-" if c.side == "sb3" or secs is None or sb3_med is None else f"{sb3_med / secs:.2f}"
             out.append(f"| {c.name} | {c.env} | {(c.budget or task.budget):,} | {len(ok)}/{len(cr)} | {'-' if steps is None else f'{steps:,.0f}'} | "
-                       f"{'-' if secs is None else f'{secs:.1f}'} | {ratio} |")
+                       f"{'-' if secs is None else f'{secs:.1f}'} | {ratio} | {_fmt(best)} |")
         out.append("")
     return "\n".join(out).rstrip()
 
