@@ -52,6 +52,9 @@ from rlsuite.core.spaces import flatten_obs, flatten_space
 logger = logging.getLogger(__name__)
 
 VECTORIZATION_MODES = ("auto", "sync", "async")
+MUJOCO_BACKENDS = ("gymnasium", "batched")
+#: the batched MuJoCo env behind ``make_vec_env(..., mujoco_backend="batched")`` (rlsuite.envs, loaded by name)
+BATCHED_MUJOCO_ENTRY_POINT = "rlsuite.envs.mujoco_batched:MujocoBatchedVecEnv"
 
 
 class TorchVecEnv(VectorEnv):
@@ -399,6 +402,7 @@ def make_vec_env(
     device: torch.device | str = "cpu",
     seed: int | None = None,
     vectorization: str = "auto",
+    mujoco_backend: str = "gymnasium",
     **env_kwargs: Any,
 ) -> TorchVecEnv:
     """Create ``num_envs`` copies of ``env_id`` as a :class:`TorchVecEnv` on ``device``.
@@ -412,15 +416,30 @@ def make_vec_env(
         num_envs: number of parallel copies (>= 1).
         device: device of every tensor the env returns.
         seed: seeds the envs' per-episode seeds (pass it again to ``reset`` for the first episode).
-        vectorization: ``auto``, ``sync`` or ``async`` (ignored for batched torch envs).
+        vectorization: ``auto``, ``sync`` or ``async`` (ignored for batched torch envs and ``mujoco_backend="batched"``).
+        mujoco_backend: ``gymnasium`` (Gymnasium's envs behind the adapter) or ``batched``: for the ids in
+            ``rlsuite.envs.mujoco_batched.ENV_IDS`` (Hopper-v5, Ant-v5), one loop over ``MjData`` with the env's rules
+            batched in NumPy (:class:`rlsuite.envs.mujoco_batched.MujocoBatchedVecEnv`; same numbers for the same
+            ``seed`` and actions).
         **env_kwargs: passed to the env constructor.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
     if vectorization not in VECTORIZATION_MODES:
         raise ValueError(f"vectorization must be one of {VECTORIZATION_MODES}, got {vectorization!r}.")
+    if mujoco_backend not in MUJOCO_BACKENDS:
+        ids = gym.envs.registration.load_env_creator(BATCHED_MUJOCO_ENTRY_POINT).ENV_IDS
+        raise ValueError(f"mujoco_backend must be one of {MUJOCO_BACKENDS} ('batched' supports {', '.join(ids)}), "
+                         f"got {mujoco_backend!r}.")
     spec = check_env_id(env_id)
     device = resolve_device(device)
+    if mujoco_backend == "batched":
+        # Loaded by name, as Gymnasium's entry points are: core does not import rlsuite.envs.
+        batched = gym.envs.registration.load_env_creator(BATCHED_MUJOCO_ENTRY_POINT)
+        if env_id not in batched.ENV_IDS:
+            raise ValueError(f"mujoco_backend='batched' supports {', '.join(batched.ENV_IDS)}, got {env_id!r}; "
+                             "use mujoco_backend='gymnasium' (the default) for any other env.")
+        return batched(env_id, num_envs=num_envs, device=device, seed=seed, **env_kwargs)
     if _is_torch_vec_entry_point(spec):
         env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", device=device, **env_kwargs)
         if not isinstance(env, TorchVecEnv):

@@ -1,4 +1,4 @@
-"""Benchmark: stepping many MuJoCo envs on a CPU (Hopper-v5, Ant-v5), four ways, at equal dynamics.
+"""Benchmark: stepping many MuJoCo envs on a CPU (Hopper-v5, Ant-v5), several ways, at equal dynamics.
 
 For ``N`` envs and random actions (seeded, the same for every path), env steps per second of:
 
@@ -11,14 +11,21 @@ For ``N`` envs and random actions (seeded, the same for every path), env steps p
 - ``mj-rollout``: ``mujoco.rollout.rollout`` (C++ thread pool, one ``MjData`` per thread) advancing all ``N``
   states ``frame_skip`` physics steps per call, one call per vector step (closed loop: the actions of the next
   step are only known after it).
+- ``suite-adapter``: the suite's whole env as agents get it, ``make_vec_env(env_id, N)``: Gymnasium's
+  ``SyncVectorEnv`` behind ``GymVecAdapter`` (torch actions in, torch tensors out, resets of finished envs);
+- ``suite-batched``: ``make_vec_env(env_id, N, mujoco_backend="batched")``, the suite's ``MujocoBatchedVecEnv``:
+  the MjData loop with the env's observation, reward, termination, time limit and resets (same numbers as
+  ``suite-adapter``), torch tensors out; ``suite-batched-threads``: the same with ``num_threads=--threads``.
 
 Parity: from the same initial ``qpos``/``qvel`` and actions, the ``mjdata-loop`` and ``mj-rollout`` states after
 ``--parity-steps`` vector steps against the Gymnasium env's own ``MjData`` (max absolute difference of ``qpos`` and
-``qvel``). Results: docs/benchmarks/mujoco_stepping.csv and the ``mujoco_stepping`` block of docs/benchmarks.md.
+``qvel``); and the largest difference of observations and rewards between ``suite-batched`` and ``suite-adapter``
+(8 envs, same seed and actions, resets included) over those steps. Results: docs/benchmarks/mujoco_stepping.csv and the ``mujoco_stepping`` block of docs/benchmarks.md.
 
 Usage:
     python scripts/bench/mujoco_stepping.py                         # Hopper-v5 and Ant-v5, N in 8 and 32
     python scripts/bench/mujoco_stepping.py --envs Hopper-v5 --num-envs 16 --steps 500
+    python scripts/bench/mujoco_stepping.py --paths gym-sync suite-adapter suite-batched
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ from pathlib import Path
 import gymnasium as gym
 import mujoco
 import numpy as np
+import torch
 from benchlib import MD_PATH, ROOT, git_commit, machine, read_rows, write_results  # noqa: E402  (scripts/bench on sys.path)
 from mujoco import rollout as mj_rollout
+
+from rlsuite.core.vec_env import make_vec_env
 
 CSV_PATH = ROOT / "docs" / "benchmarks" / "mujoco_stepping.csv"
 BLOCK = "mujoco_stepping"
 TITLE = "MuJoCo stepping on a CPU: Gymnasium vector envs, an MjData loop and mujoco.rollout"
-PATHS = ("gym-sync", "gym-async", "mjdata-loop", "mj-rollout")
+PATHS = ("gym-sync", "gym-async", "mjdata-loop", "mj-rollout", "suite-adapter", "suite-batched", "suite-batched-threads")
 
 
 def _unwrapped(env_id: str) -> gym.Env:
@@ -99,6 +109,33 @@ def time_rollout(env_id: str, n: int, actions: np.ndarray, threads: int) -> floa
     return n * (len(actions) - 1) / seconds
 
 
+def time_suite(env_id: str, n: int, actions: np.ndarray, backend: str, threads: int = 1) -> float:
+    """The suite's whole env (``make_vec_env``): float32 torch actions in, torch tensors out, resets included."""
+    extra = {"num_threads": threads} if backend == "batched" else {}
+    env = make_vec_env(env_id, n, device="cpu", seed=0, mujoco_backend=backend, **extra)
+    acts = [torch.as_tensor(a, dtype=torch.float32) for a in actions]
+    env.reset()
+    env.step(acts[0])  # untimed, as for the other paths
+    t0 = time.perf_counter()
+    for a in acts[1:]:
+        env.step(a)
+    seconds = time.perf_counter() - t0
+    env.close()
+    return n * (len(actions) - 1) / seconds
+
+
+def suite_parity(env_id: str, steps: int, seed: int, n: int = 8) -> float:
+    """Largest |difference| of observations, final observations and rewards, ``suite-batched`` vs ``suite-adapter``."""
+    envs = [make_vec_env(env_id, n, seed=seed, mujoco_backend=b) for b in ("gymnasium", "batched")]
+    worst = max(float((envs[0].reset()[0] - envs[1].reset()[0]).abs().max()), 0.0)
+    for a in _actions(env_id, n, steps, seed + 1):
+        act = torch.as_tensor(a, dtype=torch.float32)
+        (o0, r0, *_, i0), (o1, r1, *_, i1) = envs[0].step(act), envs[1].step(act)
+        worst = max(worst, float((o0 - o1).abs().max()), float((r0 - r1).abs().max()),
+                    float((i0["final_obs"] - i1["final_obs"]).abs().max()))
+    return worst
+
+
 def parity(env_id: str, steps: int, seed: int) -> dict[str, float]:
     """Max |qpos, qvel| difference after ``steps`` steps: the Gymnasium env vs the MjData loop vs mujoco.rollout."""
     env = gym.make(env_id)
@@ -122,25 +159,35 @@ def parity(env_id: str, steps: int, seed: int) -> dict[str, float]:
     mujoco.mj_setState(model, ro, state, spec)
     ref = np.concatenate([base.data.qpos, base.data.qvel])
     return {"loop_max_abs_diff": float(np.abs(np.concatenate([loop.qpos, loop.qvel]) - ref).max()),
-            "rollout_max_abs_diff": float(np.abs(np.concatenate([ro.qpos, ro.qvel]) - ref).max())}
+            "rollout_max_abs_diff": float(np.abs(np.concatenate([ro.qpos, ro.qvel]) - ref).max()),
+            "batched_max_abs_diff": suite_parity(env_id, steps, seed)}
+
+
+def _fmt(v: object) -> str:
+    return "-" if v in (None, "") else f"{float(v):.3g}"
 
 
 def render(rows: list[dict]) -> str:
     out = ["Random actions, env steps per second (medians over the repeats), one process (`gym-async`: one more per "
            "env); `x sync` is the rate over `gym-sync`'s. `mjdata-loop` and `mj-rollout` step the physics only (no reward, "
-           "termination or reset), so they are upper bounds of what a path behind the adapter could give.", "",
+           "termination or reset), so they are upper bounds of what a path behind the adapter could give. `suite-adapter` "
+           "and `suite-batched` are whole envs as agents get them (`make_vec_env`, torch tensors out; `mujoco_backend` "
+           "`gymnasium` and `batched`); `suite-batched-threads` steps blocks of envs on `rollout_threads` threads.", "",
            "| env | N | path | env steps/s | x sync |", "|---|---|---|---|---|"]
     for env_id in sorted({r["env"] for r in rows if r.get("part") == "speed"}):
         for n in sorted({int(r["num_envs"]) for r in rows if r.get("env") == env_id and r.get("part") == "speed"}):
             rs = [r for r in rows if r.get("part") == "speed" and r["env"] == env_id and int(r["num_envs"]) == n]
             med = {p: statistics.median(float(r["sps"]) for r in rs if r["path"] == p) for p in {r["path"] for r in rs}}
             for p in [p for p in PATHS if p in med]:
-                out.append(f"| {env_id} | {n} | {p} | {med[p]:,.0f} | {med[p] / med['gym-sync']:.2f} |")
+                ratio = f"{med[p] / med['gym-sync']:.2f}" if "gym-sync" in med else "-"
+                out.append(f"| {env_id} | {n} | {p} | {med[p]:,.0f} | {ratio} |")
     par = [r for r in rows if r.get("part") == "parity"]
     if par:
         out += ["", "Parity with the Gymnasium env's own physics from the same state and actions (max |difference| of qpos and "
-                "qvel):", "", "| env | steps | MjData loop | mujoco.rollout |", "|---|---|---|---|"]
-        out += [f"| {r['env']} | {r['steps']} | {float(r['loop_max_abs_diff']):.3g} | {float(r['rollout_max_abs_diff']):.3g} |" for r in par]
+                "qvel), and of `suite-batched`'s observations and rewards with `suite-adapter`'s (8 envs, resets included):", "",
+                "| env | steps | MjData loop | mujoco.rollout | suite-batched |", "|---|---|---|---|---|"]
+        out += [f"| {r['env']} | {r['steps']} | {float(r['loop_max_abs_diff']):.3g} | {float(r['rollout_max_abs_diff']):.3g} | "
+                f"{_fmt(r.get('batched_max_abs_diff'))} |" for r in par]
     return "\n".join(out)
 
 
@@ -150,11 +197,14 @@ def main() -> None:
     p.add_argument("--num-envs", nargs="+", type=int, default=[8, 32])
     p.add_argument("--steps", type=int, default=300, help="vector steps per measurement")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2, help="mujoco.rollout's threads (MjData count)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads of mj-rollout (MjData count) and of suite-batched-threads (num_threads)")
     p.add_argument("--parity-steps", type=int, default=200)
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="paths to time (default: all)")
     p.add_argument("--csv", default=str(CSV_PATH))
     p.add_argument("--md", default=str(MD_PATH))
     a = p.parse_args()
+    torch.set_num_threads(1)  # the suite paths' tensors are tiny; one thread, as the other paths
     meta = {"commit": git_commit(), "machine": machine("cpu")}
     rows = []
     for env_id in a.envs:
@@ -163,15 +213,20 @@ def main() -> None:
         for n in a.num_envs:
             acts = _actions(env_id, n, a.steps + 1, 0)
             for repeat in range(a.repeats):
-                for path in PATHS:
+                for path in [p for p in PATHS if p in a.paths]:
                     if path.startswith("gym"):
                         sps = time_gym(env_id, n, acts, asynchronous=path == "gym-async")
                     elif path == "mjdata-loop":
                         sps = time_mjdata_loop(env_id, n, acts)
-                    else:
+                    elif path == "mj-rollout":
                         sps = time_rollout(env_id, n, acts, a.threads)
+                    elif path == "suite-adapter":
+                        sps = time_suite(env_id, n, acts, "gymnasium")
+                    else:
+                        sps = time_suite(env_id, n, acts, "batched", a.threads if path == "suite-batched-threads" else 1)
+                    threaded = path in ("mj-rollout", "suite-batched-threads")
                     rows.append({**meta, "part": "speed", "env": env_id, "num_envs": n, "path": path, "repeat": repeat,
-                                 "sps": round(sps, 1), "rollout_threads": a.threads if path == "mj-rollout" else None})
+                                 "sps": round(sps, 1), "rollout_threads": a.threads if threaded else None})
                     print(f"{env_id} N={n} {path} #{repeat}: {sps:,.0f} env steps/s", flush=True)
     ran = {r["env"] for r in rows}
     old = [r for r in read_rows(Path(a.csv)) if r.get("env") not in ran]
