@@ -85,7 +85,7 @@ class AgentSpec:
 AGENTS: Registry[AgentSpec] = Registry("agent")
 
 # the algorithm modules; importing one registers its spec (rlsuite.agents.__init__ imports them all)
-MODULES = ("ppo", "sac", "tgpo", "bc", "iql", "uni_o4", "bq_nco", "subpo", "dr_rpo", "lsvi_ucb", "robust_mbrl", "ospo", "dispatch", "rlpd", "expo")
+MODULES = ("ppo", "sac", "tgpo", "bc", "iql", "uni_o4", "bq_nco", "subpo", "dr_rpo", "lsvi_ucb", "robust_mbrl", "ospo", "dispatch", "rlpd", "expo", "fast_td3")
 
 
 def preset_config(spec: AgentSpec, env_id: str) -> Any:
