@@ -76,6 +76,8 @@ MEASUREMENTS = [
                 "tests.agents.test_ppo:batched_pendulum_return", (Metric("eval_mean_return", ">=", "PENDULUM_MIN_RETURN"),)),
     Measurement("sac_pendulum", "tests/agents/test_sac.py::test_sac_solves_pendulum", "tests.agents.test_sac:pendulum_return",
                 (Metric("eval_mean_return", ">=", "PENDULUM_MIN_RETURN"),)),
+    Measurement("fast_td3_pendulum", "tests/agents/test_fast_td3.py::test_fast_td3_solves_batched_pendulum",
+                "tests.agents.test_fast_td3:pendulum_return", (Metric("eval_mean_return", ">=", "PENDULUM_MIN_RETURN"),)),
     Measurement("tgpo_reach_avoid", "tests/agents/test_tgpo.py::test_tgpo_satisfies_a_reach_avoid_task_on_linear",
                 "tests.agents.test_tgpo:reach_avoid_success",
                 (Metric("success_before", "<", "REACH_AVOID_MAX_BEFORE"), Metric("success_after", ">=", "REACH_AVOID_MIN_AFTER"))),
