@@ -22,6 +22,18 @@ LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
 
 
+def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
+    """One index per row of ``probs`` ``(B, n)`` (any leading shape ``B``) -> ``(B,)`` int64: ``argmax(p / q)``, ``q ~ Exp(1)``.
+
+    Bit for bit what ``torch.multinomial(probs, 1)`` draws (its single-sample path is this exponential race, with
+    the same ``exponential_`` call on the global generator), without its checks of ``probs`` (three reductions and
+    two host syncs, most of its cost on a small batch): a row with a NaN gives the NaN's index instead of an error.
+    """
+    flat = probs.reshape(-1, probs.shape[-1])
+    q = torch.empty_like(flat).exponential_(1)
+    return (flat / q).argmax(-1).view(probs.shape[:-1])
+
+
 class Categorical:
     """Categorical over the last dimension of ``logits`` ``(B, n)``."""
 
@@ -29,9 +41,8 @@ class Categorical:
         self.logits = torch.log_softmax(logits, dim=-1)
 
     def sample(self) -> torch.Tensor:
-        """``(B,)`` int64 samples."""
-        probs = self.logits.exp()
-        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+        """``(B,)`` int64 samples (:func:`sample_categorical`)."""
+        return sample_categorical(self.logits.exp())
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """``action`` ``(B,)`` integer -> ``(B,)``."""
@@ -89,9 +100,8 @@ class MaskedCategorical:
         return self.logits.exp()
 
     def sample(self) -> torch.Tensor:
-        """``(B,)`` int64 samples, never a forbidden action."""
-        probs = self.probs
-        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+        """``(B,)`` int64 samples (:func:`sample_categorical`), never a forbidden action (probability 0)."""
+        return sample_categorical(self.probs)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """``action`` ``(B,)`` integer -> ``(B,)`` (``-inf`` for a forbidden action)."""
@@ -151,6 +161,28 @@ class MultiCategorical:
         return torch.stack([d.mode for d in self.dists], dim=-1)
 
 
+def _diag_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """``(B, A)`` inputs (``std = exp(log_std)``) -> ``(B,)``: ``sum_a log N(x_a; mean_a, std_a^2)``."""
+    z = (x - mean) / std
+    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def diag_gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sample of ``DiagGaussian(mean, log_std)`` and its log-probability, without building the object.
+
+    Bit-identical to ``d = DiagGaussian(mean, log_std); a = d.rsample(); (a, d.log_prob(a))``: the same draw
+    (``randn_like(mean)``) and the same operations in the same order (a rollout loop on the CPU saves the
+    Python of the object and of its calls). Call it under ``torch.no_grad()`` for :meth:`DiagGaussian.sample`'s
+    detached action.
+
+    Shapes: ``mean`` ``(B, A)``, ``log_std`` broadcastable to it -> ``(B, A)``, ``(B,)``.
+    """
+    log_std = log_std.expand_as(mean)
+    std = log_std.exp()
+    action = mean + std * torch.randn_like(mean)
+    return action, _diag_gaussian_log_prob(action, mean, std, log_std)
+
+
 class DiagGaussian:
     """Diagonal Gaussian with ``mean`` and ``log_std`` of shape ``(B, A)`` (log_std may broadcast)."""
 
@@ -167,8 +199,7 @@ class DiagGaussian:
         return self.mean + self.std * torch.randn_like(self.mean)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
-        z = (action - self.mean) / self.std
-        return (-0.5 * z.pow(2) - self.log_std - 0.5 * LOG_2PI).sum(-1)
+        return _diag_gaussian_log_prob(action, self.mean, self.std, self.log_std)
 
     def entropy(self) -> torch.Tensor:
         return (self.log_std + 0.5 * (1.0 + LOG_2PI)).sum(-1)

@@ -71,6 +71,31 @@ class RunningNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) * torch.rsqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
 
+    def forward_cached(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward`, bit for bit, with ``rsqrt(var + eps)`` kept from call to call: recomputed whenever ``var``
+        is replaced or written in place (its version counter: :meth:`update`, ``load_state_dict``, ``.to``) or ``eps``
+        changes. For a loop that normalises one small batch at a time (a rollout on the CPU); exports and tracing
+        use :meth:`forward`. A write that bypasses the version counter (through ``var.data`` or ``var.numpy()``) is
+        not seen: change the statistics with :meth:`update`, ``load_state_dict`` or in-place ops on ``var``.
+        Shapes as :meth:`forward`."""
+        buffers = self._buffers  # (not self.var, self.mean: nn.Module's attribute lookup costs more than the arithmetic)
+        var = buffers["var"]
+        if var.is_inference():  # no version counter to watch
+            return self.forward(x)
+        cached = self.__dict__.get("_scale_cache")
+        if cached is None or cached[0] is not var or cached[1] != var._version or cached[2] != self.eps:
+            with torch.no_grad():
+                scale = torch.rsqrt(var + self.eps)
+            cached = (var, var._version, self.eps, scale)
+            self.__dict__["_scale_cache"] = cached  # a plain attribute, in no state dict
+        clip = self.clip
+        return ((x - buffers["mean"]) * cached[3]).clamp(-clip, clip)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_scale_cache", None)  # keyed on var's version counter, which a copy (deepcopy, pickle) starts afresh
+        return state
+
 
 class FixedNorm(nn.Module):
     """``(x - mean) / std`` with constant statistics (e.g. an offline dataset's), held as buffers so
