@@ -52,9 +52,10 @@ from rlsuite.core.spaces import flatten_obs, flatten_space
 logger = logging.getLogger(__name__)
 
 VECTORIZATION_MODES = ("auto", "sync", "async")
-MUJOCO_BACKENDS = ("gymnasium", "batched")
+MUJOCO_BACKENDS = ("auto", "gymnasium", "batched")
 #: the batched MuJoCo env behind ``make_vec_env(..., mujoco_backend="batched")`` (rlsuite.envs, loaded by name)
 BATCHED_MUJOCO_ENTRY_POINT = "rlsuite.envs.mujoco_batched:MujocoBatchedVecEnv"
+BATCHED_MUJOCO_SUPPORTS = "rlsuite.envs.mujoco_batched:supports"
 
 
 class TorchVecEnv(VectorEnv):
@@ -402,7 +403,7 @@ def make_vec_env(
     device: torch.device | str = "cpu",
     seed: int | None = None,
     vectorization: str = "auto",
-    mujoco_backend: str = "gymnasium",
+    mujoco_backend: str = "auto",
     **env_kwargs: Any,
 ) -> TorchVecEnv:
     """Create ``num_envs`` copies of ``env_id`` as a :class:`TorchVecEnv` on ``device``.
@@ -420,7 +421,9 @@ def make_vec_env(
         mujoco_backend: ``gymnasium`` (Gymnasium's envs behind the adapter) or ``batched``: for the ids in
             ``rlsuite.envs.mujoco_batched.ENV_IDS`` (Hopper-v5, Ant-v5), one loop over ``MjData`` with the env's rules
             batched in NumPy (:class:`rlsuite.envs.mujoco_batched.MujocoBatchedVecEnv`; same numbers for the same
-            ``seed`` and actions).
+            ``seed`` and actions, 1.2-1.6x the adapter's steps per second: scripts/bench/mujoco_stepping.py).
+            ``auto`` (the default): ``batched`` where it builds the env (a supported id, its keyword arguments,
+            ``vectorization`` not ``async``), else ``gymnasium`` (e.g. with ``render_mode`` for videos).
         **env_kwargs: passed to the env constructor.
     """
     if num_envs < 1:
@@ -433,12 +436,14 @@ def make_vec_env(
                          f"got {mujoco_backend!r}.")
     spec = check_env_id(env_id)
     device = resolve_device(device)
+    if mujoco_backend == "auto":
+        mujoco_backend = "batched" if _batched_mujoco_builds(spec, vectorization, env_kwargs) else "gymnasium"
     if mujoco_backend == "batched":
         # Loaded by name, as Gymnasium's entry points are: core does not import rlsuite.envs.
         batched = gym.envs.registration.load_env_creator(BATCHED_MUJOCO_ENTRY_POINT)
         if env_id not in batched.ENV_IDS:
             raise ValueError(f"mujoco_backend='batched' supports {', '.join(batched.ENV_IDS)}, got {env_id!r}; "
-                             "use mujoco_backend='gymnasium' (the default) for any other env.")
+                             "use mujoco_backend='gymnasium' or 'auto' (the default) for any other env.")
         return batched(env_id, num_envs=num_envs, device=device, seed=seed, **env_kwargs)
     if _is_torch_vec_entry_point(spec):
         env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", device=device, **env_kwargs)
@@ -454,6 +459,13 @@ def make_vec_env(
         **env_kwargs,
     )
     return GymVecAdapter(venv, device=device, seed=seed)
+
+
+def _batched_mujoco_builds(spec: gym.envs.registration.EnvSpec, vectorization: str, env_kwargs: dict[str, Any]) -> bool:
+    """Whether ``mujoco_backend="auto"`` picks the batched MuJoCo env (only Gymnasium's MuJoCo ids load its module)."""
+    if vectorization == "async" or not str(spec.entry_point).startswith("gymnasium.envs.mujoco"):
+        return False
+    return bool(gym.envs.registration.load_env_creator(BATCHED_MUJOCO_SUPPORTS)(spec.id, env_kwargs))
 
 
 def describe_space(space: gym.Space) -> dict[str, Any]:

@@ -231,6 +231,15 @@ RULES: dict[str, type[HopperRules] | type[AntRules]] = {"Hopper-v5": HopperRules
 ENV_IDS: tuple[str, ...] = tuple(RULES)
 
 
+def supports(env_id: str, env_kwargs: dict[str, Any]) -> bool:
+    """Whether :class:`MujocoBatchedVecEnv` builds ``env_id`` with these keyword arguments (what
+    ``make_vec_env(..., mujoco_backend="auto")`` asks before choosing it over the adapter)."""
+    if env_id not in RULES:
+        return False
+    allowed = {f.name for f in dataclasses.fields(RULES[env_id])} | {"max_episode_steps", "num_threads"}
+    return set(env_kwargs) <= allowed
+
+
 def _make_rules(env_id: str, env_kwargs: dict[str, Any]) -> HopperRules | AntRules:
     if env_id not in RULES:
         raise ValueError(f"the batched MuJoCo backend has no env {env_id!r}; it supports {', '.join(ENV_IDS)}. "

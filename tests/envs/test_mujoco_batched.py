@@ -32,7 +32,7 @@ def _assert_same_step(ref: tuple, got: tuple, t: int) -> None:
 def test_hopper_whole_episodes_identical_to_the_gymnasium_adapter():
     """Same seed and actions: terminations (falls), 1000-step truncations and the autoresets after both agree exactly."""
     n = 4
-    gym_env = make_vec_env("Hopper-v5", n, seed=7)
+    gym_env = make_vec_env("Hopper-v5", n, seed=7, mujoco_backend="gymnasium")
     ours = make_vec_env("Hopper-v5", n, seed=7, mujoco_backend="batched")
     assert isinstance(gym_env, GymVecAdapter) and isinstance(ours, MujocoBatchedVecEnv)
     assert ours.single_observation_space == gym_env.single_observation_space
@@ -89,7 +89,7 @@ def test_hopper_float64_physics_and_reward_terms_match_gymnasium_single_envs():
 def test_ant_episodes_identical_to_the_gymnasium_adapter_with_a_short_time_limit():
     n = 2
     kw = {"max_episode_steps": 60}
-    gym_env = make_vec_env("Ant-v5", n, seed=3, **kw)
+    gym_env = make_vec_env("Ant-v5", n, seed=3, mujoco_backend="gymnasium", **kw)
     ours = make_vec_env("Ant-v5", n, seed=3, mujoco_backend="batched", **kw)
     assert ours.single_observation_space == gym_env.single_observation_space
     assert torch.equal(gym_env.reset()[0], ours.reset()[0])
@@ -168,7 +168,7 @@ def test_conformance_threads_and_reward_terms():
 
 
 def test_bad_inputs_fail_with_clear_messages():
-    with pytest.raises(ValueError, match=r"mujoco_backend must be one of \('gymnasium', 'batched'\) \('batched' supports Hopper-v5, Ant-v5\), got 'fast'"):
+    with pytest.raises(ValueError, match=r"mujoco_backend must be one of \('auto', 'gymnasium', 'batched'\) \('batched' supports Hopper-v5, Ant-v5\), got 'fast'"):
         make_vec_env("Hopper-v5", 2, mujoco_backend="fast")
     with pytest.raises(ValueError, match="supports Hopper-v5, Ant-v5, got 'Walker2d-v5'"):
         make_vec_env("Walker2d-v5", 2, mujoco_backend="batched")
