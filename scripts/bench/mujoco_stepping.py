@@ -11,9 +11,9 @@ For ``N`` envs and random actions (seeded, the same for every path), env steps p
 - ``mj-rollout``: ``mujoco.rollout.rollout`` (C++ thread pool, one ``MjData`` per thread) advancing all ``N``
   states ``frame_skip`` physics steps per call, one call per vector step (closed loop: the actions of the next
   step are only known after it).
-- ``suite-adapter``: the suite's whole env as agents get it, ``make_vec_env(env_id, N)``: Gymnasium's
+- ``suite-adapter``: ``make_vec_env(env_id, N, mujoco_backend="gymnasium")``, the whole env: Gymnasium's
   ``SyncVectorEnv`` behind ``GymVecAdapter`` (torch actions in, torch tensors out, resets of finished envs);
-- ``suite-batched``: ``make_vec_env(env_id, N, mujoco_backend="batched")``, the suite's ``MujocoBatchedVecEnv``:
+- ``suite-batched``: ``make_vec_env(env_id, N, mujoco_backend="batched")`` (what the default ``auto`` picks), the suite's ``MujocoBatchedVecEnv``:
   the MjData loop with the env's observation, reward, termination, time limit and resets (same numbers as
   ``suite-adapter``), torch tensors out; ``suite-batched-threads``: the same with ``num_threads=--threads``.
 
