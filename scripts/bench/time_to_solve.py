@@ -12,7 +12,8 @@ Tasks and contenders (``TASKS``):
 
 - ``pendulum`` (Pendulum-v1, threshold -200, budget 20,000 env steps: RL Zoo's for SAC): SB3 SAC with RL Zoo's
   settings (learning rate 1e-3, otherwise SB3's defaults); our SAC with the same settings; our PPO on our batched
-  torch port ``rlsuite/Pendulum-v0`` at its preset (128 envs, reward scaling; budget 300,000 env steps). Policies
+  torch port ``rlsuite/Pendulum-v0`` at its preset (128 envs, reward scaling; budget 300,000 env steps); our FastTD3
+  on the torch port at its preset (64 envs, batch 1,024, 4 updates per vector step; budget 100,000). Policies
   trained on the torch port are evaluated on Gymnasium's Pendulum-v1 like the others.
 - ``invertedpendulum`` (InvertedPendulum-v5, threshold 950, budget 15,000 env steps for SAC, 200,000 for PPO): RL Zoo
   has no tuned entry for it, so SB3's SAC runs at SB3's defaults; our SAC at the same defaults; our PPO at its preset
@@ -119,6 +120,7 @@ TASKS = {
         Contender("sb3-sac-zoo", "sb3", "sac", "Pendulum-v1", ZOO_SAC_PENDULUM, 1000),
         Contender("ours-sac", "ours", "sac", "Pendulum-v1", {"actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3}, 1000),
         Contender("ours-ppo-batched", "ours", "ppo", "rlsuite/Pendulum-v0", {}, 8192, preset=True, budget=300_000),
+        Contender("ours-fast-td3-batched", "ours", "fast-td3", "rlsuite/Pendulum-v0", {}, 2048, preset=True, budget=100_000),
     )),
     "invertedpendulum": Task("InvertedPendulum-v5", 950.0, 15_000, (
         Contender("sb3-sac-defaults", "sb3", "sac", "InvertedPendulum-v5", {}, 1000),
