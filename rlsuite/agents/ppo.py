@@ -292,7 +292,7 @@ class ActorCritic(nn.Module):
             action, logp = diag_gaussian_sample(mean_layer(h), self.head.log_std)
             return action, logp, value
         dist = self.head.forward(h) if action_mask is None else self.head.forward(h, action_mask, validate)
-        action = dist.sample()
+        action = dist.sample(check=False)  # PPO's rollout checks its log-probs once per rollout instead
         return action, dist.log_prob(action), value
 
     def _plan(self) -> tuple[list[Callable], list[Callable], list[Callable], Callable | None] | None:
@@ -300,7 +300,9 @@ class ActorCritic(nn.Module):
         :meth:`act_value`, built once per set of submodules; ``None`` for a subclass with its own ``dist`` or
         ``value``, and while a forward hook is registered on any of the modules (or globally): the flat loop would
         skip it."""
-        key = tuple(self._modules.values())  # obs_norm, actor_body, head, critic: rebuilt if one is replaced
+        # obs_norm, actor_body, head, critic, and the count of module registrations anywhere: rebuilt when any layer
+        # (here or nested) is replaced
+        key = (*self._modules.values(), _MODULE_REGISTRATIONS[0])
         cached = self.__dict__.get("_plan_cache")
         if cached is None or cached[0] != key:
             watched: list[nn.Module] = [self.head]
@@ -321,6 +323,18 @@ class ActorCritic(nn.Module):
         state = super().__getstate__()
         state.pop("_plan_cache", None)  # bound methods of this copy's modules: a copy builds its own
         return state
+
+
+#: modules registered as attributes of other modules so far, in this process (a global torch hook counts them): a
+#: change tells :meth:`ActorCritic._plan` that a layer may have been replaced, also deep inside a container
+_MODULE_REGISTRATIONS = [0]
+
+
+def _count_registration(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
+    _MODULE_REGISTRATIONS[0] += 1
+
+
+torch.nn.modules.module.register_module_module_registration_hook(_count_registration)
 
 
 def _flat_layers(module: nn.Module, watched: list[nn.Module]) -> list[nn.Module]:

@@ -22,14 +22,21 @@ LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
 
 
-def sample_categorical(probs: torch.Tensor) -> torch.Tensor:
+def sample_categorical(probs: torch.Tensor, check: bool = True) -> torch.Tensor:
     """One index per row of ``probs`` ``(B, n)`` (any leading shape ``B``) -> ``(B,)`` int64: ``argmax(p / q)``, ``q ~ Exp(1)``.
 
     Bit for bit what ``torch.multinomial(probs, 1)`` draws (its single-sample path is this exponential race, with
-    the same ``exponential_`` call on the global generator), without its checks of ``probs`` (three reductions and
-    two host syncs, most of its cost on a small batch): a row with a NaN gives the NaN's index instead of an error.
+    the same ``exponential_`` call on the global generator), with one check of ``probs`` instead of its three
+    reductions and two host syncs. ``check=False`` skips it too (a row with a NaN then gives the NaN's index): for a
+    caller that checks a whole batch of draws afterwards, as PPO's rollout does.
+
+    Raises:
+        ValueError: (``check``) a probability is NaN or infinite.
     """
     flat = probs.reshape(-1, probs.shape[-1])
+    if check and not bool(torch.isfinite(flat).all()):
+        raise ValueError("categorical probabilities are NaN or infinite (the policy diverged); lower the learning rate, or "
+                         "check the observations for NaN/inf.")
     q = torch.empty_like(flat).exponential_(1)
     return (flat / q).argmax(-1).view(probs.shape[:-1])
 
@@ -40,9 +47,9 @@ class Categorical:
     def __init__(self, logits: torch.Tensor) -> None:
         self.logits = torch.log_softmax(logits, dim=-1)
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, check: bool = True) -> torch.Tensor:
         """``(B,)`` int64 samples (:func:`sample_categorical`)."""
-        return sample_categorical(self.logits.exp())
+        return sample_categorical(self.logits.exp(), check)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """``action`` ``(B,)`` integer -> ``(B,)``."""
@@ -99,9 +106,9 @@ class MaskedCategorical:
         """``(B, n)`` probabilities, exactly 0 on forbidden actions."""
         return self.logits.exp()
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, check: bool = True) -> torch.Tensor:
         """``(B,)`` int64 samples (:func:`sample_categorical`), never a forbidden action (probability 0)."""
-        return sample_categorical(self.probs)
+        return sample_categorical(self.probs, check)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """``action`` ``(B,)`` integer -> ``(B,)`` (``-inf`` for a forbidden action)."""
@@ -145,9 +152,9 @@ class MultiCategorical:
         else:
             self.dists = [MaskedCategorical(p, m, validate) for p, m in zip(parts, mask.split(nvec, dim=-1), strict=True)]
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, check: bool = True) -> torch.Tensor:
         """``(B, k)`` int64."""
-        return torch.stack([d.sample() for d in self.dists], dim=-1)
+        return torch.stack([d.sample(check) for d in self.dists], dim=-1)
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:
         """``action`` ``(B, k)`` -> ``(B,)``."""

@@ -83,10 +83,11 @@ class RunningNorm(nn.Module):
         if var.is_inference():  # no version counter to watch
             return self.forward(x)
         cached = self.__dict__.get("_scale_cache")
-        if cached is None or cached[0] is not var or cached[1] != var._version or cached[2] != self.eps:
+        ptr = var.data_ptr()  # (with the object and its version: torch.utils.swap_tensors keeps the object, not the storage)
+        if cached is None or cached[0] is not var or cached[1] != var._version or cached[2] != self.eps or cached[4] != ptr:
             with torch.no_grad():
                 scale = torch.rsqrt(var + self.eps)
-            cached = (var, var._version, self.eps, scale)
+            cached = (var, var._version, self.eps, scale, ptr)
             self.__dict__["_scale_cache"] = cached  # a plain attribute, in no state dict
         clip = self.clip
         return ((x - buffers["mean"]) * cached[3]).clamp(-clip, clip)

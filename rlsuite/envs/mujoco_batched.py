@@ -54,6 +54,7 @@ arguments (``xml_file``, ``frame_skip``, ``render_mode``, ...) are refused.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -225,6 +226,8 @@ class AntRules:
         qvel = init_qvel + s * rng.standard_normal(init_qvel.size)
         return qpos, qvel
 
+
+logger = logging.getLogger(__name__)
 
 #: env id -> its rules (the ids ``make_vec_env(..., mujoco_backend="batched")`` accepts).
 RULES: dict[str, type[HopperRules] | type[AntRules]] = {"Hopper-v5": HopperRules, "Ant-v5": AntRules}
@@ -497,7 +500,12 @@ class MujocoBatchedVecEnv(TorchVecEnv):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue exactly from :meth:`state_dict` (same env id and ``num_envs``)."""
+        """Continue exactly from :meth:`state_dict` (same env id and ``num_envs``), or from the state of the
+        Gymnasium backend's adapter (:class:`~rlsuite.core.vec_env.GymVecAdapter`, e.g. a checkpoint written before
+        the batched backend became the default): its episode seeds and the actions since each reset are replayed."""
+        if "history_actions" in state:
+            self._load_adapter_state(state)
+            return
         if state.get("env_id") != self.env_id or state.get("num_envs") != self.num_envs:
             raise ValueError(f"state is of {state.get('env_id')!r} with num_envs={state.get('num_envs')}, this env is "
                              f"{self.env_id!r} with num_envs={self.num_envs}; build the env the state came from.")
@@ -516,6 +524,39 @@ class MujocoBatchedVecEnv(TorchVecEnv):
         self._seed_rng.bit_generator.state = state["seed_rng"]
         self._episode_seed = np.asarray(state["episode_seed"], dtype=np.int64)
         self._needs_reset = bool(state["needs_reset"])
+        self._load_episode_stats_state(state)
+
+    def _load_adapter_state(self, state: dict[str, Any]) -> None:
+        """Replay a :class:`~rlsuite.core.vec_env.GymVecAdapter` state: each env restarts its episode from its seed
+        and steps the recorded actions (the same MuJoCo calls as a step, so the same physics and warm start)."""
+        seeds = np.asarray(state["episode_seed"], dtype=np.int64)
+        lengths = [int(n) for n in state["history_lengths"]]
+        if seeds.shape != (self.num_envs,) or len(lengths) != self.num_envs:
+            raise ValueError(f"the adapter state holds {seeds.size} envs, this env has num_envs={self.num_envs}; build the "
+                             "env with the checkpoint's num_envs.")
+        self._seed_rng = np.random.default_rng()
+        self._seed_rng.bit_generator.state = state["seed_rng"]
+        self._episode_seed = seeds.copy()
+        rows = np.arange(self.num_envs)
+        if not state.get("exact", False):
+            logger.warning("the checkpoint's env could not continue its episodes exactly; episodes restart from fresh seeds.")
+            self._draw_seeds(rows)
+            self._reset_rows(rows)
+        else:
+            self._reset_rows(rows)
+            actions = state["history_actions"].detach().cpu().numpy()
+            starts = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
+            m, post = self.model, self.rules.post_constraint
+            for i in rows:
+                d = self.datas[i]
+                for a in actions[starts[i]:starts[i + 1]]:
+                    d.ctrl[:] = a
+                    mujoco.mj_step(m, d, nstep=self.frame_skip)
+                    if post:
+                        mujoco.mj_rnePostConstraint(m, d)
+                self._gather(i, d)
+                self._elapsed[i] = lengths[i]
+        self._needs_reset = False
         self._load_episode_stats_state(state)
 
     def close(self, **kwargs: Any) -> None:

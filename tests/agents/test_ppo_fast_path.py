@@ -274,6 +274,34 @@ def test_a_diverged_discrete_policy_fails_after_the_rollout_with_a_clear_error()
         agent.learn(env, 8)
 
 
+def test_sampling_outside_the_rollout_still_refuses_nan_probabilities():
+    """Only PPO's rollout skips the per-draw check (it checks once per rollout): acting, SubPO and every other caller
+    of Categorical.sample get an error on a diverged policy, as torch.multinomial gave."""
+    bad = torch.tensor([[0.5, float("nan")], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sample_categorical(bad)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        Categorical(torch.tensor([[0.0, float("nan")]])).sample()
+    assert sample_categorical(bad, check=False).shape == (2,)
+    env = make_vec_env("CartPole-v1", num_envs=1, seed=0)
+    agent = PPO(PPOConfig(num_envs=1, num_steps=8, num_minibatches=1, update_epochs=1), env.single_observation_space,
+                env.single_action_space)
+    with torch.no_grad():
+        agent.policy.head.logits.bias.fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        agent.act(env.reset(seed=0)[0])
+
+
+def test_the_step_plan_follows_a_layer_replaced_inside_a_container():
+    policy = make_policy(SPACES["box"], True)
+    obs = torch.randn(5, OBS_DIM)
+    policy.act_value(obs)  # builds the plan
+    policy.critic.net[-1] = torch.nn.Linear(policy.critic.net[-1].in_features, 1)
+    torch.manual_seed(0)
+    _, _, value = policy.act_value(obs)
+    assert torch.equal(value, policy.value(obs))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("space", list(SPACES))

@@ -140,6 +140,29 @@ def test_resume_is_bit_exact(env_id, tmp_path):
     assert not (np.array_equal(fresh.qpos, env.qpos) and np.array_equal(fresh.qvel, env.qvel))  # ~1e-15 apart
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_a_gymnasium_backend_checkpoint_continues_exactly_in_the_batched_env(env_id, tmp_path):
+    """A run saved with the adapter (the default before the batched backend) resumes on the batched env: the state's
+    episode seeds and actions since each reset are replayed, and the continuation equals the adapter's own."""
+    n, nu = 3, {"Hopper-v5": 3, "Ant-v5": 8}[env_id]
+    kw = {"max_episode_steps": 40} if env_id == "Ant-v5" else {}
+    adapter = make_vec_env(env_id, n, seed=11, mujoco_backend="gymnasium", **kw)
+    adapter.reset(seed=11)
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        adapter.step(torch.as_tensor(rng.uniform(-1, 1, (n, nu)).astype(np.float32)))
+    save_checkpoint(tmp_path / "ckpt", {"env": adapter.state_dict()})
+    acts = [torch.as_tensor(rng.uniform(-1, 1, (n, nu)).astype(np.float32)) for _ in range(50)]
+    first = [adapter.step(a) for a in acts]
+    assert any(bool(r[4]["_final_obs"].any()) for r in first), "no episode ended: the test would not cover resets"
+    batched = make_vec_env(env_id, n, seed=0, mujoco_backend="batched", **kw)
+    batched.load_state_dict(load_checkpoint(tmp_path / "ckpt")[0]["env"])
+    for t, (a, ref) in enumerate(zip(acts, first, strict=True)):
+        _assert_same_step(ref, batched.step(a), t)
+    with pytest.raises(ValueError, match="num_envs=2"):
+        make_vec_env(env_id, 2, mujoco_backend="batched", **kw).load_state_dict(adapter.state_dict())
+
+
 def mujoco_state_offset(model, name: str) -> int:
     """Offset of one state component inside ``mjSTATE_INTEGRATION`` (components are stored in bit order)."""
     target = int(getattr(mujoco.mjtState, name))
