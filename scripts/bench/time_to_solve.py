@@ -28,7 +28,8 @@ Tasks and contenders (``TASKS``):
   score 0.05, uniform random ones 0.08): SB3 PPO at its defaults on the dense-robustness reward (no RL Zoo entry);
   TGPO at its defaults; our PPO with TGPO's PPO settings on the same dense reward (64 envs).
 - ``quadruped`` (rlsuite/Quadruped-Balance-v0, return 250 over 10-s episodes; holding the default pose scores about
-  173; 300 s of training per run): SB3 PPO at its defaults (no RL Zoo entry) against our PPO preset (16 envs).
+  173; 300 s of training per run): SB3 PPO at its defaults (no RL Zoo entry) against our PPO preset (16 envs) and
+  our PPO at SB3's default settings.
 
 Writes docs/benchmarks/time_to_solve.csv (one row per run; rows of tasks not run this time are kept) and the table
 between the ``time_to_solve`` markers of docs/benchmarks.md. Needs the ``bench`` extra (stable-baselines3).
@@ -157,6 +158,8 @@ TASKS = {
     "quadruped": Task("rlsuite/Quadruped-Balance-v0", 250.0, 5_000_000, (
         Contender("sb3-ppo-defaults", "sb3", "ppo", "rlsuite/Quadruped-Balance-v0", {}, 32_768),
         Contender("ours-ppo-preset", "ours", "ppo", "rlsuite/Quadruped-Balance-v0", {}, 32_768, preset=True),
+        # SB3's PPO defaults are CleanRL's (1 env x 2048, minibatch 64, 10 epochs, lr 3e-4) without the lr decay
+        Contender("ours-ppo-sb3-settings", "ours", "ppo", "rlsuite/Quadruped-Balance-v0", {"anneal_lr": False}, 32_768),
     ), seconds_budget=300.0),
 }
 
