@@ -351,6 +351,9 @@ def render(rows: list[dict]) -> str:
             secs = statistics.median(float(r["seconds_to_solve"]) for r in ok) if ok else None
             best = statistics.median(float(r.get("best_score") or r["final_return"]) for r in cr)
             ratio = "-" if c.side == "sb3" or secs is None or sb3_med is None else f"{sb3_med / secs:.2f}"
+            sb3_ran = any(str(r["side"]) == "sb3" for r in rs)
+            if c.side == "ours" and secs is not None and sb3_med is None and sb3_ran and task.seconds_budget is not None:
+                ratio = f"> {task.seconds_budget / secs:.1f} (SB3 unsolved)"  # SB3 needs more than the whole budget
             out.append(f"| {c.name} | {c.env} | {(c.budget or task.budget):,} | {len(ok)}/{len(cr)} | {'-' if steps is None else f'{steps:,.0f}'} | "
                        f"{'-' if secs is None else f'{secs:.1f}'} | {ratio} | {_fmt(best)} |")
         out.append("")
